@@ -1,0 +1,32 @@
+"""The narrow protocol between the agent and a model: harmony tokens in, harmony tokens out.
+
+The local engine, a remote OpenAI-compatible server and the scripted test backend all implement
+:class:`Backend`, so the agent loop cannot tell them apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from ossagent.model.hooks import StepHook
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    max_tokens: int = 4096
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    seed: int | None = None
+    stop_tokens: frozenset[int] = field(default_factory=lambda: frozenset({200002, 200012}))
+
+
+class Backend(Protocol):
+    def generate(
+        self, prompt: Sequence[int], params: GenerationParams, hook: StepHook | None = None
+    ) -> Iterator[int]:
+        """Yield sampled tokens after ``prompt``; the stop token that ended generation is yielded last."""
+        ...
