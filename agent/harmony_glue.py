@@ -93,7 +93,21 @@ def render_prompt(config: PromptConfig, messages: list[Msg], encoding: Any) -> l
         head.append(dev)
     conv = h.Conversation.from_messages(head + [_to_h(m) for m in messages])
     cfg = h.RenderConversationConfig(auto_drop_analysis=False)
-    return list(he.render_conversation_for_completion(conv, h.Role.ASSISTANT, cfg))
+    tokens = list(he.render_conversation_for_completion(conv, h.Role.ASSISTANT, cfg))
+    if config.response_format is None:
+        return tokens
+    import json
+
+    name, schema, desc = config.response_format
+    block = f"# Response Formats\n\n## {name}\n\n" + (f"// {desc}\n" if desc else "")
+    block += json.dumps(schema, separators=(",", ":"), ensure_ascii=False)
+    sys_len = len(he.render(head[0]))
+    if dev is None:
+        dev_tokens = he.render(h.Message.from_role_and_content(h.Role.DEVELOPER, block))
+        return tokens[:sys_len] + list(dev_tokens) + tokens[sys_len:]
+    dev_len = len(he.render(dev))
+    end = sys_len + dev_len - 1  # before the developer message's <|end|>
+    return tokens[:end] + list(encoding.encode_ordinary("\n\n" + block)) + tokens[end:]
 
 
 def render_message(msg: Msg, encoding: Any) -> list[int]:
