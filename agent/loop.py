@@ -42,7 +42,19 @@ from ossagent.tools.base import FunctionDescription, Tool, UserError
 if TYPE_CHECKING:
     from ossagent.model.hooks import StepHook
 
-HookFactory = Callable[["hp.PromptConfig", Any], "StepHook | None"]
+ToolChoice = str | tuple[str, str]  # "auto" | "none" | "required" | ("function", NAME)
+
+
+@dataclass(frozen=True)
+class ConstraintRequest:
+    """What a constrained-decoding hook needs to know about one model call."""
+
+    config: hp.PromptConfig
+    tool_choice: ToolChoice
+    encoding: Any
+
+
+HookFactory = Callable[[ConstraintRequest], "StepHook | None"]
 
 
 @dataclass
@@ -86,6 +98,7 @@ class Agent:
         top_p: float = 1.0,
         seed: int | None = None,
         stop: Sequence[str] = (),
+        tool_choice: ToolChoice = "auto",
         tool_timeout: float | None = 120.0,
         model_identity: str | None = None,
         current_date: str | None = None,
@@ -117,6 +130,7 @@ class Agent:
             model_identity=model_identity,
             current_date=current_date,
         )
+        self.tool_choice = _check_tool_choice(tool_choice, self.config)
         self.hook_factory = hook_factory
         self._encoding = encoding
 
@@ -199,7 +213,8 @@ class _Run:
                 max_tokens=self._budget(), temperature=agent.temperature, top_p=agent.top_p,
                 seed=agent.seed,
             )
-            hook = agent.hook_factory(self.config, enc) if agent.hook_factory else None
+            choice = agent.tool_choice if chain is None else "auto"  # forced only for the first call
+            hook = agent.hook_factory(ConstraintRequest(self.config, choice, enc)) if agent.hook_factory else None
             turn = _Turn(self, enc)
             try:
                 yield from turn.generate(prompt, params, hook)
@@ -344,6 +359,19 @@ class _Turn:
             msgs[-1] = replace(msgs[-1], text=text[:cut])
         self._msgs = []
         return msgs
+
+
+def _check_tool_choice(choice: ToolChoice, config: hp.PromptConfig) -> ToolChoice:
+    names = {f.name for f in config.function_tools}
+    if isinstance(choice, tuple):
+        if len(choice) != 2 or choice[0] != "function" or choice[1] not in names:
+            raise UserError(f"tool_choice {choice!r} does not name one of the functions {sorted(names)}")
+        return choice
+    if choice not in ("auto", "none", "required"):
+        raise UserError(f"tool_choice must be auto, none, required or ('function', NAME), not {choice!r}")
+    if choice == "required" and not (names or config.builtin_tools):
+        raise UserError("tool_choice is 'required' but the agent has no tools")
+    return choice
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:

@@ -17,6 +17,7 @@ while the agent silently skipped a turn.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -51,6 +52,7 @@ class ScriptedBackend:
         self.encoding = encoding
         self._steps = [s if isinstance(s, Step) else Step(s) for s in script]
         self._next = 0
+        self._lock = threading.Lock()
         self.prompts: list[list[int]] = []
         self.outputs: list[list[int]] = []
 
@@ -68,12 +70,13 @@ class ScriptedBackend:
     def generate(
         self, prompt: Sequence[int], params: GenerationParams, hook: StepHook | None = None
     ) -> Iterator[int]:
-        if self._next >= len(self._steps):
-            raise ScriptError(
-                f"script exhausted: call {self._next + 1} but the script has {len(self._steps)} step(s)"
-            )
-        step = self._steps[self._next]
-        self._next += 1
+        with self._lock:  # the server may call from several threads
+            if self._next >= len(self._steps):
+                raise ScriptError(
+                    f"script exhausted: call {self._next + 1} but the script has {len(self._steps)} step(s)"
+                )
+            step = self._steps[self._next]
+            self._next += 1
         prompt_text = self.encoding.decode(list(prompt))
         expects = [step.expect] if isinstance(step.expect, str) else list(step.expect)
         for want in expects:
