@@ -28,13 +28,6 @@ class Dispatcher:
             if tool.name in self._by_name:
                 raise UserError(f"two tools share the namespace {tool.name!r}")
             self._by_name[tool.name] = tool
-        self._local_functions: set[str] = set()
-        fn_tool = self._by_name.get("functions")
-        if fn_tool is not None:
-            self._local_functions = {f.name for f in fn_tool.description().functions}
-        both = self._local_functions & self.caller_functions
-        if both:
-            raise UserError(f"functions both local and returned to the caller: {sorted(both)}")
 
     def namespace(self, recipient: str) -> str:
         return recipient.split(".", 1)[0]
@@ -50,7 +43,7 @@ class Dispatcher:
             fns = tool.description().functions
             out += [f"{tool.name}.{f.name}" for f in fns] if fns else [tool.name]
         out += [f"functions.{n}" for n in sorted(self.caller_functions)]
-        return out
+        return sorted(set(out), key=out.index)
 
     def call(self, recipient: str, content: str) -> ToolResult:
         """Run one call; never raises for the model's or the tool's faults."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -34,10 +34,12 @@ from ossagent.agent.events import (
     ToolResultEvent,
     Usage,
 )
+from ossagent.agent.functions import NAMESPACE, Functions
 from ossagent.agent.limits import Limits, StopMatcher, check_effort
-from ossagent.agent.output import AnswerFormat, OutputError
+from ossagent.agent.output import OutputError
+from ossagent.agent.output import response_format as response_format_from
 from ossagent.agent.transcript import Msg, Transcript, tool_result, user
-from ossagent.tools.base import FunctionDescription, Tool, UserError
+from ossagent.tools.base import Tool, UserError
 
 if TYPE_CHECKING:
     from ossagent.model.hooks import StepHook
@@ -78,10 +80,14 @@ class RunResult:
 class Agent:
     """A gpt-oss agent over any :class:`~ossagent.agent.backend.Backend`.
 
-    tools: built-in tools (``PythonTool``, ``BrowserTool``) and a ``functions`` namespace of local
-        callables. caller_functions: function tools the caller runs itself; a call to one ends the run
-        with ``stop_reason == "tool_calls"``. response_format: a pydantic model class or a JSON Schema
-        (dict) the final answer must follow.
+    tools: built-in tools (``PythonTool``, ``BrowserTool``, ``FilesTool``) that run here.
+    functions: function tools (``functions.NAME``): Python callables, pydantic models,
+        :class:`~ossagent.agent.functions.FunctionTool` objects or a ``Functions`` namespace. Those with
+        an implementation run here; a call to one without ends the run with ``stop_reason == "tool_calls"``
+        so the caller can run it and resume with ``tool_outputs``.
+    response_format: a pydantic model class or a JSON Schema (dict) the final answer must follow.
+    constrained: constrain decoding with grammars (valid calls and formats, ``tool_choice``); the default
+        (None) does it when the backend takes step hooks (the local engine).
     """
 
     def __init__(
@@ -89,7 +95,7 @@ class Agent:
         backend: Backend,
         *,
         tools: Sequence[Tool] = (),
-        caller_functions: Sequence[FunctionDescription] = (),
+        functions: Functions | Iterable[Any] = (),
         instructions: str | None = None,
         reasoning: str | None = "medium",
         response_format: Any = None,
@@ -102,6 +108,8 @@ class Agent:
         tool_timeout: float | None = 120.0,
         model_identity: str | None = None,
         current_date: str | None = None,
+        constrained: bool | None = None,
+        reasoning_budget: int | None = None,
         hook_factory: HookFactory | None = None,
         encoding: Any = None,
     ) -> None:
@@ -115,22 +123,30 @@ class Agent:
         self.temperature, self.top_p, self.seed = temperature, top_p, seed
         self.stop = tuple(stop)
         StopMatcher(self.stop)  # validates
-        names = [f.name for f in caller_functions]
-        if len(set(names)) != len(names):
-            raise UserError(f"duplicate function names: {names}")
-        self.dispatcher = Dispatcher(tools, frozenset(names), tool_timeout)
-        self.answer = AnswerFormat.from_spec(response_format)
-        local_fns = [f for t in tools if t.name == "functions" for f in t.description().functions]
+        if any(t.name == NAMESPACE for t in tools):
+            raise UserError("pass function tools as functions=, not tools=")
+        self.functions = functions if isinstance(functions, Functions) else Functions(functions)
+        caller = frozenset(f.name for f in self.functions if f.implementation is None)
+        local = [self.functions] if len(caller) < len(self.functions) else []
+        self.dispatcher = Dispatcher([*tools, *local], caller, tool_timeout)
+        self.answer = response_format_from(response_format)
         self.config = hp.PromptConfig(
             reasoning=self.reasoning,
             instructions=instructions,
-            builtin_tools=tuple(t.description() for t in tools if t.name != "functions"),
-            function_tools=(*local_fns, *caller_functions),
-            response_format=self.answer.prompt_entry() if self.answer else None,
+            builtin_tools=tuple(t.description() for t in tools),
+            function_tools=self.functions.description().functions,
+            response_format=(self.answer.name, self.answer.schema, self.answer.description or None)
+            if self.answer else None,
             model_identity=model_identity,
             current_date=current_date,
         )
         self.tool_choice = _check_tool_choice(tool_choice, self.config)
+        self.builtin_recipients = tuple(
+            f"{t.name}.{f.name}" if f else t.name
+            for t in self.config.builtin_tools for f in (t.functions or (None,))
+        )
+        if hook_factory is None and (constrained or (constrained is None and getattr(backend, "takes_hooks", False))):
+            hook_factory = GrammarHooks(self, reasoning_budget)
         self.hook_factory = hook_factory
         self._encoding = encoding
 
@@ -359,6 +375,33 @@ class _Turn:
             msgs[-1] = replace(msgs[-1], text=text[:cut])
         self._msgs = []
         return msgs
+
+
+class GrammarHooks:
+    """The default hook factory: grammar-constrained turns (:mod:`ossagent.agent.constrain`), compiled once
+    per tool choice and reused across the run's calls."""
+
+    def __init__(self, agent: Agent, free_text_limit: int | None = None) -> None:
+        self.agent = agent
+        self.free_text_limit = free_text_limit
+        self._compiled: dict[Any, Any] = {}
+
+    def __call__(self, req: ConstraintRequest) -> StepHook | None:
+        from ossagent.agent.constrain import TurnConstraints
+
+        choice = req.tool_choice
+        key = choice
+        tc = self._compiled.get(key)
+        if tc is None:
+            spec: Any = {"type": "function", "name": choice[1]} if isinstance(choice, tuple) else choice
+            tc = TurnConstraints(
+                self.agent.functions, encoding=req.encoding,
+                vocab_size=getattr(self.agent.backend, "vocab_size", None), tool_choice=spec,
+                response_format=self.agent.answer, builtin_recipients=self.agent.builtin_recipients,
+                free_text_limit=self.free_text_limit,
+            )
+            self._compiled[key] = tc
+        return tc.hook()
 
 
 def _check_tool_choice(choice: ToolChoice, config: hp.PromptConfig) -> ToolChoice:

@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ossagent.agent.backend import Backend
 from ossagent.agent.events import Event
+from ossagent.agent.functions import FunctionTool
 from ossagent.agent.limits import Limits
 from ossagent.agent.loop import Agent, HookFactory, RunStream
 from ossagent.agent.server.chat import ChatFormatter
@@ -63,8 +64,10 @@ class Server:
         cfg = self.config
         tools = list(cfg.tools_factory()) if cfg.tools_factory else []
         try:
+            functions = [FunctionTool.from_schema(f.name, f.parameters, f.description, lenient=True)
+                         for f in req.functions]
             return Agent(
-                cfg.backend, tools=tools, caller_functions=req.functions, instructions=req.instructions,
+                cfg.backend, tools=tools, functions=functions, instructions=req.instructions,
                 reasoning=req.reasoning or cfg.default_reasoning, response_format=req.response_format,
                 limits=Limits(max_turns=cfg.max_turns, max_tokens=req.max_tokens or cfg.default_max_tokens,
                               max_time=cfg.max_time),

@@ -10,6 +10,7 @@ import pytest
 from pydantic import BaseModel
 
 from ossagent.agent.events import FinalDelta, ReasoningDelta, Stopped, ToolCall, ToolResultEvent, Usage
+from ossagent.agent.functions import FunctionTool
 from ossagent.agent.limits import Limits, StopMatcher
 from ossagent.agent.loop import Agent
 from ossagent.agent.scripted import ScriptedBackend, ScriptError, Step
@@ -196,7 +197,7 @@ def test_caller_functions_end_the_run_and_resume_with_outputs() -> None:
     fn_call = ("<|channel|>analysis<|message|>Ask the caller.<|end|><|start|>assistant to=functions.add"
                "<|channel|>commentary <|constrain|>json<|message|>{\"a\":1,\"b\":2}<|call|>")
     with ScriptedBackend([fn_call, Step(final("3"), expect="<|start|>functions.add to=assistant")]) as backend:
-        agent = Agent(backend, caller_functions=[ADD])
+        agent = Agent(backend, functions=[FunctionTool.from_schema(ADD.name, ADD.parameters, ADD.description)])
         first = agent.run("1+2")
         assert first.stop_reason == "tool_calls"
         assert [(c.function_name, json.loads(c.arguments)) for c in first.tool_calls] == [("add", {"a": 1, "b": 2})]
