@@ -225,11 +225,11 @@ class _Run:
                 return
             prompt = chain if chain is not None else hp.render_prompt(self.config, self.transcript, enc)
             cached = _common_prefix(prompt, self.prev_tokens)
+            choice = agent.tool_choice if chain is None else "auto"  # forced only for the first call
             params = GenerationParams(
                 max_tokens=self._budget(), temperature=agent.temperature, top_p=agent.top_p,
-                seed=agent.seed,
+                seed=agent.seed, prompt_config=self.config, tool_choice=choice,
             )
-            choice = agent.tool_choice if chain is None else "auto"  # forced only for the first call
             hook = agent.hook_factory(ConstraintRequest(self.config, choice, enc)) if agent.hook_factory else None
             turn = _Turn(self, enc)
             try:
