@@ -144,3 +144,8 @@ class TurnParser:
         if content:
             return [Msg("assistant", content, recipient=recipient, channel=channel)]
         return []
+
+
+def parse_messages(tokens: list[int], encoding: Any) -> list[Msg]:
+    _, he = _h()
+    return [_from_h(m) for m in he.parse_messages_from_completion_tokens(tokens, None)]

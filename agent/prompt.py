@@ -95,6 +95,17 @@ class TurnParser:
         return self._impl.finish()
 
 
+def parse_prompt(tokens: Sequence[int], encoding: Any) -> list[Msg]:
+    """The messages of a rendered prompt (a trailing ``<|start|>assistant`` is ignored)."""
+    from ossagent.agent import harmony_glue
+
+    toks = list(tokens)
+    tail = assistant_start(encoding)
+    if toks[-len(tail) :] == tail:
+        toks = toks[: -len(tail)]
+    return harmony_glue.parse_messages(toks, encoding)
+
+
 def parse_completion(tokens: Sequence[int], encoding: Any) -> list[Msg]:
     parser = TurnParser(encoding)
     msgs = [m for t in tokens for m in parser.feed(t) if isinstance(m, Msg)]
