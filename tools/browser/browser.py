@@ -12,6 +12,7 @@ Fetching: a plain GET with httpx first; the page is rendered again in Chromium w
 from __future__ import annotations
 
 import re
+import ssl
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,7 +43,7 @@ class BrowserConfig:
     view_tokens: int = 1024
     max_search_results: int = 20  # the reference ignores the model's topn and always asks for 20
     js_min_words: int = 60  # "auto": fewer visible words than this, with scripts, means render
-    verify_tls: bool = True
+    verify_tls: bool | ssl.SSLContext = True  # an SSLContext to trust a private CA
 
     def __post_init__(self) -> None:
         if self.render not in RENDER_MODES:

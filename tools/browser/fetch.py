@@ -9,6 +9,7 @@ time, never by httpx. Proxies and other environment settings are ignored (``trus
 from __future__ import annotations
 
 import re
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -81,7 +82,8 @@ def decode_body(body: bytes, content_type: str) -> str:
 class HttpFetcher:
     """A policy-checked HTTP client. Thread-safe counters: ``bytes_fetched``, ``requests``."""
 
-    def __init__(self, policy: UrlPolicy, limits: FetchLimits | None = None, verify: bool = True) -> None:
+    def __init__(self, policy: UrlPolicy, limits: FetchLimits | None = None,
+                 verify: bool | ssl.SSLContext = True) -> None:
         self.policy = policy
         self.limits = limits or FetchLimits()
         self._client = httpx.Client(
