@@ -112,3 +112,28 @@ def _browser(settings: Settings, search: str | None, allow_private: bool) -> Too
     chromium = ChromiumConfig(executable=settings.chromium) if settings.chromium else ChromiumConfig()
     config = BrowserConfig(policy=UrlPolicy(allow_private=allow_private), chromium=chromium)
     return BrowserTool(Browser(backend, config))
+
+
+def example_backend(script: Sequence[str], *, use_model: bool = True, quiet: bool = False) -> tuple[Backend, bool]:
+    """For examples and ``make demo``: the configured model when there is one, else ``script`` replayed.
+
+    Returns (backend, scripted). Reads the environment (an entry point's job) through :class:`Settings`.
+    """
+    import sys
+
+    from ossagent.agent.scripted import ScriptedBackend
+
+    settings = Settings.from_env()
+    folder = find_model(settings) if use_model else None
+    if folder is not None:
+        from ossagent.agent.local import LocalBackend
+
+        if not quiet:
+            print(f"[using the model at {folder}]", file=sys.stderr)
+        return LocalBackend.from_pretrained(folder, device=settings.device, tokenizer=settings.tokenizer,
+                                            tiktoken_cache_dir=settings.tiktoken_cache_dir), False
+    if use_model and not quiet:
+        print("[no gpt-oss checkpoint configured: replaying a scripted model so you can see the whole flow]\n"
+              "[to use a real model: `ossagent download openai/gpt-oss-20b` or set OSSAGENT_MODEL=/path]\n",
+              file=sys.stderr)
+    return ScriptedBackend(list(script)), True

@@ -404,6 +404,19 @@ class GrammarHooks:
         return tc.hook()
 
 
+def _resolve_citations(agent: Agent, text: str) -> list[dict[str, Any]]:
+    """Citation markers (``【3†L10-L15】``) in the answer, resolved by the browser that showed the pages."""
+    out: list[dict[str, Any]] = []
+    for tool in agent.dispatcher.tools:
+        resolve = getattr(getattr(tool, "browser", None), "resolve_citations", None)
+        if resolve is None or "【" not in text:
+            continue
+        for c in resolve(text):
+            out.append({"cursor": c.cursor, "url": c.url, "title": c.title,
+                        "lines": list(c.lines) if c.lines else None, "quote": c.quote})
+    return out
+
+
 def _check_tool_choice(choice: ToolChoice, config: hp.PromptConfig) -> ToolChoice:
     names = {f.name for f in config.function_tools}
     if isinstance(choice, tuple):
@@ -495,5 +508,6 @@ class _Collector:
             except OutputError:
                 output = None
         calls = self.calls if self.reason == "tool_calls" else []
+        self.citations += _resolve_citations(self.agent, text)
         return RunResult(text, self.reason, transcript, self.usage, output, self.citations, calls,
                          self.errors)
