@@ -23,6 +23,7 @@ class Dispatcher:
     timeout: float | None = None  # seconds per call; None trusts the tool's own limits
 
     def __post_init__(self) -> None:
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._by_name: dict[str, Tool] = {}
         for tool in self.tools:
             if tool.name in self._by_name:
@@ -68,19 +69,27 @@ class Dispatcher:
     def _run(self, tool: Tool, recipient: str, content: str) -> ToolResult:
         if self.timeout is None:
             return tool.call(recipient, content)
-        pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="ossagent-tool")
+        # One long-lived worker thread: tools may start processes tied to the thread that started them
+        # (PR_SET_PDEATHSIG), so that thread must live as long as the tools do.
+        if self._pool is None:
+            self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="ossagent-tool")
+        future = self._pool.submit(tool.call, recipient, content)
         try:
-            future = pool.submit(tool.call, recipient, content)
-            try:
-                return future.result(timeout=self.timeout)
-            except concurrent.futures.TimeoutError:
-                raise ToolFailure(
-                    f"{recipient} did not answer within {self.timeout:g} s.",
-                    hint="Try a smaller or simpler request.",
-                ) from None
-        finally:
-            pool.shutdown(wait=False, cancel_futures=True)
+            return future.result(timeout=self.timeout)
+        except concurrent.futures.TimeoutError:
+            stuck, self._pool = self._pool, None  # the next call gets a fresh worker
+            stuck.shutdown(wait=False, cancel_futures=True)
+            raise ToolFailure(
+                f"{recipient} did not answer within {self.timeout:g} s.",
+                hint="Try a smaller or simpler request.",
+            ) from None
 
     def close(self) -> None:
-        for tool in self.tools:
-            tool.close()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            for tool in self.tools:  # close on the thread that started the tools' processes
+                pool.submit(tool.close)
+            pool.shutdown(wait=True)
+        else:
+            for tool in self.tools:
+                tool.close()

@@ -334,9 +334,13 @@ class _Turn:
             if close is not None:
                 close()
 
-    def _on(self, item: hp.Delta | Msg) -> Iterator[Event]:
+    def _on(self, item: hp.Delta | Msg | hp.ParseProblem) -> Iterator[Event]:
         if isinstance(item, Msg):
             yield from self._message_done(item)
+            return
+        if isinstance(item, hp.ParseProblem):
+            if item.kind != "truncated":  # a cut-off turn is reported as the limit that cut it
+                yield ErrorEvent("model", f"malformed harmony output ({item.kind}): {item.message}")
             return
         if item.recipient:
             if self._call_id is None:
@@ -367,8 +371,8 @@ class _Turn:
 
     def finish(self) -> list[Msg]:
         """Messages of this turn, including a partial last one (cut by a limit or a stop sequence)."""
-        partial = self.parser.finish()
-        msgs = self._msgs + partial
+        partial = [m for m in self.parser.finish() if isinstance(m, Msg)]
+        msgs = self._msgs + [m.with_meta(truncated=True) for m in partial]
         if self.stop_hit and msgs and msgs[-1].channel in ("final", None):
             text = msgs[-1].text
             cut = min((i for i in (text.find(s) for s in self.matcher.stops) if i >= 0), default=len(text))

@@ -46,6 +46,15 @@ class Delta:
     text: str
 
 
+@dataclass(frozen=True)
+class ParseProblem:
+    """Something the model wrote that is not well-formed harmony (the parser kept going)."""
+
+    kind: str
+    message: str
+    text: str = ""
+
+
 def default_encoding() -> Any:
     from ossagent.model.tokenizer import o200k_harmony
 
@@ -87,11 +96,11 @@ class TurnParser:
 
         self._impl = harmony_glue.TurnParser(encoding)
 
-    def feed(self, token: int) -> list[Delta | Msg]:
+    def feed(self, token: int) -> list[Delta | Msg | ParseProblem]:
         return self._impl.feed(token)
 
-    def finish(self) -> list[Msg]:
-        """Messages not reported yet: a message cut off mid-way (token limit, stop sequence)."""
+    def finish(self) -> list[Delta | Msg | ParseProblem]:
+        """What is left at the end: a message cut off mid-way (token limit, stop sequence)."""
         return self._impl.finish()
 
 
@@ -109,4 +118,4 @@ def parse_prompt(tokens: Sequence[int], encoding: Any) -> list[Msg]:
 def parse_completion(tokens: Sequence[int], encoding: Any) -> list[Msg]:
     parser = TurnParser(encoding)
     msgs = [m for t in tokens for m in parser.feed(t) if isinstance(m, Msg)]
-    return msgs + parser.finish()
+    return msgs + [m for m in parser.finish() if isinstance(m, Msg)]

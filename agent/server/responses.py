@@ -103,7 +103,7 @@ class ResponsesFormatter:
         self.open = item
         idx = len(self.items) - 1
         out.append(self._ev("response.output_item.added", output_index=idx,
-                            item={**item, "content": [], "arguments": ""} if item["type"] == "function_call"
+                            item={**item, "arguments": ""} if item["type"] == "function_call"
                             else {**item, "content": []}))
         if item["type"] == "message":
             out.append(self._ev("response.content_part.added", item_id=item["id"], output_index=idx,
