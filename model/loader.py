@@ -75,7 +75,7 @@ def _shards(layout: str, folder: Path) -> dict[str, Path]:
         raise CheckpointError(f"{folder}: no *.safetensors files (and no {HF_INDEX})")
     out: dict[str, Path] = {}
     for f in files:
-        for name in SafetensorsFile(f):
+        for name in SafetensorsFile(f).entries:
             out[name] = f
     return out
 
