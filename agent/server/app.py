@@ -49,6 +49,7 @@ class ServerConfig:
     default_max_tokens: int = 4096
     max_time: float | None = 600.0
     default_reasoning: str | None = "medium"
+    reasoning_budget: int | None = None  # tokens per free-text message (bounds a random test model)
     stored_responses: int = 256
 
 
@@ -73,6 +74,7 @@ class Server:
                               max_time=cfg.max_time),
                 temperature=req.temperature, top_p=req.top_p, seed=req.seed, stop=req.stop,
                 tool_choice=req.tool_choice, hook_factory=cfg.hook_factory, encoding=cfg.encoding,
+                reasoning_budget=cfg.reasoning_budget,
             )
         except UserError as exc:
             for tool in tools:
