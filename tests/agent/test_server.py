@@ -190,3 +190,53 @@ def test_client_errors_surface_in_the_openai_client(server: RunningServer, clien
     with pytest.raises(openai.BadRequestError) as info:
         client.chat.completions.create(model="gpt-oss-test", messages=[{"role": "user", "content": "x"}], top_p=0)
     assert info.value.param == "top_p"
+
+
+class Clock:
+    """A server-side built-in tool (a namespace with one function)."""
+
+    name = "clock"
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    def description(self) -> Any:
+        from ossagent.tools.base import FunctionDescription, ToolDescription
+
+        return ToolDescription("clock", "Tells the time.", (FunctionDescription("now", "The time."),))
+
+    def call(self, recipient: str, content: str) -> Any:
+        from ossagent.tools.base import ToolResult
+
+        return ToolResult(recipient, "12:00")
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_builtin_tools_run_server_side_and_api_key() -> None:
+    made: list[Clock] = []
+
+    def tools() -> list[Clock]:
+        made.append(Clock())
+        return made[-1:]
+
+    backend = ScriptedBackend([
+        Step("<|channel|>analysis<|message|>Check.<|end|><|start|>assistant to=clock.now<|channel|>analysis"
+             "<|message|>{}<|call|>", expect="## clock"),
+        Step(answer("It is noon."), expect="<|start|>clock.now to=assistant<|channel|>analysis<|message|>12:00"),
+    ])
+    app = create_app(ServerConfig(backend=backend, model_id="m", tools_factory=tools, api_key="sekret"))
+    running = start_in_thread(app)
+    try:
+        bad = openai.OpenAI(base_url=running.url, api_key="wrong", max_retries=0)
+        with pytest.raises(openai.AuthenticationError):
+            bad.models.list()
+        client = openai.OpenAI(base_url=running.url, api_key="sekret", max_retries=0)
+        r = client.chat.completions.create(model="m", messages=[{"role": "user", "content": "time?"}])
+        assert r.choices[0].message.content == "It is noon." and not r.choices[0].message.tool_calls
+        assert r.choices[0].finish_reason == "stop"
+        assert made and made[0].closed  # per-request tools are closed after the run
+    finally:
+        running.stop()
+    backend.assert_consumed()
