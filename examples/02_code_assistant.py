@@ -8,6 +8,9 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from rich.console import Console
+
+from ossagent.agent.cli_render import EventPrinter
 from ossagent.agent.factory import example_backend
 from ossagent.agent.loop import Agent, RunResult
 from ossagent.tools.files import FilesTool
@@ -32,14 +35,14 @@ def main(use_model: bool = True, workspace: Path | None = None) -> RunResult:
     (ws / "sales.csv").write_text("day,amount\nmon,10\ntue,20.5\nwed,31\n")
     backend, _ = example_backend(SCRIPT, use_model=use_model)
     agent = Agent(backend, tools=[PythonTool(ws, timeout=30), FilesTool(ws)], reasoning="low")
+    printer = EventPrinter(Console(highlight=False), show_reasoning=True)  # what `ossagent run -v` shows
     try:
-        result = agent.run("What is the mean sale amount in sales.csv? Save it to summary.txt.")
+        stream = agent.stream("What is the mean sale amount in sales.csv? Save it to summary.txt.")
+        for event in stream:
+            printer.on(event)
+        result = stream.result()
     finally:
         agent.close()
-    for m in result.transcript:
-        if m.role == "tool":
-            print(f"[{m.name}] {m.text.strip()}")
-    print(result.text)
     print("summary.txt:", (ws / "summary.txt").read_text() if (ws / "summary.txt").exists() else "(not written)")
     return result
 
