@@ -234,8 +234,9 @@ class _Run:
             turn = _Turn(self, enc)
             try:
                 yield from turn.generate(prompt, params, hook)
-            except AssertionError:  # a test's script was not followed: that is not the model's doing
+            except (AssertionError, GeneratorExit):  # a broken test script, or the consumer stopped early
                 self.transcript.extend(turn.finish())
+                self._count(prompt, cached, turn.generated)
                 raise
             except Exception as exc:  # the backend failed: keep what we have and report
                 self.transcript.extend(turn.finish())

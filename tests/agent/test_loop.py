@@ -270,3 +270,15 @@ def test_scripted_backend_fails_when_the_script_is_not_followed() -> None:
         Agent(backend).run("x")
     with pytest.raises(ScriptError, match="does not contain"):
         Agent(ScriptedBackend([Step(final("a"), expect="nowhere")])).run("x")
+
+
+def test_closing_the_stream_early_keeps_the_partial_turn() -> None:
+    with ScriptedBackend(["<|channel|>analysis<|message|>one two three four five six<|end|>"
+                          "<|start|>assistant<|channel|>final<|message|>done<|return|>"]) as backend:
+        stream = Agent(backend).stream("go")
+        seen = [next(stream) for _ in range(3)]
+        stream.close()
+    assert all(isinstance(e, ReasoningDelta) for e in seen)
+    assert [m.text for m in stream.transcript] == ["go", "one two three"]
+    assert stream.transcript.messages[-1].meta.get("truncated") is True
+    assert stream.usage.completion_tokens == 6
