@@ -81,6 +81,8 @@ class ChatFormatter:
             self.usage = ev
         elif isinstance(ev, ErrorEvent):
             self.errors.append(ev)
+            if ev.kind in ("backend", "server"):  # the openai client raises on an "error" chunk
+                return [{"error": {"message": ev.message, "type": "server_error", "param": None, "code": None}}]
         elif isinstance(ev, Stopped):
             self.finish = FINISH.get(ev.reason, "stop")
             if ev.reason != "tool_calls":

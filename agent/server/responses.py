@@ -57,7 +57,9 @@ class ResponsesFormatter:
         u = self.usage
         return {
             "id": self.id, "object": "response", "created_at": self.created, "model": self.model,
-            "status": self.status, "output": [dict(i) for i in self.items], "error": None,
+            "status": self.status, "output": [dict(i) for i in self.items],
+            "error": {"code": "server_error", "message": self.errors[-1].message}
+            if self.status == "failed" and self.errors else None,
             "incomplete_details": {"reason": self.incomplete} if self.incomplete else None,
             "instructions": self.request.get("instructions"), "parallel_tool_calls": False,
             "temperature": self.request.get("temperature", 1.0), "top_p": self.request.get("top_p", 1.0),

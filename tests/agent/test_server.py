@@ -240,3 +240,20 @@ def test_builtin_tools_run_server_side_and_api_key() -> None:
     finally:
         running.stop()
     backend.assert_consumed()
+
+
+def test_backend_failure_mid_stream_reaches_the_client(server: RunningServer, client: openai.OpenAI) -> None:
+    class Broken:
+        encoding = ScriptedBackend([]).encoding
+
+        def generate(self, prompt: Any, params: Any, hook: Any = None) -> Any:
+            yield from self.encoding.encode("<|channel|>analysis<|message|>hm", allowed_special="all")
+            raise ConnectionError("GPU fell off the bus")
+
+    server.app.state.server.config.backend = Broken()  # type: ignore[attr-defined]
+    stream = client.chat.completions.create(model="gpt-oss-test", stream=True,
+                                            messages=[{"role": "user", "content": "x"}])
+    with pytest.raises(openai.APIError, match="GPU fell off the bus"):
+        list(stream)
+    r = client.responses.create(model="gpt-oss-test", input="x")
+    assert r.status == "failed" and "GPU fell off the bus" in r.error.message
