@@ -33,7 +33,7 @@ _uid_counter = itertools.count()
 #   T dir size   sized tmpfs (mode 0755) on dir;  M dir  mkdir -p;  B src dst  bind;  C dir  chmod 1777
 _STAGE_SCRIPT = r"""
 set -eu
-stage=$1; shift
+mode=$1; stage=$2; shift 2
 if [ -n "$stage" ]; then mount -t tmpfs -o size=1m,mode=0755 ossagent-stage "$stage"; fi
 while [ "$1" != "--" ]; do
   case "$1" in
@@ -49,7 +49,9 @@ while [ "$1" != "--" ]; do
   esac
 done
 shift
-exec "$@"
+if [ "$mode" = exec ]; then exec "$@"; fi
+# "wait": stay as pid 1 of the new pid namespace, reaping orphans, so the worker is an ordinary process
+"$@" && exit 0 || exit $?
 """
 
 
@@ -187,7 +189,7 @@ def _bwrap_argv(policy: Policy, binds: list[tuple[str, str]], ws: str, worker: s
         "--ro-bind", worker, "/opt/ossagent/worker.py",
         "--proc", "/proc", "--dev", "/dev", "--size", str(policy.shm_size), "--tmpfs", "/dev/shm",
         "--bind", ws, WORKSPACE_INSIDE, "--chdir", WORKSPACE_INSIDE,
-        "--remount-ro", "/",
+        "--remount-ro", "/", "--remount-ro", "/dev",  # else both are writable, unbounded tmpfs
         "--clearenv", *itertools.chain.from_iterable(("--setenv", k, v) for k, v in sandbox_env().items()),
         "--seccomp", str(seccomp_fd),
         "--", sys.executable, "-I", "-u", "/opt/ossagent/worker.py", str(req_fd), str(rep_fd),
@@ -238,7 +240,7 @@ def plan(backend: Backend, policy: Policy, *, req_fd: int, rep_fd: int, seccomp_
         if stage is None:
             return LaunchPlan(inner, None, None, WORKSPACE_INSIDE, None, None, program, (req_fd, rep_fd, seccomp_fd))
         argv = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", _STAGE_SCRIPT, "stage",
-                str(stage), *ops, "--", *drop, *inner]
+                "exec", str(stage), *ops, "--", *drop, *inner]
         return LaunchPlan(argv, uid, stage, WORKSPACE_INSIDE, None, None, program, (req_fd, rep_fd, seccomp_fd))
     # unshare + Landlock: mounts made by the stage script, confinement applied by the worker itself
     ops += ["T", "/mnt", "1m", "M", WORKSPACE_INSIDE, "B", ws_src, WORKSPACE_INSIDE]
@@ -263,7 +265,7 @@ def plan(backend: Backend, policy: Policy, *, req_fd: int, rep_fd: int, seccomp_
     if uid is not None:
         ns[0:0] = ["setpriv", "--pdeathsig", "KILL"]
         drop.append("--pdeathsig=KILL")
-    argv = [*ns, "--", "sh", "-c", _STAGE_SCRIPT, "stage", str(stage or ""), *ops, "--", *drop,
+    argv = [*ns, "--", "sh", "-c", _STAGE_SCRIPT, "stage", "wait", str(stage or ""), *ops, "--", *drop,
             "env", "-i", *env, sys.executable, "-I", "-u", worker, str(req_fd), str(rep_fd)]
     read_only = ["/usr", "/bin", "/sbin", "/lib", "/lib64", "/etc/ld.so.cache", "/etc/ssl", "/etc/localtime",
                  "/etc/alternatives", *map(str, prefixes), *([str(stage)] if stage else [worker])]
