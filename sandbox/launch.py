@@ -233,13 +233,15 @@ def plan(backend: Backend, policy: Policy, *, req_fd: int, rep_fd: int, seccomp_
         worker, ws_src = str(stage / "worker.py"), str(stage / "ws")
     else:
         sources, worker, ws_src = [str(p) for p in prefixes], str(WORKER_SOURCE), ws
-    drop = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"] if uid is not None else []
+    # setpriv --pdeathsig: every process of the chain dies with the host (a uid change clears it, so again after)
+    drop = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--pdeathsig=KILL"] if uid is not None else []
+    reap = ["setpriv", "--pdeathsig", "KILL"]
     if backend is Backend.BWRAP:
         inner = _bwrap_argv(policy, list(zip(sources, map(str, prefixes), strict=True)), ws_src, worker,
                             (req_fd, rep_fd, seccomp_fd))
         if stage is None:
-            return LaunchPlan(inner, None, None, WORKSPACE_INSIDE, None, None, program, (req_fd, rep_fd, seccomp_fd))
-        argv = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", _STAGE_SCRIPT, "stage",
+            return LaunchPlan([*reap, *inner], None, None, WORKSPACE_INSIDE, None, None, program, (req_fd, rep_fd, seccomp_fd))
+        argv = [*reap, "unshare", "--mount", "--propagation", "private", "--", "sh", "-c", _STAGE_SCRIPT, "stage",
                 "exec", str(stage), *ops, "--", *drop, *inner]
         return LaunchPlan(argv, uid, stage, WORKSPACE_INSIDE, None, None, program, (req_fd, rep_fd, seccomp_fd))
     # unshare + Landlock: mounts made by the stage script, confinement applied by the worker itself
@@ -262,9 +264,7 @@ def plan(backend: Backend, policy: Policy, *, req_fd: int, rep_fd: int, seccomp_
         ns.remove("--net")
     if uid is None:
         ns[1:1] = ["--user", "--map-root-user"]
-    if uid is not None:
-        ns[0:0] = ["setpriv", "--pdeathsig", "KILL"]
-        drop.append("--pdeathsig=KILL")
+    ns[0:0] = reap
     argv = [*ns, "--", "sh", "-c", _STAGE_SCRIPT, "stage", "wait", str(stage or ""), *ops, "--", *drop,
             "env", "-i", *env, sys.executable, "-I", "-u", worker, str(req_fd), str(rep_fd)]
     read_only = ["/usr", "/bin", "/sbin", "/lib", "/lib64", "/etc/ld.so.cache", "/etc/ssl", "/etc/localtime",

@@ -11,13 +11,32 @@ import signal
 import struct
 import subprocess
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ossagent.sandbox.launch import CLEAN_PATH, STAGE_BASE, allocate_uid, choose_backend, chown_tree, plan
 from ossagent.sandbox.policy import Backend, Policy, SandboxUnavailable
+
+_spawner: ThreadPoolExecutor | None = None
+_spawner_lock = threading.Lock()
+
+
+def _spawn(argv: list[str], pass_fds: tuple[int, ...]) -> subprocess.Popen[bytes]:
+    """Popen from one long-lived thread: the parent-death signal of the launch chain fires when the *thread*
+    that forked it exits, so a sandbox started from a short-lived request thread would otherwise die with it."""
+    global _spawner
+    with _spawner_lock:
+        if _spawner is None:
+            _spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ossagent-sandbox-spawner")
+    return _spawner.submit(
+        subprocess.Popen, argv, env={"PATH": CLEAN_PATH}, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, pass_fds=pass_fds, start_new_session=True, cwd="/",
+    ).result()
+
 
 MAX_REPLY = 1 << 20
 MAX_CODE = 1 << 20
@@ -133,11 +152,7 @@ class PythonSandbox:
             if launch.seccomp_fd_program:
                 os.write(seccomp_fd, launch.seccomp_fd_program)
                 os.lseek(seccomp_fd, 0, os.SEEK_SET)
-            self.proc = subprocess.Popen(
-                launch.argv, env={"PATH": CLEAN_PATH}, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT, pass_fds=launch.pass_fds, start_new_session=True,
-                cwd="/",
-            )
+            self.proc = _spawn(launch.argv, launch.pass_fds)
         finally:
             for fd in (req_r, rep_w, seccomp_fd):
                 os.close(fd)

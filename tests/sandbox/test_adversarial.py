@@ -6,6 +6,7 @@ The only expected failures are the fallback's documented gaps (xfail with the re
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import socket
@@ -19,6 +20,8 @@ from pathlib import Path
 import pytest
 
 from ossagent.sandbox import Backend, PythonSandbox
+from ossagent.tools.base import ModelError
+from ossagent.tools.files import FilesTool
 
 ROOT = os.geteuid() == 0
 REPO = Path(__file__).resolve().parents[2]
@@ -152,7 +155,7 @@ def _sleepers(token: str) -> list[int]:
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                if token.encode() in Path(f"/proc/{entry}/cmdline").read_bytes():
+                if Path(f"/proc/{entry}/cmdline").read_bytes() == f"sleep\0{token}\0".encode():
                     pids.append(int(entry))
             except OSError:
                 pass
@@ -192,11 +195,13 @@ def test_detached_grandchild_dies_at_close(sbx: PythonSandbox) -> None:
 def test_detached_grandchild_dies_with_killed_host(backend: Backend, tmp_path: Path) -> None:
     token = _token()
     host = textwrap.dedent(f"""
-        import sys, time
+        import sys, threading, time
         from pathlib import Path
         from ossagent.sandbox import Backend, Policy, PythonSandbox
         s = PythonSandbox(Policy(workspace=Path({str(tmp_path)!r})), Backend({backend.value!r}))
         s.run({DETACH.format(token=token)!r})
+        threading.Thread(target=s.run, args=("import time\\ntime.sleep(60)",), daemon=True).start()
+        time.sleep(0.2)  # the sandbox is busy when the host dies
         print('ready', flush=True)
         time.sleep(60)
     """)
@@ -210,7 +215,15 @@ def test_detached_grandchild_dies_with_killed_host(backend: Backend, tmp_path: P
     finally:
         proc.kill()
         proc.wait()
-    assert _wait_gone(token) == []
+    left = _wait_gone(token)
+    def _desc(pid: int) -> str:
+        try:
+            st = Path(f"/proc/{pid}/status").read_text()
+            ppid = int(st.split("PPid:")[1].split()[0])
+            return f"{pid} {Path(f'/proc/{pid}/cmdline').read_bytes()[:200]!r} <- " + (_desc(ppid) if ppid > 1 else "1")
+        except OSError:
+            return f"{pid} gone"
+    assert left == [], [_desc(p) for p in left]
 
 
 def test_kill_all_only_reaches_the_sandbox(sbx: PythonSandbox) -> None:
@@ -460,3 +473,323 @@ def test_network_on_reaches_host_loopback(make: Callable[..., PythonSandbox],
     conn, _ = srv.accept()
     assert conn.recv(2) == b"hi"
     conn.close()
+
+
+# ---------------------------------------------------------------- 16: output
+
+
+def test_huge_print_is_truncated_head_and_tail(make: Callable[..., PythonSandbox]) -> None:
+    sbx = make(output=2000)
+    res = sbx.run("print('HEAD' + 'x' * (10 << 20) + 'TAIL')")
+    assert res.output.startswith("HEADxxx") and res.output.rstrip().endswith("xxxTAIL")
+    assert res.truncated > 10_000_000 and len(res.output) < 2200
+    assert "bytes of output truncated" in res.output
+
+
+def test_fd_level_and_subprocess_output_is_captured_and_bounded(make: Callable[..., PythonSandbox]) -> None:
+    sbx = make(output=4000)
+    res = sbx.run(textwrap.dedent("""
+    import os, subprocess
+    os.write(1, b'fd-level\\n')
+    subprocess.run(['sh', '-c', 'echo from-child; head -c 5000000 /dev/zero | tr "\\\\0" y'])
+    """))
+    assert res.output.startswith("fd-level\nfrom-child\n")
+    assert res.output.endswith("yyy") and res.truncated > 4_000_000
+
+
+def test_control_characters_are_escaped(sbx: PythonSandbox) -> None:
+    res = sbx.run("import sys\nsys.stdout.buffer.write(b'\\x1b[31mred\\x00\\xff\\x07')\nsys.stdout.flush()")
+    assert "\x1b" not in res.output and "\x00" not in res.output and "\x07" not in res.output
+    assert res.output == "\\x1b[31mred\\x00\ufffd\\x07"
+
+
+# ---------------------------------------------------------------- 17-18: crashes and protocol forgery
+
+
+@pytest.mark.parametrize("code", [
+    "import ctypes; ctypes.string_at(0)",
+    "import os; os.abort()",
+    "import os; os._exit(3)",
+    "import os, signal; os.kill(os.getpid(), signal.SIGKILL)",
+    "import os; os.close(0); os.close(1); os.close(2); os.close(3); os.close(4)",
+], ids=["segfault", "abort", "_exit", "sigkill-self", "close-fds"])
+def test_crash_is_reported_and_next_call_works(sbx: PythonSandbox, code: str) -> None:
+    sbx.run("kept = 1")
+    res = sbx.run(code, timeout=2.0)
+    assert res.error in ("crashed", "killed") or res.error is None
+    if res.error is not None:
+        assert res.state_lost
+    assert_alive(sbx)
+
+
+def test_systemexit_keeps_the_session(sbx: PythonSandbox) -> None:
+    sbx.run("kept = 1")
+    res = sbx.run("raise SystemExit(4)")
+    assert res.error == "exception" and "SystemExit: 4" in res.output
+    assert sbx.run("kept").value == "1"
+
+
+def test_forged_reply_frames_are_rejected(sbx: PythonSandbox) -> None:
+    code = """
+    import json, os, struct
+    fake = json.dumps({'nonce': 'forged', 'value': "'forged value'", 'error': None}).encode()
+    for fd in range(3, 20):
+        try:
+            os.write(fd, struct.pack('>I', len(fake)) + fake)
+        except OSError:
+            pass
+    print('wrote')
+    """
+    res = sbx.run(textwrap.dedent(code))
+    assert "forged value" not in (res.value or "")
+    assert_alive(sbx)
+
+
+def test_reply_flood_is_bounded(sbx: PythonSandbox) -> None:
+    code = """
+    import os, struct, threading
+    def flood():
+        for fd in range(3, 20):
+            try:
+                os.write(fd, struct.pack('>I', 1 << 30) + b'x' * (1 << 16))
+            except OSError:
+                pass
+    threading.Thread(target=flood, daemon=True).start()
+    import time; time.sleep(0.5)
+    """
+    res = sbx.run(textwrap.dedent(code), timeout=3.0)
+    assert res.value is None
+    assert_alive(sbx)
+
+
+# ---------------------------------------------------------------- 19-20: privilege
+
+
+PRIV = """
+import ctypes, errno, os
+libc = ctypes.CDLL(None, use_errno=True)
+def sc(nr, *args):
+    r = libc.syscall(nr, *args)
+    return 0 if r >= 0 else ctypes.get_errno()
+out = {}
+try:
+    os.setuid(0); out['setuid'] = 0
+except OSError as e:
+    out['setuid'] = e.errno
+out['unshare_user'] = 0 if libc.unshare(0x10000000) == 0 else ctypes.get_errno()
+out['unshare_net'] = 0 if libc.unshare(0x40000000) == 0 else ctypes.get_errno()
+out['mount'] = 0 if libc.mount(b'none', b'/tmp', b'tmpfs', 0, None) == 0 else ctypes.get_errno()
+out['ptrace'] = sc(101, 0, 0, 0, 0)
+out['bpf'] = sc(321, 0, 0, 0)
+out['perf_event_open'] = sc(298, 0, 0, -1, -1, 0)
+out['userfaultfd'] = sc(323, 0)
+out['keyctl'] = sc(250, 0, 0, 0, 0, 0)
+out['io_uring_setup'] = sc(425, 1, 0)
+out['chroot'] = sc(161, b'/tmp')
+out['setns'] = sc(308, 0, 0)
+out['tiocsti'] = 0 if libc.ioctl(0, 0x5412, b'x') == 0 else ctypes.get_errno()
+out['nnp'] = libc.prctl(39, 0, 0, 0, 0)
+caps = (ctypes.c_uint32 * 6)()
+hdr = (ctypes.c_uint32 * 2)(0x20080522, 0)
+libc.capget(hdr, caps)
+out['cap_effective'] = caps[0] | caps[3]
+print(out)
+"""
+
+
+def test_privilege_operations_are_denied(sbx: PythonSandbox) -> None:
+    out = eval(run(sbx, PRIV))  # our own dict literal, printed by the sandbox: only ints
+    allowed = {k: v for k, v in out.items() if k not in ("nnp", "cap_effective") and v == 0}
+    assert allowed == {}, out
+    assert out["nnp"] == 1 and out["cap_effective"] == 0, out
+
+
+def test_setuid_binaries_are_useless(sbx: PythonSandbox) -> None:
+    out = run(sbx, """
+    import subprocess
+    r = subprocess.run(['su', '-c', 'id -u'], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    print(r.returncode != 0 or r.stdout.strip() != '0')
+    """)
+    assert out.strip() == "True"
+
+
+# ---------------------------------------------------------------- 21-23: CPU, state hygiene, sessions
+
+
+def test_cpu_budget_per_call(make: Callable[..., PythonSandbox]) -> None:
+    sbx = make(cpu_per_call=1, wall_timeout=30.0)
+    sbx.run("kept = 1")
+    res = sbx.run("while True:\n    pass")
+    assert res.error == "cpu" and not res.state_lost  # the CPU limit, not the 30 s wall clock, stopped it
+    assert "CPU-time budget" in res.output
+    assert sbx.run("kept").value == "1"
+
+
+def test_background_thread_does_not_block_the_next_call(sbx: PythonSandbox) -> None:
+    sbx.run("import threading\nthreading.Thread(target=lambda: [0 for _ in iter(int, 1)], daemon=True).start()")
+    res = sbx.run("print('still here')")
+    assert res.output == "still here\n"
+
+
+def test_monkeypatching_only_affects_the_worker(sbx: PythonSandbox) -> None:
+    sbx.run("import builtins, sys\nbuiltins.print = None\nsys.stdout = None\nbuiltins.repr = None")
+    assert_alive(sbx) if sbx.run("6*7").value == "42" else None
+    sbx.restart()
+    assert sbx.run("print is None").value == "False"
+
+
+@needs_root
+def test_two_sessions_are_separate(make: Callable[..., PythonSandbox]) -> None:
+    a, b = make(), make()
+    assert a.uid != b.uid
+    a.run("open('/mnt/data/a.txt', 'w').write('a')")
+    pid_b = b.info["pid"]
+    out = run(a, f"""
+    import os
+    print(sorted(os.listdir('/mnt/data')))
+    try:
+        os.kill({pid_b}, 0)
+        print('can signal', os.getpid() == {pid_b})
+    except OSError as e:
+        print('cannot signal')
+    """)
+    lines = out.splitlines()
+    assert lines[0] == "['a.txt']"
+    assert lines[1] in ("cannot signal", "can signal True")  # same pid number may only be a's own
+    assert b.run("import os\nos.listdir('/mnt/data')").value == "[]"
+
+
+# ---------------------------------------------------------------- 10-12: host file tools vs. sandbox-made traps
+
+
+@pytest.fixture
+def trapped(sbx: PythonSandbox, tmp_path: Path) -> tuple[PythonSandbox, FilesTool, Path]:
+    """The sandbox plants links, a FIFO, a socket and a sparse file; the host's file tool faces them."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("host secret")
+    res = sbx.run(textwrap.dedent(f"""
+    import os, socket
+    os.chdir('/mnt/data')
+    os.symlink('/etc/passwd', 'x')
+    os.symlink('/', 'd')
+    os.symlink('../../../../../../..', 'r')
+    os.symlink({str(outside)!r}, 'out')
+    os.symlink({str(outside / 'secret.txt')!r}, 'sec')
+    os.mkfifo('fifo')
+    socket.socket(socket.AF_UNIX).bind('sock')
+    try:
+        open('sparse', 'wb').truncate(1 << 40)
+        print('sparse 1 TiB file created inside')
+    except OSError:
+        pass
+    open('bad.txt', 'wb').write(b'ok \\xff\\xfe bytes\\n')
+    os.makedirs('sub', exist_ok=True)
+    open('sub/ok.txt', 'w').write('inside\\n')
+    os.symlink('sub', 'insub')
+    """))
+    assert res.error is None and res.output == "", res.output  # RLIMIT_FSIZE stops the sparse file
+    with open(sbx.policy.workspace / "sparse", "wb") as f:  # so plant it from the host
+        f.truncate(1 << 40)
+    tool = FilesTool(sbx.policy.workspace)
+    yield sbx, tool, outside
+    tool.close()
+
+
+ESCAPES = ["x", "d/etc/passwd", "r/etc/passwd", "out/secret.txt", "sec", "../outside/secret.txt",
+           "/etc/passwd", "/mnt/data/../../etc/passwd", "/proc/self/root/etc/passwd", "d/proc/self/environ"]
+
+
+def _call(tool: FilesTool, fn: str, **args: object) -> str:
+    try:
+        return tool.call(f"files.{fn}", json.dumps(args)).text
+    except ModelError as exc:
+        return "ERROR " + exc.for_model()
+
+
+def test_file_tool_reads_refuse_escapes(trapped: tuple[PythonSandbox, FilesTool, Path]) -> None:
+    _, tool, _ = trapped
+    for path in ESCAPES:
+        out = _call(tool, "read", path=path)
+        assert out.startswith("ERROR"), (path, out)
+        assert "root:" not in out and "host secret" not in out
+    assert _call(tool, "read", path="insub/ok.txt") == "inside\n"
+
+
+def test_file_tool_writes_and_patches_refuse_escapes(trapped: tuple[PythonSandbox, FilesTool, Path]) -> None:
+    _, tool, outside = trapped
+    before = sorted(p.name for p in outside.iterdir())
+    for path in ["out/new.txt", "d/tmp/ossagent-evil", "r/tmp/ossagent-evil", "../outside/new.txt",
+                 "/tmp/ossagent-evil"]:
+        assert _call(tool, "write", path=path, content="x").startswith("ERROR"), path
+        patch = f"*** Begin Patch\n*** Add File: {path}\n+x\n*** End Patch"
+        assert _call(tool, "apply_patch", patch=patch).startswith("ERROR"), path
+    patch = "*** Begin Patch\n*** Update File: sec\n-host secret\n+pwned\n*** End Patch"
+    assert _call(tool, "apply_patch", patch=patch).startswith("ERROR")
+    assert sorted(p.name for p in outside.iterdir()) == before
+    assert (outside / "secret.txt").read_text() == "host secret"
+    assert not Path("/tmp/ossagent-evil").exists()
+
+
+def test_file_tool_write_replaces_a_symlink_instead_of_following(
+        trapped: tuple[PythonSandbox, FilesTool, Path]) -> None:
+    sbx, tool, outside = trapped
+    # 'sec' points outside: the new file replaces the link itself; the link's target is never opened
+    assert _call(tool, "write", path="sec", content="mine\n") == "Wrote 5 bytes to sec."
+    assert (outside / "secret.txt").read_text() == "host secret"
+    link = sbx.policy.workspace / "sec"
+    assert not link.is_symlink() and link.read_text() == "mine\n"
+
+
+def test_file_tool_list_and_search_do_not_follow_links(trapped: tuple[PythonSandbox, FilesTool, Path]) -> None:
+    _, tool, _ = trapped
+    listing = _call(tool, "list", depth=3)
+    assert "d -> /" in listing and "out -> " in listing
+    assert not any(line.startswith(("out/", "d/", "r/")) for line in listing.splitlines()), listing
+    assert _call(tool, "search", pattern="root:").startswith("[no lines match")
+    assert _call(tool, "search", pattern="host secret").startswith("[no lines match")
+    assert _call(tool, "search", pattern="**/*.txt", mode="glob").splitlines() == ["bad.txt", "sub/ok.txt"]
+    assert _call(tool, "list", path="d").startswith("ERROR")
+    assert _call(tool, "search", pattern=".", path="out").startswith("ERROR")
+
+
+def test_file_tool_survives_fifo_socket_sparse_binary(trapped: tuple[PythonSandbox, FilesTool, Path]) -> None:
+    _, tool, _ = trapped
+    started = time.monotonic()
+    assert "not a regular file" in _call(tool, "read", path="fifo")
+    assert "not a regular file" in _call(tool, "read", path="sock")
+    assert "binary file of 1099511627776 bytes" in _call(tool, "read", path="sparse")
+    assert "\ufffd" in _call(tool, "read", path="bad.txt")
+    assert _call(tool, "search", pattern="zzz-never").startswith("[no lines match")
+    assert time.monotonic() - started < 10
+
+
+def test_file_tool_toctou_symlink_flip(trapped: tuple[PythonSandbox, FilesTool, Path]) -> None:
+    sbx, tool, outside = trapped
+    flipper = f"""
+    import os, threading, time
+    def flip():
+        end = time.time() + 3
+        while time.time() < end:
+            for target in ({str(outside / 'secret.txt')!r}, '/etc/passwd'):
+                try:
+                    os.unlink('/mnt/data/p')
+                except OSError:
+                    pass
+                open('/mnt/data/p', 'w').write('harmless\\n')
+                try:
+                    os.unlink('/mnt/data/p')
+                    os.symlink(target, '/mnt/data/p')
+                except OSError:
+                    pass
+    threading.Thread(target=flip, daemon=True).start()
+    """
+    sbx.run(textwrap.dedent(flipper))
+    seen = set()
+    end = time.monotonic() + 2.5
+    while time.monotonic() < end:
+        seen.add(_call(tool, "read", path="p")[:12])
+        _call(tool, "write", path="p", content="from host\n")
+    assert not any("root:" in s or "host secret" in s for s in seen), seen
+    assert (outside / "secret.txt").read_text() == "host secret"
+    sbx.run("import time\ntime.sleep(0.6)")
