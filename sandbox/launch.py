@@ -8,6 +8,7 @@ bind-mounted into a private "stage" by a short root-only step in its own mount n
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import itertools
 import os
@@ -160,11 +161,13 @@ def python_paths() -> list[Path]:
 
 
 def chown_tree(top: Path, uid: int) -> None:
-    """Give the workspace to the session uid, without following links."""
-    os.lchown(top, uid, uid)
-    for dirpath, dirnames, filenames in os.walk(top):
+    """Give the workspace to the session uid. fd-based and never following links, so a directory swapped for
+    a symlink by sandboxed code mid-walk cannot make this chown files outside the workspace."""
+    os.chown(top, uid, uid, follow_symlinks=False)
+    for _, dirnames, filenames, dirfd in os.fwalk(top, follow_symlinks=False):
         for name in dirnames + filenames:
-            os.lchown(os.path.join(dirpath, name), uid, uid)
+            with contextlib.suppress(FileNotFoundError):
+                os.chown(name, uid, uid, dir_fd=dirfd, follow_symlinks=False)
 
 
 def _bwrap_argv(policy: Policy, binds: list[tuple[str, str]], ws: str, worker: str, fds: tuple[int, int, int]) -> list[str]:
@@ -235,7 +238,7 @@ def plan(backend: Backend, policy: Policy, *, req_fd: int, rep_fd: int, seccomp_
         sources, worker, ws_src = [str(p) for p in prefixes], str(WORKER_SOURCE), ws
     # setpriv --pdeathsig: every process of the chain dies with the host (a uid change clears it, so again after)
     drop = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--pdeathsig=KILL"] if uid is not None else []
-    reap = ["setpriv", "--pdeathsig", "KILL"]
+    reap = ["setpriv", "--pdeathsig", "KILL"] if shutil.which("setpriv", path=CLEAN_PATH) else []
     if backend is Backend.BWRAP:
         inner = _bwrap_argv(policy, list(zip(sources, map(str, prefixes), strict=True)), ws_src, worker,
                             (req_fd, rep_fd, seccomp_fd))

@@ -139,10 +139,13 @@ class PythonSandbox:
         if self.proc is not None:
             return
         if self.uid is not None:
-            chown_tree(self.policy.workspace, self.uid)
-            STAGE_BASE.mkdir(mode=0o755, exist_ok=True)
-            os.chmod(STAGE_BASE, 0o755)
-            self._stage = Path(tempfile.mkdtemp(prefix="s-", dir=STAGE_BASE))
+            try:
+                chown_tree(self.policy.workspace, self.uid)
+                STAGE_BASE.mkdir(mode=0o755, exist_ok=True)
+                os.chmod(STAGE_BASE, 0o755)
+                self._stage = Path(tempfile.mkdtemp(prefix="s-", dir=STAGE_BASE))
+            except OSError as exc:
+                raise SandboxUnavailable(f"cannot prepare the sandbox: {exc}") from exc
         req_r, req_w = os.pipe()
         rep_r, rep_w = os.pipe()
         seccomp_fd = os.memfd_create("ossagent-seccomp")

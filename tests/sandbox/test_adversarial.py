@@ -793,3 +793,14 @@ def test_file_tool_toctou_symlink_flip(trapped: tuple[PythonSandbox, FilesTool, 
     assert not any("root:" in s or "host secret" in s for s in seen), seen
     assert (outside / "secret.txt").read_text() == "host secret"
     sbx.run("import time\ntime.sleep(0.6)")
+
+
+@needs_root
+def test_restart_chown_does_not_follow_planted_links(sbx: PythonSandbox, tmp_path: Path) -> None:
+    outside = tmp_path / "host-owned"
+    outside.mkdir()
+    (outside / "f").write_text("root's")
+    sbx.run(f"import os\nos.symlink({str(outside)!r}, '/mnt/data/evil')\nos.symlink({str(outside / 'f')!r}, "
+            "'/mnt/data/evilf')")
+    sbx.restart()  # chowns the workspace to the session uid again
+    assert outside.stat().st_uid == 0 and (outside / "f").stat().st_uid == 0
