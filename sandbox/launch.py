@@ -170,8 +170,14 @@ def chown_tree(top: Path, uid: int) -> None:
                 os.chown(name, uid, uid, dir_fd=dirfd, follow_symlinks=False)
 
 
-def _bwrap_argv(policy: Policy, binds: list[tuple[str, str]], ws: str, worker: str, fds: tuple[int, int, int]) -> list[str]:
-    req_fd, rep_fd, seccomp_fd = fds
+PASSWD = "root:x:0:0:root:/root:/usr/sbin/nologin\nsandbox:x:1000:1000:sandbox:/mnt/data:/bin/sh\n" \
+         "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+GROUP = "root:x:0:\nsandbox:x:1000:\nnogroup:x:65534:\n"
+
+
+def _bwrap_argv(policy: Policy, binds: list[tuple[str, str]], ws: str, worker: str,
+                fds: tuple[int, int, int, int, int]) -> list[str]:
+    req_fd, rep_fd, seccomp_fd, passwd_fd, group_fd = fds
     argv = [
         "bwrap", "--die-with-parent", "--new-session", "--unshare-all", "--unshare-user", "--disable-userns",
         *(["--share-net"] if policy.network else []),
@@ -188,6 +194,8 @@ def _bwrap_argv(policy: Policy, binds: list[tuple[str, str]], ws: str, worker: s
         argv += ["--ro-bind-try", path, path]
     for src, dst in binds:
         argv += ["--ro-bind", src, dst]
+    # a user database naming the sandbox's own uid: getpass.getuser() and pwd lookups work inside
+    argv += ["--ro-bind-data", str(passwd_fd), "/etc/passwd", "--ro-bind-data", str(group_fd), "/etc/group"]
     argv += [
         "--ro-bind", worker, "/opt/ossagent/worker.py",
         "--proc", "/proc", "--dev", "/dev", "--size", str(policy.shm_size), "--tmpfs", "/dev/shm",
@@ -203,7 +211,7 @@ def _bwrap_argv(policy: Policy, binds: list[tuple[str, str]], ws: str, worker: s
 def sandbox_env() -> dict[str, str]:
     """The whole environment of sandboxed code: nothing of the host's."""
     return {
-        "HOME": WORKSPACE_INSIDE, "PATH": CLEAN_PATH, "LANG": "C.UTF-8", "TMPDIR": "/tmp",
+        "HOME": WORKSPACE_INSIDE, "PATH": CLEAN_PATH, "USER": "sandbox", "LOGNAME": "sandbox", "LANG": "C.UTF-8", "TMPDIR": "/tmp",
         "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg",
         "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
     }
@@ -219,7 +227,7 @@ def _hidden_ancestor(path: Path) -> Path | None:
 
 
 def plan(backend: Backend, policy: Policy, *, req_fd: int, rep_fd: int, seccomp_fd: int, stage: Path | None,
-         uid: int | None) -> LaunchPlan:
+         uid: int | None, user_db_fds: tuple[int, int] = (-1, -1)) -> LaunchPlan:
     """The command that starts the worker under ``backend``. ``stage`` and ``uid`` only when the host is root."""
     ws = str(policy.workspace.resolve())
     prefixes = [*python_paths(), *(p.resolve() for p in policy.extra_read_only)]
@@ -240,13 +248,13 @@ def plan(backend: Backend, policy: Policy, *, req_fd: int, rep_fd: int, seccomp_
     drop = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--pdeathsig=KILL"] if uid is not None else []
     reap = ["setpriv", "--pdeathsig", "KILL"] if shutil.which("setpriv", path=CLEAN_PATH) else []
     if backend is Backend.BWRAP:
-        inner = _bwrap_argv(policy, list(zip(sources, map(str, prefixes), strict=True)), ws_src, worker,
-                            (req_fd, rep_fd, seccomp_fd))
+        fds = (req_fd, rep_fd, seccomp_fd, *user_db_fds)
+        inner = _bwrap_argv(policy, list(zip(sources, map(str, prefixes), strict=True)), ws_src, worker, fds)
         if stage is None:
-            return LaunchPlan([*reap, *inner], None, None, WORKSPACE_INSIDE, None, None, program, (req_fd, rep_fd, seccomp_fd))
+            return LaunchPlan([*reap, *inner], None, None, WORKSPACE_INSIDE, None, None, program, fds)
         argv = [*reap, "unshare", "--mount", "--propagation", "private", "--", "sh", "-c", _STAGE_SCRIPT, "stage",
                 "exec", str(stage), *ops, "--", *drop, *inner]
-        return LaunchPlan(argv, uid, stage, WORKSPACE_INSIDE, None, None, program, (req_fd, rep_fd, seccomp_fd))
+        return LaunchPlan(argv, uid, stage, WORKSPACE_INSIDE, None, None, program, fds)
     # unshare + Landlock: mounts made by the stage script, confinement applied by the worker itself
     ops += ["T", "/mnt", "1m", "M", WORKSPACE_INSIDE, "B", ws_src, WORKSPACE_INSIDE]
     hidden = {"/tmp": policy.tmp_size, "/dev/shm": policy.shm_size}

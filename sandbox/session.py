@@ -18,7 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ossagent.sandbox.launch import CLEAN_PATH, STAGE_BASE, allocate_uid, choose_backend, chown_tree, plan
+from ossagent.sandbox.launch import (
+    CLEAN_PATH,
+    GROUP,
+    PASSWD,
+    STAGE_BASE,
+    allocate_uid,
+    choose_backend,
+    chown_tree,
+    plan,
+)
 from ossagent.sandbox.policy import Backend, Policy, SandboxUnavailable
 
 _spawner: ThreadPoolExecutor | None = None
@@ -36,6 +45,13 @@ def _spawn(argv: list[str], pass_fds: tuple[int, ...]) -> subprocess.Popen[bytes
         subprocess.Popen, argv, env={"PATH": CLEAN_PATH}, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, pass_fds=pass_fds, start_new_session=True, cwd="/",
     ).result()
+
+
+def _memfd(name: str, data: bytes) -> int:
+    fd = os.memfd_create(name)
+    os.write(fd, data)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
 
 
 MAX_REPLY = 1 << 20
@@ -149,15 +165,16 @@ class PythonSandbox:
         req_r, req_w = os.pipe()
         rep_r, rep_w = os.pipe()
         seccomp_fd = os.memfd_create("ossagent-seccomp")
+        user_db = (_memfd("ossagent-passwd", PASSWD.encode()), _memfd("ossagent-group", GROUP.encode()))
         try:
             launch = plan(self.backend, self.policy, req_fd=req_r, rep_fd=rep_w, seccomp_fd=seccomp_fd,
-                          stage=self._stage, uid=self.uid)
+                          stage=self._stage, uid=self.uid, user_db_fds=user_db)
             if launch.seccomp_fd_program:
                 os.write(seccomp_fd, launch.seccomp_fd_program)
                 os.lseek(seccomp_fd, 0, os.SEEK_SET)
             self.proc = _spawn(launch.argv, launch.pass_fds)
         finally:
-            for fd in (req_r, rep_w, seccomp_fd):
+            for fd in (req_r, rep_w, seccomp_fd, *user_db):
                 os.close(fd)
         assert self.proc.stdout is not None
         self._fds = (req_w, rep_r, self.proc.stdout.fileno())

@@ -291,7 +291,7 @@ def test_private_tmp_is_not_the_hosts(sbx: PythonSandbox) -> None:
         host_file.unlink()
 
 
-SECRET_PATHS = ["/etc/shadow", "/etc/passwd", "/root/.bashrc", "/root/.ssh/id_rsa", str(Path(__file__).resolve())]
+SECRET_PATHS = ["/etc/shadow", "/etc/gshadow", "/root/.bashrc", "/root/.ssh/id_rsa", str(Path(__file__).resolve())]
 
 
 def test_secret_files_are_unreadable(sbx: PythonSandbox) -> None:
@@ -333,8 +333,8 @@ def test_environment_is_clean(make: Callable[..., PythonSandbox], monkeypatch: p
     """)
     assert secret not in out
     assert out.splitlines()[0].replace("'PWD', ", "") == str(sorted([
-        "HOME", "LANG", "MKL_NUM_THREADS", "MPLBACKEND", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "PATH",
-        "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "TMPDIR"]))
+        "HOME", "LANG", "LOGNAME", "MKL_NUM_THREADS", "MPLBACKEND", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+        "PATH", "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "TMPDIR", "USER"]))
 
 
 def test_hardlink_of_an_outside_file_is_impossible(sbx: PythonSandbox, tmp_path: Path) -> None:
