@@ -245,7 +245,13 @@ class PythonSandbox:
         self._drain_replies()
         nonce = secrets.token_hex(16)
         started = time.monotonic()
-        self._send({"op": "exec", "code": code, "nonce": nonce, "timeout": timeout, "cpu": self.policy.cpu_per_call})
+        request = {"op": "exec", "code": code, "nonce": nonce, "timeout": timeout, "cpu": self.policy.cpu_per_call}
+        try:
+            self._send(request)
+        except OSError:  # the worker died since the last call
+            state_lost = True
+            self.restart()
+            self._send(request)
         capture = OutputCapture(self.policy.output)
         reply, _ = self._collect(nonce, started + timeout + self.policy.hard_grace, capture)
         seconds = time.monotonic() - started
@@ -290,13 +296,16 @@ class PythonSandbox:
             if after is not None:
                 marker_seen, self._carry = True, after
         out_open = True
+        reply_at = 0.0
         while not (reply is not None and marker_seen):
+            if reply is not None:  # the marker is late (fd 1 closed or flooded by the code?): not for long
+                deadline = min(deadline, reply_at + 2.0)
             wait = deadline - time.monotonic()
-            if reply is not None:  # marker missing (fd 1 closed by the code?): give it a moment
-                wait = min(wait, 0.5) if marker_seen is False else wait
             if wait <= 0:
                 break
-            fds = [rep_r, *([out_r] if out_open and not marker_seen else [])]
+            fds = [*([rep_r] if reply is None else []), *([out_r] if out_open and not marker_seen else [])]
+            if not fds:
+                break
             ready, _, _ = select.select(fds, [], [], wait)
             if not ready and reply is not None:
                 break
@@ -323,7 +332,7 @@ class PythonSandbox:
                         self.last_end = "protocol"
                         break
                     if len(frame) >= 4 + n:
-                        reply = _parse_reply(frame[4 : 4 + n], nonce)
+                        reply, reply_at = _parse_reply(frame[4 : 4 + n], nonce), time.monotonic()
                         if reply is None:
                             self.last_end = "protocol"
                             break
