@@ -52,8 +52,9 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     """Count per backend which adversarial cases held (passed), failed, or hit a documented gap (xfail)."""
     if "tests/sandbox/test_adversarial" not in report.nodeid.replace("\\", "/"):
         return
+    ids = report.nodeid.rsplit("[", 1)[-1].rstrip("]").split("-") if report.nodeid.endswith("]") else []
     for b in BACKENDS:
-        if f"[{b.value}]" in report.nodeid:
+        if b.value in ids:
             bucket = _results.setdefault(b.value, {"held": 0, "gap": 0, "failed": 0, "skipped": 0})
             if report.when == "call" and report.passed and not hasattr(report, "wasxfail"):
                 bucket["held"] += 1
