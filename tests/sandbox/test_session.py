@@ -75,3 +75,13 @@ def test_sandbox_started_in_a_short_lived_thread_survives_it(tmp_path: Path) -> 
         assert sbx.run("kept").value == "5"
     finally:
         sbx.close()
+
+
+@pytest.mark.skipif(probe(Backend.UNSHARE_LANDLOCK) is not None, reason="the fallback does not work here")
+def test_fallback_is_chosen_when_bwrap_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ossagent.sandbox import launch
+
+    real = launch.shutil.which
+    monkeypatch.setattr(launch.shutil, "which", lambda name, **k: None if name == "bwrap" else real(name, **k))
+    assert "bubblewrap is not installed" in (probe(Backend.BWRAP) or "")
+    assert choose_backend(None) is Backend.UNSHARE_LANDLOCK
