@@ -212,6 +212,12 @@ class Browser:
                 self._cache.setdefault(resp.url, page)
         return page
 
+    def clear_cache(self) -> None:
+        """Forget fetched pages (the stack stays): the next open fetches again."""
+        with self._lock:
+            self._cache.clear()
+            self._raw.clear()
+
     def chromium(self) -> ChromiumRenderer:
         with self._lock:
             if self._chromium is None:

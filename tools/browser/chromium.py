@@ -62,7 +62,8 @@ class ChromiumConfig:
     executable: str | None = None  # default: Debian's /usr/lib/chromium/chromium, else PATH
     sandbox: str = "auto"  # auto | chromium | bwrap | none
     navigation_timeout_s: float = 15.0
-    settle_ms: int = 800  # after "load", wait up to this long for the network to go idle
+    settle_ms: int = 3000  # after "load", wait at most this long for the page to go quiet
+    quiet_ms: int = 200  # quiet: no request for this long (every request passes through our route handler)
 
 
 @dataclass
@@ -135,7 +136,10 @@ class ChromiumRenderer:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ossagent-chromium")
         self._state: dict[str, Any] = {}
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
-        self.bytes_fetched = 0
+        self.bytes_fetched = 0  # by requests Chromium made (the document handed over is not counted)
+        self._last_request = 0.0
+        self._call: dict[str, Any] = {"errors": [], "prefetched": None}
+        self.blocked = 0  # requests aborted before any byte moved: images, media, fonts, styles, refused URLs
 
     # --- everything below the public methods runs on the Chromium thread ---
 
@@ -173,6 +177,8 @@ class ChromiumRenderer:
         return browser
 
     def _shutdown(self) -> None:
+        self._state.pop("page", None)
+        self._state.pop("context", None)
         browser, pw = self._state.pop("browser", None), self._state.pop("pw", None)
         if browser is not None:
             browser.close()
@@ -182,7 +188,9 @@ class ChromiumRenderer:
     def _route(self, route: Any, errors: list[tuple[str, ToolCallError]], prefetched: Response | None) -> None:
         request = route.request
         kind = request.resource_type
+        self._last_request = time.monotonic()
         if kind not in ALLOWED_RESOURCES:
+            self.blocked += 1
             route.abort("blockedbyclient")
             return
         url = request.url
@@ -195,6 +203,7 @@ class ChromiumRenderer:
                                                  content=request.post_data_buffer)
                 self.bytes_fetched += self.fetcher.bytes_fetched - before
         except (ModelError, ToolFailure) as e:
+            self.blocked += 1
             errors.append((kind, e))
             route.abort("blockedbyclient")
             return
@@ -208,6 +217,23 @@ class ChromiumRenderer:
         headers = {k: v for k, v in resp.headers if k.lower() not in ("content-length", "set-cookie")}
         route.fulfill(status=resp.status, headers=headers, body=resp.body)
 
+    def _settle(self, page: Any) -> None:
+        """Let scripts run until no request has been made for ``quiet_ms`` (at most ``settle_ms``).
+
+        Every request goes through :meth:`_route`, so its clock sees all network activity; a page that
+        keeps polling is read as it is when ``settle_ms`` runs out.
+        """
+        from playwright.sync_api import Error as PlaywrightError
+
+        quiet = self.config.quiet_ms / 1000
+        end = time.monotonic() + self.config.settle_ms / 1000
+        self._last_request = max(self._last_request, time.monotonic())
+        with contextlib.suppress(PlaywrightError):
+            while time.monotonic() < end:
+                page.wait_for_timeout(50)
+                if time.monotonic() - self._last_request >= quiet:
+                    break
+
     @staticmethod
     def _failure(url: str, errors: list[tuple[str, ToolCallError]], detail: str) -> ToolCallError:
         """Why the page could not be shown: a refused or failed document request if there was one."""
@@ -216,25 +242,40 @@ class ChromiumRenderer:
                 return err
         return ToolFailure(f"Error rendering `{url}`: {detail}", hint="Try again, or open another result.")
 
+    def _page(self) -> Any:
+        """The conversation's one context and tab, made on first use and again if the tab died.
+
+        Reusing the tab keeps its renderer process warm (a new tab costs 0.2-0.5 s). Nothing persists
+        between pages that matters: cookies are never sent or stored, storage is per-origin.
+        """
+        page = self._state.get("page")
+        if page is not None and not page.is_closed():
+            return page
+        browser = self._start()
+        if "context" in self._state:
+            self._state.pop("context").close()
+        context = browser.new_context(accept_downloads=False, service_workers="block",
+                                      java_script_enabled=True, viewport={"width": 1280, "height": 2000})
+        context.route("**/*", lambda route: self._route(route, self._call["errors"], self._call["prefetched"]))
+        page = context.new_page()
+        context.on("page", lambda other: other.close() if other != page else None)  # popups, window.open
+        page.on("download", lambda d: d.cancel())
+        self._state.update(context=context, page=page)
+        return page
+
     def _render(self, url: str, prefetched: Response | None) -> Rendered:
         from playwright.sync_api import Error as PlaywrightError
 
         start = time.monotonic()
-        browser = self._start()
-        context = browser.new_context(accept_downloads=False, service_workers="block",
-                                      java_script_enabled=True, viewport={"width": 1280, "height": 2000})
+        page = self._page()
         errors: list[tuple[str, ToolCallError]] = []
+        self._call = {"errors": errors, "prefetched": prefetched}
         try:
-            context.route("**/*", lambda route: self._route(route, errors, prefetched))
-            page = context.new_page()
-            page.on("popup", lambda popup: popup.close())
-            page.on("download", lambda d: d.cancel())
             try:
                 page.goto(url, wait_until="load", timeout=self.config.navigation_timeout_s * 1000)
             except PlaywrightError as e:
                 raise self._failure(url, errors, str(e).splitlines()[0]) from e
-            with contextlib.suppress(PlaywrightError):  # still busy (polling): take what is there
-                page.wait_for_load_state("networkidle", timeout=self.config.settle_ms)
+            self._settle(page)
             if page.url.startswith("chrome-error:"):
                 raise self._failure(url, errors, "the page navigated to an address that could not be loaded")
             try:
@@ -244,4 +285,6 @@ class ChromiumRenderer:
                 raise self._failure(url, errors, str(e).splitlines()[0]) from e
             return Rendered(url=page.url, title=title, html=html, elapsed_s=time.monotonic() - start)
         finally:
-            context.close()
+            with contextlib.suppress(PlaywrightError):  # stop the page's scripts until the next render
+                page.goto("about:blank", timeout=5000)
+            self._call = {"errors": [], "prefetched": None}

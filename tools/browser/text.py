@@ -68,6 +68,13 @@ class PageContents:
     urls: dict[str, str] = field(default_factory=dict)  # link id -> absolute URL
     snippets: dict[str, Extract] | None = None  # set on search and find result pages
     truncated: bool = False  # the fetch stopped at the byte cap
+    _wrapped: tuple[str, list[str]] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def lines(self) -> list[str]:
+        """The text wrapped at 80 columns (computed once per text)."""
+        if self._wrapped is None or self._wrapped[0] is not self.text:
+            self._wrapped = (self.text, wrap_lines(self.text))
+        return self._wrapped[1]
 
 
 def sanitize(text: str) -> str:
@@ -197,8 +204,8 @@ def wrap_lines(text: str, width: int = 80) -> list[str]:
     """Split into lines of at most ``width`` characters, keeping whitespace and empty lines."""
     out: list[str] = []
     for line in text.split("\n"):
-        if not line:
-            out.append("")
+        if not line or (len(line) <= width and "\t" not in line):  # what textwrap would return, faster
+            out.append(line)
             continue
         out.extend(textwrap.wrap(line, width=width, replace_whitespace=False, drop_whitespace=False) or [""])
     return out

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from ossagent.tools.browser.page import Viewport, find_in_page, render
 from ossagent.tools.browser.text import html_to_page, sanitize, strip_links, wrap_lines
 
@@ -87,3 +90,22 @@ def test_find_pages(golden: Any) -> None:
     golden("find_page", found.text)
     none = find_in_page(page, "zeta")
     assert none.text == "No `find` results for pattern: `zeta`"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("ab \t\n-.xyz—【")), max_size=400))
+def test_wrap_lines_equals_textwrap(text: str) -> None:
+    import textwrap
+
+    slow: list[str] = []
+    for line in text.split("\n"):
+        slow.extend(textwrap.wrap(line, width=80, replace_whitespace=False, drop_whitespace=False) or [""])
+    assert wrap_lines(text) == slow
+
+
+def test_wrapped_lines_follow_the_text() -> None:
+    page = html_to_page("<p>one</p>", "https://a.org/")
+    first = page.lines()
+    assert page.lines() is first  # computed once
+    page.text += "\n\nmore"
+    assert page.lines()[-1] == "more"
