@@ -38,24 +38,26 @@ def test_javascript_page_is_rendered_automatically(site: Any, auto: Browser, gol
     assert "/cat.png" not in site.hits and "/style.css" not in site.hits  # never requested
 
 
-def test_render_always_follows_redirects_hop_by_hop(site: Any, enc: Any) -> None:
-    with Browser(config=BrowserConfig(policy=LOOPBACK, render="always"), encoding=enc) as b:
-        v = b.open(site.base + "/redirect-chain")
-        assert v.url == site.base + "/second.html" and "Attention sinks" in v.text
-        # a script navigating into a refused address: refused by the policy, reported to the model
-        with pytest.raises(PolicyError, match=r"10\.9\.8\.7"):
-            b.open(site.base + "/js-redirect-private.html")
-        site.page("/js-download.html", "<html><script>location.href='/file.zip'</script></html>")
-        with pytest.raises(ToolFailure, match="application/zip"):
-            b.open(site.base + "/js-download.html")
-        site.page("/popup.html", "<html><body><p>" + "Opener text. " * 80 + "</p>"
-                  "<script>window.open('/third.html'); fetch('http://10.1.1.1/x').catch(e => 0)</script></body></html>")
-        v = b.open(site.base + "/popup.html")
-        assert "Opener text." in v.text
-        # the same static page through Chromium reads exactly as through httpx
-        rendered = b.open(site.base + "/static.html").text
-        with Browser(config=BrowserConfig(policy=LOOPBACK, render="never"), encoding=b.viewport.encoding) as plain:
-            assert rendered.split("\n", 1)[1] == plain.open(site.base + "/static.html").text.split("\n", 1)[1]
+def test_render_always_follows_redirects_hop_by_hop(site: Any, auto: Browser, web: Any) -> None:
+    def render(path: str) -> Any:
+        return auto.open(site.base + path, render="always")
+
+    v = render("/redirect-chain")
+    assert v.url == site.base + "/second.html" and "Attention sinks" in v.text
+    # a script navigating into a refused address: refused by the policy, reported to the model
+    with pytest.raises(PolicyError, match=r"10\.9\.8\.7"):
+        render("/js-redirect-private.html")
+    site.page("/js-download.html", "<html><script>location.href='/file.zip'</script></html>")
+    with pytest.raises(ToolFailure, match="application/zip"):
+        render("/js-download.html")
+    site.page("/popup.html", "<html><body><p>" + "Opener text. " * 80 + "</p>"
+              "<script>window.open('/third.html'); fetch('http://10.1.1.1/x').catch(e => 0)</script></body></html>")
+    assert "Opener text." in render("/popup.html").text
+    # the same static page through Chromium reads exactly as through httpx
+    site.page("/static-copy.html", web.STATIC.replace("{port}", str(site.port)))
+    rendered = render("/static-copy.html").text
+    plain = auto.open(site.base + "/static.html", render="never").text
+    assert rendered.split("\n", 1)[1] == plain.split("\n", 1)[1].replace("/static.html", "/static-copy.html")
 
 
 def _descendants(root: int) -> list[int]:
