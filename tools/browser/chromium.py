@@ -25,11 +25,14 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import tempfile
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +49,7 @@ CHROMIUM_FLAGS = (
     "--blink-settings=imagesEnabled=false",
     # Anything that escapes route() (it should not) goes to a closed port instead of the network.
     "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=<-loopback>",
+    "--force-webrtc-ip-handling-policy=disable_non_proxied_udp", "--dns-prefetch-disable",
 )
 
 
@@ -63,6 +67,7 @@ class ChromiumConfig:
     sandbox: str = "auto"  # auto | chromium | bwrap | none
     navigation_timeout_s: float = 15.0
     settle_ms: int = 3000  # after "load", wait at most this long for the page to go quiet
+    watchdog_slack_s: float = 10.0  # a render taking navigation + settle + this long is killed
     quiet_ms: int = 200  # quiet: no request for this long (every request passes through our route handler)
 
 
@@ -138,13 +143,39 @@ class ChromiumRenderer:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self.bytes_fetched = 0  # by requests Chromium made (the document handed over is not counted)
         self._last_request = 0.0
+        self._marker = f"--ossagent-renderer={uuid.uuid4().hex}"  # finds our processes for the watchdog
         self._call: dict[str, Any] = {"errors": [], "prefetched": None}
         self.blocked = 0  # requests aborted before any byte moved: images, media, fonts, styles, refused URLs
 
     # --- everything below the public methods runs on the Chromium thread ---
 
     def render(self, url: str, prefetched: Response | None = None) -> Rendered:
-        return self._pool.submit(self._render, url, prefetched).result()
+        """Render ``url``; a page that hangs Chromium (a script looping forever) gets it killed."""
+        budget = self.config.navigation_timeout_s + self.config.settle_ms / 1000 + self.config.watchdog_slack_s
+        if "browser" not in self._state:
+            budget += 30  # the first call launches Chromium
+        fut = self._pool.submit(self._render, url, prefetched)
+        try:
+            return fut.result(timeout=budget)
+        except FuturesTimeout:
+            self._kill()
+            with contextlib.suppress(Exception):  # the kill makes the stuck call fail; that is the point
+                fut.result(timeout=15)
+            raise ToolFailure(f"Error rendering `{url}`: the page did not finish within {budget:.0f} s "
+                              "and the browser was restarted.", hint="Open another result.") from None
+
+    def _kill(self) -> None:
+        """SIGKILL this renderer's Chromium (found by the marker switch on its command line)."""
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if self._marker.encode() in cmdline:
+                with contextlib.suppress(OSError):
+                    os.kill(int(proc.name), signal.SIGKILL)
 
     def close(self) -> None:
         try:
@@ -155,20 +186,29 @@ class ChromiumRenderer:
                 self._tmp.cleanup()
 
     def _start(self) -> Any:
-        if "browser" in self._state:
-            return self._state["browser"]
+        browser = self._state.get("browser")
+        if browser is not None and browser.is_connected():
+            return browser
+        if browser is not None:  # it died (killed by the watchdog, or crashed): start afresh
+            self._state.pop("page", None)
+            self._state.pop("context", None)
+            with contextlib.suppress(Exception):
+                self._shutdown()
         from playwright.sync_api import sync_playwright
 
-        args = list(CHROMIUM_FLAGS)
+        args = [*CHROMIUM_FLAGS, self._marker]
+        if self._tmp is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="ossagent-chromium-")
         exe = self.executable
         if self.sandbox == "bwrap":
-            self._tmp = tempfile.TemporaryDirectory(prefix="ossagent-chromium-")
             exe = str(_bwrap_wrapper(Path(self._tmp.name), self.executable))
+        elif self.sandbox == "none":
+            args.append("--no-sandbox")
         pw = sync_playwright().start()
         try:
             browser = pw.chromium.launch(executable_path=exe, args=args, headless=True,
-                                         chromium_sandbox=self.sandbox == "chromium", timeout=30_000, env={
-                                             "PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp")})
+                                         chromium_sandbox=self.sandbox == "chromium", timeout=30_000,
+                                         env={"PATH": "/usr/bin:/bin", "HOME": self._tmp.name})
         except Exception as e:
             pw.stop()
             raise ToolFailure(f"Chromium could not start: {e}",
@@ -181,7 +221,8 @@ class ChromiumRenderer:
         self._state.pop("context", None)
         browser, pw = self._state.pop("browser", None), self._state.pop("pw", None)
         if browser is not None:
-            browser.close()
+            with contextlib.suppress(Exception):  # it may be dead already
+                browser.close()
         if pw is not None:
             pw.stop()
 

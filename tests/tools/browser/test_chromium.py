@@ -106,3 +106,15 @@ def test_sandbox_modes_are_checked() -> None:
         from ossagent.tools.browser import ChromiumRenderer, HttpFetcher
 
         ChromiumRenderer(HttpFetcher(LOOPBACK), ChromiumConfig(executable="/nonexistent/chromium"))
+
+
+@pytest.mark.slow
+def test_a_page_that_hangs_chromium_is_killed_and_chromium_restarts(site: Any, enc: Any) -> None:
+    site.page("/hang.html", "<html><body><p>" + "Hanging text. " * 80 + "</p><script>"
+              "onload = () => setTimeout(() => { for (;;) {} }, 20)</script></body></html>")
+    fast = ChromiumConfig(navigation_timeout_s=3, settle_ms=300, watchdog_slack_s=1.5)
+    with Browser(config=BrowserConfig(policy=LOOPBACK, render="always", chromium=fast), encoding=enc) as b:
+        b.open(site.base + "/third.html")  # Chromium is up
+        with pytest.raises(ToolFailure, match="browser was restarted"):
+            b.open(site.base + "/hang.html")
+        assert "The third page says hello." in b.open(site.base + "/third.html?again").text
