@@ -16,7 +16,7 @@ and for the model: ``BrowserTool(Browser(...))`` (an :class:`ossagent.tools.base
 
 from __future__ import annotations
 
-from ossagent.tools.browser.browser import Browser, BrowserConfig, needs_javascript
+from ossagent.tools.browser.browser import Browser, BrowserConfig, create_browser, needs_javascript
 from ossagent.tools.browser.chromium import ChromiumConfig, ChromiumRenderer
 from ossagent.tools.browser.citations import Citation
 from ossagent.tools.browser.fetch import FetchLimits, HttpFetcher, Response
@@ -44,6 +44,7 @@ __all__ = [
     "SearxngBackend",
     "UrlPolicy",
     "View",
+    "create_browser",
     "html_to_page",
     "needs_javascript",
 ]

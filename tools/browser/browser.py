@@ -69,6 +69,38 @@ def needs_javascript(resp: Response, page: PageContents, min_words: int) -> bool
     return len(strip_links(body).split()) < min_words
 
 
+def create_browser(
+    *,
+    searxng_url: str | None = None,
+    offline_folder: str | None = None,
+    allow_networks: tuple[str, ...] = (),
+    allow_private: bool = False,
+    render: str = "auto",
+    chromium_executable: str | None = None,
+    chromium_sandbox: str = "auto",
+    encoding: Any = None,
+) -> Browser:
+    """A browser from plain options (what a CLI or server reads from its settings).
+
+    ``searxng_url`` and ``offline_folder`` choose the search backend (at most one; neither: no search).
+    """
+    from ossagent.tools.browser.search import OfflineBackend, SearxngBackend
+
+    if searxng_url and offline_folder:
+        raise UserError("choose one search backend: a SearXNG URL or an offline folder, not both")
+    backend: SearchBackend | None = None
+    if searxng_url:
+        backend = SearxngBackend(searxng_url)
+    elif offline_folder:
+        backend = OfflineBackend(offline_folder)
+    config = BrowserConfig(
+        policy=UrlPolicy(allow_private=allow_private, allow_networks=tuple(allow_networks)),
+        render=render,
+        chromium=ChromiumConfig(executable=chromium_executable, sandbox=chromium_sandbox),
+    )
+    return Browser(backend, config, encoding=encoding)
+
+
 class Browser:
     """Search, open and find, with cursors. Thread-safe; one instance per conversation."""
 
@@ -223,6 +255,24 @@ class Browser:
             if self._chromium is None:
                 self._chromium = ChromiumRenderer(self.http, self.config.chromium)
             return self._chromium
+
+    # ----- state across requests -----
+
+    def state(self) -> dict[str, Any]:
+        """The page stack as JSON-able data (for a server that keeps conversations between requests)."""
+        with self._lock:
+            return {"version": 1, "stack": [p.to_dict() for p in self.stack]}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Put back a stack saved by :meth:`state`; cursors and citations mean what they meant."""
+        if state.get("version") != 1 or not isinstance(state.get("stack"), list):
+            raise UserError("not a browser state saved by Browser.state()")
+        pages = [PageContents.from_dict(p) for p in state["stack"]]
+        with self._lock:
+            self.stack = pages
+            for p in pages:
+                if p.url and p.snippets is None:
+                    self._cache.setdefault(p.url, p)
 
     # ----- citations -----
 

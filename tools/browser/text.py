@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 import textwrap
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import html2text
@@ -69,6 +70,18 @@ class PageContents:
     snippets: dict[str, Extract] | None = None  # set on search and find result pages
     truncated: bool = False  # the fetch stopped at the byte cap
     _wrapped: tuple[str, list[str]] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        snippets = None if self.snippets is None else {k: vars(v).copy() for k, v in self.snippets.items()}
+        return {"url": self.url, "title": self.title, "text": self.text, "urls": dict(self.urls),
+                "snippets": snippets, "truncated": self.truncated}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PageContents:
+        snippets = data.get("snippets")
+        return cls(url=data["url"], title=data["title"], text=data["text"], urls=dict(data.get("urls") or {}),
+                   snippets=None if snippets is None else {k: Extract(**v) for k, v in snippets.items()},
+                   truncated=bool(data.get("truncated", False)))
 
     def lines(self) -> list[str]:
         """The text wrapped at 80 columns (computed once per text)."""
