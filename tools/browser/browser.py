@@ -120,6 +120,7 @@ class Browser:
         self._raw: dict[str, Response] = {}
         self._lock = threading.RLock()
         self.stats = FetchStats()
+        self.chromium_unavailable: str | None = None  # why "auto" could not render, if it could not
 
     # ----- the page stack -----
 
@@ -230,9 +231,7 @@ class Browser:
         elif resp.content_type in _HTML_TYPES or not resp.content_type:
             page = html_to_page(resp.text(), resp.url)
             if mode == "always" or (mode == "auto" and needs_javascript(resp, page, self.config.js_min_words)):
-                done = self.chromium().render(resp.url, prefetched=resp)
-                page = html_to_page(done.html, done.url, title=done.title or None)
-                self.stats.rendered += 1
+                page = self._rendered(resp, mode) or page
         else:
             page = plain_to_page(resp.text(), resp.url)
         page.truncated = resp.truncated
@@ -244,6 +243,19 @@ class Browser:
                 self._cache.setdefault(resp.url, page)
         return page
 
+    def _rendered(self, resp: Response, mode: str) -> PageContents | None:
+        """The page as Chromium renders it; None when "auto" finds no usable Chromium (keep the text)."""
+        try:
+            renderer = self.chromium()
+        except UserError as e:
+            if mode == "always":
+                raise
+            self.chromium_unavailable = str(e)
+            return None
+        done = renderer.render(resp.url, prefetched=resp)
+        self.stats.rendered += 1
+        return html_to_page(done.html, done.url, title=done.title or None, scripted=True)
+
     def clear_cache(self) -> None:
         """Forget fetched pages (the stack stays): the next open fetches again."""
         with self._lock:
@@ -251,7 +263,10 @@ class Browser:
             self._raw.clear()
 
     def chromium(self) -> ChromiumRenderer:
+        """The JavaScript renderer (started on first use); :class:`UserError` if Chromium is unusable."""
         with self._lock:
+            if self.chromium_unavailable is not None:
+                raise UserError(self.chromium_unavailable)
             if self._chromium is None:
                 self._chromium = ChromiumRenderer(self.http, self.config.chromium)
             return self._chromium

@@ -179,8 +179,13 @@ def _html2text(html: str) -> str:
         html2text.utils.escape_md, html2text.utils.escape_md_section = saved
 
 
-def html_to_page(html: str, url: str, title: str | None = None, display_url: bool = True) -> PageContents:
-    """Convert ``html`` fetched from ``url`` into :class:`PageContents`."""
+def html_to_page(html: str, url: str, title: str | None = None, display_url: bool = True,
+                 scripted: bool = False) -> PageContents:
+    """Convert ``html`` fetched from ``url`` into :class:`PageContents`.
+
+    ``scripted``: the HTML comes from a browser that ran the page's scripts, so ``<noscript>`` content
+    was not shown to its reader and is dropped; without scripts it is what a reader sees, and kept.
+    """
     html = sanitize(_XML_DECL_RE.sub("", html))
     try:
         root = lxml.html.fromstring(html or "<html></html>")
@@ -193,7 +198,7 @@ def html_to_page(html: str, url: str, title: str | None = None, display_url: boo
         final_title = re.sub(r"\s+", " ", found.text or "").strip()
     else:
         final_title = domain_of(url) if url else ""
-    _drop(root, ("script", "style", "noscript", "template", "math", "head"))
+    _drop(root, ("script", "style", "template", "math", "head", *(("noscript",) if scripted else ())))
     urls = _mark_links(root, url)
     _mark_images(root)
     body = lxml.etree.tostring(root, encoding="unicode")

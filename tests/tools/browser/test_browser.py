@@ -172,3 +172,17 @@ def test_state_round_trips_through_json(site: Any, browser: Browser, enc: Any) -
         browser.restore({"stack": "nope"})
     with pytest.raises(UserError, match="one search backend"):
         create_browser(searxng_url="http://127.0.0.1:1/", offline_folder="/tmp")
+
+
+def test_auto_render_without_chromium_keeps_the_text(site: Any, enc: Any) -> None:
+    from ossagent.tools.base import UserError
+    from ossagent.tools.browser import BrowserConfig, ChromiumConfig, UrlPolicy
+
+    cfg = BrowserConfig(policy=UrlPolicy(allow_networks=("127.0.0.1/32",)),
+                        chromium=ChromiumConfig(executable="/nonexistent/chromium"))
+    with Browser(config=cfg, encoding=enc) as b:
+        v = b.open(site.base + "/js.html")  # needs JavaScript, but there is no Chromium: the httpx text
+        assert "You need to enable JavaScript" in v.text and b.stats.rendered == 0
+        assert b.chromium_unavailable and "no Chromium found" in b.chromium_unavailable
+        with pytest.raises(UserError):
+            b.open(site.base + "/second.html", render="always")
