@@ -143,6 +143,7 @@ class ChromiumRenderer:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self.bytes_fetched = 0  # by requests Chromium made (the document handed over is not counted)
         self._last_request = 0.0
+        self._needs_launch = True
         self._marker = f"--ossagent-renderer={uuid.uuid4().hex}"  # finds our processes for the watchdog
         self._call: dict[str, Any] = {"errors": [], "prefetched": None}
         self.blocked = 0  # requests aborted before any byte moved: images, media, fonts, styles, refused URLs
@@ -152,13 +153,14 @@ class ChromiumRenderer:
     def render(self, url: str, prefetched: Response | None = None) -> Rendered:
         """Render ``url``; a page that hangs Chromium (a script looping forever) gets it killed."""
         budget = self.config.navigation_timeout_s + self.config.settle_ms / 1000 + self.config.watchdog_slack_s
-        if "browser" not in self._state:
-            budget += 30  # the first call launches Chromium
+        if self._needs_launch:
+            budget += 30  # this call (re)launches Chromium
         fut = self._pool.submit(self._render, url, prefetched)
         try:
             return fut.result(timeout=budget)
         except FuturesTimeout:
             self._kill()
+            self._needs_launch = True
             with contextlib.suppress(Exception):  # the kill makes the stuck call fail; that is the point
                 fut.result(timeout=15)
             raise ToolFailure(f"Error rendering `{url}`: the page did not finish within {budget:.0f} s "
@@ -214,6 +216,7 @@ class ChromiumRenderer:
             raise ToolFailure(f"Chromium could not start: {e}",
                               hint="Open the page without JavaScript rendering.") from e
         self._state.update(pw=pw, browser=browser)
+        self._needs_launch = False
         return browser
 
     def _shutdown(self) -> None:
