@@ -202,7 +202,8 @@ class HttpFetcher:
             resp.elapsed_s = time.monotonic() - start
             check_document(resp)
             return resp
-        raise ToolFailure(f"Too many redirects from `{url}` (more than {self.limits.max_redirects}).")
+        raise ToolFailure(f"Too many redirects from `{url}` (more than {self.limits.max_redirects}).",
+                          hint="The site is redirecting in a loop; open another result.")
 
 
 def check_document(resp: Response) -> None:

@@ -186,3 +186,20 @@ def test_auto_render_without_chromium_keeps_the_text(site: Any, enc: Any) -> Non
         assert b.chromium_unavailable and "no Chromium found" in b.chromium_unavailable
         with pytest.raises(UserError):
             b.open(site.base + "/second.html", render="always")
+
+
+def test_failure_messages(site: Any, browser: Browser, golden: Any) -> None:
+    shown = []
+    for path in ("/redirect-loop", "/missing", "/attachment.html", "/redirect-file"):
+        with pytest.raises((ModelError, ToolFailure)) as e:
+            browser.open(site.base + path)
+        shown.append(f"open {path}\n{e.value.for_model()}")
+    browser.open(site.base + "/second.html")
+    browser.find("sink")
+    with pytest.raises(ModelError) as e:
+        browser.find("x")
+    shown.append(f"find on a find page\n{e.value.for_model()}")
+    with pytest.raises(ModelError) as e:
+        browser.find("")
+    shown.append(f"find ''\n{e.value.for_model()}")
+    golden("errors_browser", "\n\n".join(shown), site)
