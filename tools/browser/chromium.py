@@ -40,7 +40,7 @@ from typing import Any
 from ossagent.tools.base import ModelError, ToolCallError, ToolFailure, UserError
 from ossagent.tools.browser.fetch import HttpFetcher, Response, is_textual
 
-ALLOWED_RESOURCES = frozenset({"document", "script", "xhr", "fetch"})
+ALLOWED_RESOURCES = frozenset({"document", "subdocument", "script", "xhr", "fetch"})
 CHROMIUM_FLAGS = (
     "--headless=new", "--disable-gpu", "--no-first-run", "--no-default-browser-check",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -144,6 +144,7 @@ class ChromiumRenderer:
         self.bytes_fetched = 0  # by requests Chromium made (the document handed over is not counted)
         self._last_request = 0.0
         self._needs_launch = True
+        self.max_html_chars = 2 * fetcher.limits.max_bytes  # of the rendered DOM read back
         self._marker = f"--ossagent-renderer={uuid.uuid4().hex}"  # finds our processes for the watchdog
         self._call: dict[str, Any] = {"errors": [], "prefetched": None}
         self.blocked = 0  # requests aborted before any byte moved: images, media, fonts, styles, refused URLs
@@ -232,6 +233,8 @@ class ChromiumRenderer:
     def _route(self, route: Any, errors: list[tuple[str, ToolCallError]], prefetched: Response | None) -> None:
         request = route.request
         kind = request.resource_type
+        if kind == "document" and not self._is_main_frame(request):
+            kind = "subdocument"  # an iframe: its failure is not the page's failure
         self._last_request = time.monotonic()
         if kind not in ALLOWED_RESOURCES:
             self.blocked += 1
@@ -251,7 +254,7 @@ class ChromiumRenderer:
             errors.append((kind, e))
             route.abort("blockedbyclient")
             return
-        if not 300 <= resp.status < 400 and kind == "document":
+        if not 300 <= resp.status < 400 and kind in ("document", "subdocument"):
             disposition = resp.header("content-disposition").lower()
             if disposition.startswith("attachment") or not is_textual(resp.content_type):
                 errors.append((kind, ToolFailure(f"Refused to download `{url}`: `{resp.content_type}` is not "
@@ -260,6 +263,13 @@ class ChromiumRenderer:
                 return
         headers = {k: v for k, v in resp.headers if k.lower() not in ("content-length", "set-cookie")}
         route.fulfill(status=resp.status, headers=headers, body=resp.body)
+
+    @staticmethod
+    def _is_main_frame(request: Any) -> bool:
+        try:
+            return request.frame.parent_frame is None
+        except Exception:  # no frame (a worker's request)
+            return False
 
     def _settle(self, page: Any) -> None:
         """Let scripts run until no request has been made for ``quiet_ms`` (at most ``settle_ms``).
@@ -323,7 +333,8 @@ class ChromiumRenderer:
             if page.url.startswith("chrome-error:"):
                 raise self._failure(url, errors, "the page navigated to an address that could not be loaded")
             try:
-                html = page.evaluate("() => document.documentElement ? document.documentElement.outerHTML : ''")
+                html = page.evaluate("n => document.documentElement ? document.documentElement.outerHTML.slice(0, n) "
+                                     ": ''", self.max_html_chars)
                 title = page.title()
             except PlaywrightError as e:  # navigated away while we read it
                 raise self._failure(url, errors, str(e).splitlines()[0]) from e

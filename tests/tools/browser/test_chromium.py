@@ -57,6 +57,10 @@ def test_render_always_follows_redirects_hop_by_hop(site: Any, auto: Browser, we
     site.page("/popup.html", "<html><body><p>" + "Opener text. " * 80 + "</p>"
               "<script>window.open('/third.html'); fetch('http://10.1.1.1/x').catch(e => 0)</script></body></html>")
     assert "Opener text." in render("/popup.html").text
+    # an iframe into a refused address is blocked; the page itself still renders
+    site.page("/iframe.html", "<html><body><p>Outer page text.</p>"
+              "<iframe src='http://169.254.169.254/latest/'></iframe></body></html>")
+    assert "Outer page text." in render("/iframe.html").text
     # the same static page through Chromium reads exactly as through httpx
     site.page("/static-copy.html", web.STATIC.replace("{port}", str(site.port)))
     rendered = render("/static-copy.html").text
