@@ -109,3 +109,18 @@ def test_wrapped_lines_follow_the_text() -> None:
     assert page.lines() is first  # computed once
     page.text += "\n\nmore"
     assert page.lines()[-1] == "more"
+
+
+def test_needs_javascript_heuristic() -> None:
+    from ossagent.tools.browser import Response, needs_javascript
+
+    def check(html: str) -> bool:
+        resp = Response(url="https://a.org/", status=200, headers=[("content-type", "text/html")],
+                        body=html.encode())
+        return needs_javascript(resp, html_to_page(html, resp.url), min_words=60)
+
+    words = " ".join(f"w{i}" for i in range(100))
+    assert not check(f"<p>{words}</p>")  # no scripts at all
+    assert not check(f"<script>track()</script><p>{words}</p>")  # scripts, but the text is there
+    assert check("<script src='app.js'></script><div id='root'></div><p>Loading…</p>")  # an app shell
+    assert check(f"<script></script><noscript>Please enable JavaScript.</noscript><p>{words}</p>")
