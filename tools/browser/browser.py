@@ -173,7 +173,7 @@ class Browser:
                 if not url:
                     known = f"0 to {len(current.urls) - 1}" if current.urls else "none on this page"
                     raise ModelError(f"Invalid link id `{id}`.",
-                                     hint=f"Link ids on page [{self._cursor_of(current, cursor)}] are {known}.")
+                                     hint=f"Link ids on page [{self._cursor_of(cursor)}] are {known}.")
                 snip = (current.snippets or {}).get(str(id))
                 if snip is not None and snip.line_idx is not None:
                     snippet_line = snip.line_idx
@@ -199,7 +199,7 @@ class Browser:
                              hint="Run `find` on the page itself: pass its cursor.")
         return self._push(find_in_page(page, pattern))
 
-    def _cursor_of(self, page: PageContents, cursor: int) -> int:
+    def _cursor_of(self, cursor: int) -> int:
         return len(self.stack) - 1 if cursor == -1 else cursor
 
     # ----- fetching -----
@@ -210,7 +210,8 @@ class Browser:
         mode = render_mode or self.config.render
         if mode not in RENDER_MODES:
             raise ModelError(f"render must be one of {RENDER_MODES}.")
-        key = ("view-source:" if view_source else "") + url
+        # a page asked for rendered is cached apart from its text-only reading (the fetch is shared)
+        key = ("view-source:" if view_source else "always:" if mode == "always" else "") + url
         with self._lock:
             cached = self._cache.get(key)
             if cached is not None:
