@@ -124,3 +124,25 @@ def test_needs_javascript_heuristic() -> None:
     assert not check(f"<script>track()</script><p>{words}</p>")  # scripts, but the text is there
     assert check("<script src='app.js'></script><div id='root'></div><p>Loading…</p>")  # an app shell
     assert check(f"<script></script><noscript>Please enable JavaScript.</noscript><p>{words}</p>")
+
+
+def _reference_end_loc(enc: Any, lines: list[str], loc: int, view_tokens: int) -> int:
+    """The reference's rule, written its way: running sums of each token's decoded length."""
+    from itertools import accumulate
+
+    txt = "\n".join(f"L{i + loc}: {line}" for i, line in enumerate(lines[loc:]))
+    if len(txt) <= view_tokens:
+        return len(lines)
+    tokens = enc.encode(txt, disallowed_special=())
+    if len(tokens) <= view_tokens:
+        return len(lines)
+    tok2idx = [0, *accumulate(len(enc.decode([t])) for t in tokens)][:-1]
+    return min(loc + txt[: tok2idx[view_tokens]].count("\n") + 1, len(lines))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.text(alphabet=st.sampled_from(list("abc xyz.,;:-0123456789éü")), max_size=120), min_size=1,
+                max_size=200), st.integers(0, 50), st.sampled_from([16, 64, 256]))
+def test_viewport_equals_the_reference_rule(enc: Any, lines: list[str], loc: int, view_tokens: int) -> None:
+    loc = min(loc, len(lines) - 1)
+    assert Viewport(enc, view_tokens).end_loc(lines, loc) == _reference_end_loc(enc, lines, loc, view_tokens)
