@@ -23,6 +23,7 @@ that started it, and the browser must be callable from any thread (the agent loo
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -79,6 +80,7 @@ class Rendered:
     elapsed_s: float
 
 
+@functools.cache
 def _bwrap_works() -> bool:
     bwrap = shutil.which("bwrap")
     if not bwrap:
@@ -311,6 +313,7 @@ class ChromiumRenderer:
         context = browser.new_context(accept_downloads=False, service_workers="block",
                                       java_script_enabled=True, viewport={"width": 1280, "height": 2000})
         context.route("**/*", lambda route: self._route(route, self._call["errors"], self._call["prefetched"]))
+        context.route_web_socket("**/*", lambda ws: ws.close())  # route() does not see WebSockets
         page = context.new_page()
         context.on("page", lambda other: other.close() if other != page else None)  # popups, window.open
         page.on("download", lambda d: d.cancel())

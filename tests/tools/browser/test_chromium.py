@@ -55,8 +55,10 @@ def test_render_always_follows_redirects_hop_by_hop(site: Any, auto: Browser) ->
     with pytest.raises(ToolFailure, match="application/zip"):
         render("/js-download.html")
     site.page("/popup.html", "<html><body><p>" + "Opener text. " * 80 + "</p>"
-              "<script>window.open('/third.html'); fetch('http://10.1.1.1/x').catch(e => 0)</script></body></html>")
+              "<script>window.open('/third.html'); fetch('http://10.1.1.1/x').catch(e => 0);"
+              f"try {{ new WebSocket('ws://127.0.0.1:{site.port}/ws') }} catch (e) {{}}</script></body></html>")
     assert "Opener text." in render("/popup.html").text
+    assert "/ws" not in site.hits  # the WebSocket never reached the server
     # an iframe into a refused address is blocked; the page itself still renders
     site.page("/iframe.html", "<html><body><p>Outer page text.</p>"
               "<iframe src='http://169.254.169.254/latest/'></iframe></body></html>")
