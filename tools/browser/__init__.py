@@ -22,11 +22,18 @@ from ossagent.tools.browser.citations import Citation
 from ossagent.tools.browser.fetch import FetchLimits, HttpFetcher, Response
 from ossagent.tools.browser.page import View
 from ossagent.tools.browser.policy import PolicyError, UrlPolicy
-from ossagent.tools.browser.search import OfflineBackend, SearchBackend, SearchResult, SearxngBackend
+from ossagent.tools.browser.search import (
+    BraveBackend,
+    OfflineBackend,
+    SearchBackend,
+    SearchResult,
+    SearxngBackend,
+)
 from ossagent.tools.browser.text import PageContents, html_to_page
 from ossagent.tools.browser.tool import BrowserTool
 
 __all__ = [
+    "BraveBackend",
     "Browser",
     "BrowserConfig",
     "BrowserTool",

@@ -72,6 +72,7 @@ def needs_javascript(resp: Response, page: PageContents, min_words: int) -> bool
 def create_browser(
     *,
     searxng_url: str | None = None,
+    brave_api_key: str | None = None,
     offline_folder: str | None = None,
     allow_networks: tuple[str, ...] = (),
     allow_private: bool = False,
@@ -82,14 +83,17 @@ def create_browser(
 ) -> Browser:
     """A browser from plain options (what a CLI or server reads from its settings).
 
-    ``searxng_url`` and ``offline_folder`` choose the search backend (at most one; neither: no search).
+    ``searxng_url``, ``brave_api_key`` and ``offline_folder`` choose the search backend (at most one;
+    none: no search, pages are opened by URL).
     """
-    from ossagent.tools.browser.search import OfflineBackend, SearxngBackend
+    from ossagent.tools.browser.search import BraveBackend, OfflineBackend, SearxngBackend
 
-    if searxng_url and offline_folder:
-        raise UserError("choose one search backend: a SearXNG URL or an offline folder, not both")
+    if sum(bool(x) for x in (searxng_url, brave_api_key, offline_folder)) > 1:
+        raise UserError("choose one search backend: a SearXNG URL, a Brave API key or an offline folder")
     backend: SearchBackend | None = None
-    if searxng_url:
+    if brave_api_key:
+        backend = BraveBackend(brave_api_key)
+    elif searxng_url:
         backend = SearxngBackend(searxng_url)
     elif offline_folder:
         backend = OfflineBackend(offline_folder)
