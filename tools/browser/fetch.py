@@ -117,9 +117,11 @@ class HttpFetcher:
                               hint="Answer with the pages already open (use their cursors).")
         host, addresses = self.policy.resolve(url)
         deadline = deadline or time.monotonic() + self.limits.timeout_s
-        target = httpx.URL(url)
-        sent = dict(headers or {})
-        sent = {k: v for k, v in sent.items() if k.lower() not in ("host", "cookie", "accept-encoding")}
+        try:
+            target = httpx.URL(url)
+        except (httpx.InvalidURL, ValueError) as e:
+            raise PolicyError(f"`{url}` is not a valid URL: {e}") from e
+        sent = {k: v for k, v in (headers or {}).items() if k.lower() not in ("host", "cookie", "accept-encoding")}
         sent["host"] = target.netloc.decode("ascii")
         ext: dict[str, object] = {}
         if target.scheme == "https":

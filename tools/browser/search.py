@@ -8,6 +8,7 @@ air-gapped browser never touches the network. The browser turns results into the
 
 from __future__ import annotations
 
+import contextlib
 import html
 import math
 import re
@@ -189,14 +190,18 @@ class OfflineBackend:
         self._df: Counter[str] = Counter()
         for path in sorted(self.folder.rglob("*")):
             if path.is_file() and path.suffix.lower() in DOC_SUFFIXES:
-                self._add(path)
+                with contextlib.suppress(ToolFailure):  # unreadable: left out of the index
+                    self._add(path)
         self._avg = sum(d.length for d in self.docs) / max(1, len(self.docs))
 
     def _url(self, path: Path) -> str:
         return self.base_url + quote(path.relative_to(self.folder).as_posix())
 
     def _page(self, path: Path, url: str) -> PageContents:
-        raw = path.read_text(encoding="utf-8", errors="replace")
+        try:
+            raw = path.read_text(encoding="utf-8", errors="replace")
+        except OSError as e:
+            raise ToolFailure(f"Error fetching `{url}`: {e.strerror or e}") from e
         if path.suffix.lower() in (".html", ".htm"):
             return html_to_page(raw, url)
         return plain_to_page(raw, url, title=path.stem.replace("_", " ").replace("-", " "))
