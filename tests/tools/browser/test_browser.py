@@ -98,6 +98,8 @@ def test_refusals_are_reported(site: Any, browser: Browser, golden: Any) -> None
 def test_view_source_and_plain_text(site: Any, browser: Browser, golden: Any) -> None:
     v = browser.open(site.base + "/second.html", view_source=True)
     assert "&lt;" not in v.text and "<h2>Attention sinks</h2>" in v.text
+    golden("open_view_source", v.text, site)
+    assert browser.open(view_source=True).text.split("\n", 1)[1] == v.text.split("\n", 1)[1]
     v = browser.open(site.base + "/plain.txt")
     golden("open_plain", v.text, site)
     assert "〖1†L2〗" in v.text
