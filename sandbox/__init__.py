@@ -39,6 +39,8 @@ Not guaranteed:
 * The ``unshare+landlock`` fallback: host paths outside its rules can still be ``stat``-ed (existence and
   metadata leak, contents do not); the worker is pid 1 of its namespace, so orphans are reaped only at restart;
   UDP is refused by seccomp, not by Landlock.
+* Side effect when the host runs as root: the workspace (and everything in it) is chowned to the session uid at
+  each start, so give the sandbox a dedicated folder, not a checkout whose ownership matters.
 * Hosts not running as root: code runs as the host user (inside a user namespace); RLIMIT_NPROC then counts
   all of that user's processes. The test suite runs as root (as CI does); the non-root path is not tested.
 * The seccomp filter exists for x86_64 only; on other architectures both backends refuse to start.
