@@ -20,7 +20,7 @@ from ossagent.agent.harmony.messages import (
     SystemContent,
     TextContent,
 )
-from ossagent.agent.harmony.schema_ts import json_compact, to_typescript
+from ossagent.agent.harmony.schema_ts import json_compact, parameters_type, signature_swallowed, to_typescript
 from ossagent.tools.base import ToolDescription
 
 RETURN = 200002
@@ -68,7 +68,7 @@ def tools_section(namespaces: dict[str, ToolDescription]) -> str:
             for fn in ns.functions:
                 lines.extend(f"// {line}" for line in rust_lines(fn.description or ""))
                 if fn.parameters is not None:
-                    lines.append(f"type {fn.name} = (_: {to_typescript(fn.parameters, '')}) => any;\n")
+                    lines.append(f"type {fn.name} = (_: {parameters_type(fn.parameters)}) => any;\n")
                 else:
                     lines.append(f"type {fn.name} = () => any;\n")
             lines.append(f"}} // namespace {ns.name}")
@@ -122,6 +122,25 @@ def developer_body(dev: DeveloperContent) -> str:
     if dev.response_formats:
         sections.append(response_formats_section(dev))
     return "\n\n".join(sections)
+
+
+def deviates_from_reference(message: Message) -> bool:
+    """Whether we render ``message`` differently from openai-harmony 0.0.8 on purpose.
+
+    Two cases: a function whose top-level ``oneOf`` parameters would swallow ``) => any;`` in a
+    comment (schema_ts), and developer ``response_formats``, which the reference does not support.
+    """
+    for part in message.content:
+        if isinstance(part, DeveloperContent) and part.response_formats:
+            return True
+        namespaces = part.tools if isinstance(part, SystemContent | DeveloperContent) else None
+        for ns in (namespaces or {}).values():
+            for fn in ns.functions:
+                if fn.parameters is not None and signature_swallowed(
+                    fn.parameters, to_typescript(fn.parameters, "")
+                ):
+                    return True
+    return False
 
 
 def has_function_tools(messages: Iterable[Message]) -> bool:
