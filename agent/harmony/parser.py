@@ -242,6 +242,13 @@ class StreamParser:
         if self._finished:
             return events
         self._finished = True
+        try:
+            self._finish(events)
+        except Exception as exc:  # as in process(): report, never raise
+            self._problem(events, "internal", f"parser error at the end of the stream: {exc!r}")
+        return events
+
+    def _finish(self, events: list[Event]) -> None:
         self._flush_stray(events)
         if self._state == "content":
             tail = self._decoder.decode(b"", final=True)
@@ -259,14 +266,12 @@ class StreamParser:
             elif self._implied is None:
                 self._problem(events, "truncated", "the completion ended right after <|start|>")
         self._state = "expect_start"
-        return events
 
     # -- internals --------------------------------------------------------------------------------
 
     def _decode_lossy(self, tokens: Sequence[int]) -> str:
-        if not tokens:
-            return ""
-        return bytes(self.encoding.decode_bytes(list(tokens))).decode("utf-8", "replace")
+        raw = b"".join(self._token_bytes(t) or b"" for t in tokens)
+        return raw.decode("utf-8", "replace")
 
     def _token_bytes(self, token: int) -> bytes | None:
         try:
@@ -353,8 +358,10 @@ class StreamParser:
             if body and (implied is None or body[0] == implied.value):
                 body.pop(0)  # the role word
             self._header = header
-            self._content = [" ".join(body)]
             events.append(MessageStart(header.author, header.channel, None, None))
+            self._content = [" ".join(body)] if body else []
+            if body:
+                events.append(ContentDelta(self._content[0]))
             self._done(events, stop)
         self._state = "expect_start"
         self._implied = None
