@@ -7,6 +7,7 @@ never merges across a segment boundary. Details and quirks: harmony-format.md §
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +21,7 @@ from ossagent.agent.harmony.messages import (
     SystemContent,
     TextContent,
 )
-from ossagent.agent.harmony.schema_ts import json_compact, parameters_type, signature_swallowed, to_typescript
+from ossagent.agent.harmony.schema_ts import parameters_type, signature_swallowed, to_typescript
 from ossagent.tools.base import ToolDescription
 
 RETURN = 200002
@@ -108,7 +109,10 @@ def response_formats_section(dev: DeveloperContent) -> str:
     for fmt in dev.response_formats:
         lines = [f"## {fmt.name}", ""]
         lines.extend(f"// {line}" for line in rust_lines(fmt.description or ""))
-        lines.append(json_compact(fmt.schema))
+        try:  # the docs' serialization: compact, key order kept, non-ASCII as is
+            lines.append(json.dumps(fmt.schema, separators=(",", ":"), ensure_ascii=False, allow_nan=False))
+        except (TypeError, ValueError) as exc:
+            raise RenderError(f"response format {fmt.name!r}: the schema is not JSON: {exc}") from exc
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
 

@@ -302,6 +302,7 @@ def test_render_matches_reference(
             conversation_json=payload, next_turn_role=next_role.value, config=ref_cfg)
     assert ours.render_conversation_for_training(conv, cfg) == ref.render_conversation_for_training(
         conversation_json=payload, config=ref_cfg)
+    assert Conversation.from_json(Conversation(conv).to_json()).messages == conv  # the JSONL transcript form
 
 
 @settings(SETTINGS, max_examples=150)
