@@ -151,3 +151,12 @@ def test_system_content_helpers() -> None:
     assert sys.with_channel_config(None).valid_channels == []
     ns = ToolDescription("mcp", "An MCP server.", (FunctionDescription("ping"),))
     assert sys.with_tools(ns).tools == {"mcp": ns}
+
+
+def test_tool_result_for_a_call(renderer: HarmonyRenderer) -> None:
+    call = Message.from_role_and_content(Role.ASSISTANT, "print(1)").with_channel("analysis").with_recipient("python")
+    result = Message.tool_result_for(call, "1\n")
+    assert (result.author, result.channel, result.recipient) == (Author(Role.TOOL, "python"), "analysis", "assistant")
+    assert renderer.decode(renderer.render(result)) == "<|start|>python to=assistant<|channel|>analysis<|message|>1\n<|end|>"
+    with pytest.raises(ValueError, match="not a tool call"):
+        Message.tool_result_for(Message.from_role_and_content(Role.USER, "x"), "y")
