@@ -89,6 +89,13 @@ def test_missing_channel_is_reported_and_message_kept() -> None:
     assert msgs[0].text == "Hello" and msgs[0].channel is None
     assert kinds(problems) == ["missing_channel"]
 
+def test_unknown_channel_is_reported_when_channels_are_given() -> None:
+    parser = StreamParser(ENC, valid_channels=["analysis", "commentary", "final"])
+    parser.process_all([CHANNEL, *t("thoughts"), MESSAGE, *t("x"), END])
+    assert parser.messages[0].channel == "thoughts" and kinds(parser.problems) == ["unknown_channel"]
+    assert parser.problems[0].to_dict()["kind"] == "unknown_channel"
+
+
 def test_malformed_header_keeps_fields_and_text() -> None:
     tokens = [CHANNEL, *t("final to=a to=b extra words"), MESSAGE, *t("answer"), END]
     msgs, problems = parse_completion(tokens, encoding=ENC)
