@@ -205,19 +205,25 @@ def developer_content(draw: Any) -> DeveloperContent:
     return dev
 
 
-channel = st.one_of(st.none(), st.sampled_from(["analysis", "commentary", "final"]), ident)
+channel = st.one_of(st.none(), st.sampled_from(["analysis", "commentary", "final"]), ident, text)
 recipient = st.one_of(st.none(), st.sampled_from(["functions.get_weather", "browser.search", "python", "all",
-                                                  "assistant", "user"]), ident)
+                                                  "assistant", "user"]), ident, text)
 content_type = st.one_of(st.none(), st.sampled_from(["<|constrain|>json", "json", "code", "<|constrain|>",
-                                                     "<|constrain|> json", "text/plain"]))
+                                                     "<|constrain|> json", "text/plain", "<|constrain|><|end|>"]),
+                         text)
 
 
 @st.composite
 def any_message(draw: Any) -> Message:
-    role = draw(st.sampled_from([Role.USER, Role.ASSISTANT, Role.TOOL, Role.USER, Role.ASSISTANT]))
-    name = draw(st.one_of(ident, st.just("functions.get_weather"))) if role is Role.TOOL else \
-        draw(st.one_of(st.none(), st.none(), ident))
-    parts = [TextContent(t) for t in draw(st.lists(text, min_size=0, max_size=3))]
+    role = draw(st.sampled_from([Role.USER, Role.ASSISTANT, Role.TOOL, Role.USER, Role.ASSISTANT, Role.SYSTEM,
+                                 Role.DEVELOPER]))
+    name = draw(st.one_of(ident, st.just("functions.get_weather"), text.filter(bool))) if role is Role.TOOL \
+        else draw(st.one_of(st.none(), st.none(), ident, text))
+    parts: list[Any] = [TextContent(t) for t in draw(st.lists(text, min_size=0, max_size=3))]
+    if role is Role.SYSTEM and draw(st.booleans()):  # structured and text parts mixed
+        parts.insert(draw(st.integers(0, len(parts))), draw(system_content()))
+    if role is Role.DEVELOPER and draw(st.booleans()):
+        parts.insert(draw(st.integers(0, len(parts))), draw(developer_content()))
     return Message(Author(role, name), parts, draw(channel), draw(recipient), draw(content_type))
 
 
