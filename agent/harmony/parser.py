@@ -129,7 +129,7 @@ def parse_header(text: str, implied: Role | None) -> Header:
         author = _split_role(parts.pop(0))
     else:
         problems.append("the header has no role")
-        author = Author(Role.TOOL, "unknown") if parts else Author(Role.ASSISTANT)
+        author = Author(Role.ASSISTANT)  # only the assistant writes messages after a prompt
     recipient = content_type = None
     leftover = []
     for part in parts:

@@ -138,6 +138,13 @@ def test_stray_tokens_between_messages_are_reported_with_their_text() -> None:
     assert [m.text for m in msgs] == ["ok", "second"]
     assert kinds(problems) == ["stray_token"] and problems[0].text == " trailing words"
 
+def test_header_without_role_is_the_assistants() -> None:
+    tokens = [START, *t(" to=python"), CHANNEL, *t("analysis"), MESSAGE, *t("1+1"), CALL]
+    msgs, problems = parse_completion(tokens, role=None, encoding=ENC)
+    assert (msgs[0].author.role, msgs[0].recipient, msgs[0].text) == (Role.ASSISTANT, "python", "1+1")
+    assert kinds(problems) == ["malformed_header"]
+
+
 def test_role_none_requires_start() -> None:
     msgs, problems = parse_completion([*t("hello"), START, *t("user"), MESSAGE, *t("x"), END], role=None,
                                       encoding=ENC)
