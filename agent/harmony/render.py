@@ -46,13 +46,16 @@ class RenderConversationConfig:
 
 
 def rust_lines(text: str) -> list[str]:
-    """Rust's ``str::lines``: split on ``\\n`` (dropping one ``\\r`` before it), no trailing empty line."""
-    if not text:
-        return []
+    """Rust's ``str::lines``: split on ``\\n``, drop one ``\\r`` right before it, no trailing empty line.
+
+    A ``\\r`` not followed by ``\\n`` (also at the very end) stays in the line.
+    """
     parts = text.split("\n")
-    if parts[-1] == "":
-        parts.pop()
-    return [p[:-1] if p.endswith("\r") else p for p in parts]
+    last = parts.pop()
+    lines = [p[:-1] if p.endswith("\r") else p for p in parts]
+    if last:
+        lines.append(last)
+    return lines
 
 
 def tools_section(namespaces: dict[str, ToolDescription]) -> str:

@@ -47,7 +47,7 @@ SETTINGS = settings(
 
 _chars = st.characters(exclude_categories=("Cs",))
 TRICKY = ["", " ", "\n", "\n\n", "\r\n", "<|end|>", "<|start|>assistant", "<|channel|>", "  x  ", "é", "日本",
-          "👍🏽", "\u200b", "a\r\nb", "line1\n\nline3\n", "// c", '"q"', "{}", "\t"]
+          "👍🏽", "\u200b", "a\r\nb", "\r", "x\r", "line1\n\nline3\n", "// c", '"q"', "{}", "\t"]
 text = st.one_of(st.text(_chars, max_size=30), st.sampled_from(TRICKY),
                  st.lists(st.sampled_from(TRICKY), max_size=4).map("".join))
 ident = st.text("abcdefghijklmnopqrstuvwxyz_0123456789", min_size=1, max_size=8)  # from_regex is 4x slower
