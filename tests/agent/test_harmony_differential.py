@@ -200,6 +200,9 @@ def developer_content(draw: Any) -> DeveloperContent:
     for _ in range(draw(st.integers(0, 2))):
         ns = draw(namespace(draw(st.sampled_from(["functions", "functions", "alpha_ns", "zeta"]))))
         dev.with_tools(ns)
+    if dev.tools and draw(st.integers(0, 5)) == 0:  # the key sorts, the namespace's own name is printed
+        key = next(iter(dev.tools))
+        dev.tools["0_" + key] = dev.tools.pop(key)
     if draw(st.integers(0, 5)) == 0:
         dev.tools = {}
     return dev
