@@ -141,7 +141,6 @@ class Experts(nn.Module):
         super().__init__()
         e, h, i = config.num_experts, config.hidden_size, config.intermediate_size
         self.quantized = quantized
-        self.dtype = dtype
         kw = {"device": device, "dtype": dtype}
         self.mlp1_bias = nn.Parameter(torch.zeros(e, 2 * i, **kw))  # [E, 2I]
         self.mlp2_bias = nn.Parameter(torch.zeros(e, h, **kw))  # [E, H]
@@ -160,8 +159,8 @@ class Experts(nn.Module):
     def weights(self, e: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(w1 [2I, H], b1 [2I], w2 [H, I], b2 [H]) of expert e; MXFP4 experts are decoded now, only this one."""
         if self.quantized:
-            w1 = mxfp4.dequantize(self.mlp1_blocks[e], self.mlp1_scales[e], self.dtype)
-            w2 = mxfp4.dequantize(self.mlp2_blocks[e], self.mlp2_scales[e], self.dtype)
+            w1 = mxfp4.dequantize(self.mlp1_blocks[e], self.mlp1_scales[e], self.mlp1_bias.dtype)
+            w2 = mxfp4.dequantize(self.mlp2_blocks[e], self.mlp2_scales[e], self.mlp1_bias.dtype)
         else:
             w1, w2 = self.mlp1_weight[e], self.mlp2_weight[e]
         return w1, self.mlp1_bias[e], w2, self.mlp2_bias[e]
@@ -259,7 +258,6 @@ class GptOss(nn.Module):
     ) -> None:
         super().__init__()
         self.config = config
-        self.dtype = dtype
         v, h = config.vocab_size, config.hidden_size
         self.embedding = nn.Embedding(v, h, device=device, dtype=dtype)
         self.blocks = nn.ModuleList(
@@ -268,6 +266,10 @@ class GptOss(nn.Module):
         self.norm = RMSNorm(h, config.rms_norm_eps, device)
         self.unembedding = nn.Linear(h, v, bias=False, device=device, dtype=dtype)  # not tied to embedding
         self.rotary = Rotary(config, device)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.embedding.weight.dtype
 
     def set_expert_kernel(self, kernel: ExpertKernel) -> None:
         for block in self.blocks:
