@@ -120,3 +120,14 @@ def test_engine_reuses_longest_common_prefix(ckpt_mxfp4: Path) -> None:
     list(engine.generate(turn3, greedy))
     assert engine.cache_stats.reused_tokens == len(turn3) - 1
     assert engine.cache_stats.total_computed == 20 + 6 + (len(turn3) - 16) + 1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_same_code_path(ckpt_mxfp4: Path) -> None:
+    cpu = Engine.from_pretrained(ckpt_mxfp4, device="cpu", dtype=torch.float32, chunk_size=8)
+    gpu = Engine.from_pretrained(ckpt_mxfp4, device="cuda", dtype=torch.float32, chunk_size=8)
+    prompt = seq(13, seed=9)
+    assert (gpu.logits(prompt).cpu() - cpu.logits(prompt)).abs().max() < 1e-3
+    greedy = SamplingParams(max_tokens=20, temperature=0)
+    out = list(gpu.generate(prompt, greedy))
+    assert out == gpu.logits(prompt + out)[len(prompt) - 1 : -1].argmax(-1).tolist()
