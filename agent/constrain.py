@@ -38,7 +38,7 @@ import llguidance as llg
 import llguidance.numpy as llg_np
 import numpy as np
 
-from ossagent.agent.functions import NAMESPACE, FunctionTool, Functions, ResponseFormat
+from ossagent.agent.functions import NAMESPACE, Functions, FunctionTool, ResponseFormat
 from ossagent.model.hooks import StepAction
 from ossagent.tools.base import UserError
 
