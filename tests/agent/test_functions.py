@@ -17,7 +17,7 @@ from ossagent.agent.functions import Functions, FunctionTool, ResponseFormat, pa
 from ossagent.agent.schema import DATE_PATTERN, SchemaError, UnsupportedSchemaError, close_objects
 from ossagent.tools.base import ModelError, ToolDescription, UserError
 
-GOLDEN = Path(__file__).parent / "golden"
+GOLDEN = Path(__file__).parent / "golden_functions"
 
 
 def _golden(name: str, text: str) -> None:
@@ -226,3 +226,12 @@ def test_docstring_styles() -> None:
     assert summary == "Do a thing.\n\nMore about it."
     assert params == {"x": "the x value continued.", "y": "the y value"}
     assert parse_docstring(None) == ("", {})
+
+
+def test_functions_is_a_tool() -> None:
+    from ossagent.tools.base import Tool
+
+    fns = Functions([book_table])
+    assert isinstance(fns, Tool) and fns.name == "functions"
+    with pytest.raises(UserError, match="no implementation"):
+        Functions([FunctionTool.from_schema("remote", None)]).call("functions.remote", "{}")
