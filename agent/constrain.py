@@ -13,8 +13,8 @@ The hook runs its own harmony state machine over the generated tokens, one llgui
 * **function body**: ``%json`` of that function's schema followed by ``<|call|>``.
 * **final body** with a response format: ``%json`` of its schema followed by ``<|return|>``.
 * **free bodies** (analysis, preamble, builtin tool input, a final answer without a format): no mask at
-  all, unless the turn must end in a call or a structured final; then only the stop tokens that would end
-  the turn early are masked (the text itself stays free). ``free_text_limit`` optionally closes a free
+  all with ``tool_choice=auto`` and no response format; otherwise only the stop tokens that would end the
+  message the wrong way are masked (``<|return|>``/``<|call|>`` in analysis), the text itself stays free. ``free_text_limit`` optionally closes a free
   body after that many tokens (a reasoning budget; tests use it to bound random models).
 
 Wherever the grammar admits exactly one continuation the hook returns it in ``StepAction.forced``
@@ -188,8 +188,9 @@ class TurnConstraints:
             callable_names = []
         self.builtins = tuple(builtin_recipients)
         self.allow_final = mode in ("auto", "none")
-        # Free text must not end the turn early when the turn owes a call or a structured final answer.
-        self.guard_free_text = mode in ("required", "function") or response_format is not None
+        # Free text is left entirely unmasked only in plain ``auto``; otherwise a free body may not end with a
+        # stop token of another kind (the turn owes a call, a final answer, or a structured final answer).
+        self.guard_free_text = mode != "auto" or response_format is not None
         self.tokenizer = harmony_lltokenizer(encoding)
         self._header_first = self._compile(header_lark(callable_names, self.builtins, final=self.allow_final,
                                                        with_role=False))

@@ -142,6 +142,9 @@ def model_schema(model: type[pydantic.BaseModel]) -> dict[str, Any]:
         schema = _inline_refs(raw, raw.get("$defs", {}))
     except _Recursive:
         schema = raw
+        ref = raw.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):  # recursive root: lift it, keep $defs
+            schema = {**raw["$defs"][ref.split("/", 2)[2]], "$defs": raw["$defs"]}
     return _strip_titles(schema)
 
 

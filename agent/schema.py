@@ -16,7 +16,8 @@ Two relaxations exist, each opt-in or recorded, never silent:
 
 Objects that list ``properties`` and say nothing about extra keys are closed for decoding
 (``additionalProperties: false``, as OpenAI's strict mode does): the model writes only declared keys,
-which is a subset of what the original schema accepts. Validation uses the schema as declared.
+which is a subset of what the original schema accepts. Validation uses the schema as declared. ``format: date`` is decoded with an exact pattern (see
+:data:`DATE_PATTERN`), since llguidance's format is looser than the validator.
 """
 
 from __future__ import annotations
@@ -36,6 +37,16 @@ from ossagent.tools.base import UserError
 JSON_OPTIONS: dict[str, Any] = {"whitespace_flexible": False}
 _COMBINATOR_KEYS = (
     "allOf", "anyOf", "oneOf", "not", "$ref", "dependentSchemas", "if", "unevaluatedProperties", "patternProperties",
+)
+
+
+# RFC 3339 full-date with the days of each month and leap years, years 0001-9999 (Python's date range).
+# llguidance's own "date" format accepts 2023-02-29, which the validator (date.fromisoformat) rejects.
+_YEAR = r"(?:[1-9][0-9]{3}|0[1-9][0-9]{2}|00[1-9][0-9]|000[1-9])"
+_LEAP = r"(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:0[48]|[2468][048]|[13579][26])00)"
+DATE_PATTERN = (
+    rf"^(?:{_YEAR}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)"
+    rf"|02-(?:0[1-9]|1[0-9]|2[0-8]))|{_LEAP}-02-29)$"
 )
 
 
@@ -70,6 +81,8 @@ def _check_json(value: Any, where: str) -> None:
 def close_objects(schema: Any) -> Any:
     """A copy in which objects with ``properties`` and no rule for extra keys forbid extra keys.
 
+    ``format: date`` becomes an equivalent pattern that also knows month lengths and leap years.
+
     ``allOf`` branches, and objects whose properties are combined with ``anyOf``/``oneOf``/``allOf``/
     ``$ref``/``if`` (and those combinators' branches), are left alone: closing them would reject keys
     that another part of the schema adds.
@@ -87,6 +100,9 @@ def close_objects(schema: Any) -> Any:
             out[key] = {k: close_objects(v) for k, v in value.items()} if isinstance(value, dict) else value
         else:
             out[key] = close_objects(value)
+    if out.get("format") == "date" and "pattern" not in out:
+        del out["format"]
+        out["pattern"] = DATE_PATTERN
     if (
         isinstance(out.get("properties"), dict)
         and "additionalProperties" not in out

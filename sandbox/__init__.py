@@ -14,7 +14,10 @@ Guaranteed, under the ``bwrap`` backend (each checked by tests/sandbox):
 * Identity: when the host runs as root, code runs as a per-session non-root uid (62000+) with no capabilities,
   ``no_new_privs``, no nested user namespaces; root-owned files stay unreadable even if a bind were too broad.
 * Processes: a private pid namespace; killing the worker (hard timeout, crash, :meth:`PythonSandbox.close`, or
-  the death of the host process) kills every process it started, detached or not.
+  the death of the host process, even a SIGKILL while code runs) kills every process it started, detached or
+  not. Three mechanisms overlap: the process group is killed, every link of the launch chain carries a
+  parent-death signal (spawned from one long-lived thread, since that signal follows the forking *thread*),
+  and the worker exits as soon as the host's end of its reply pipe closes.
 * Network (default off): a private network namespace with only ``lo``; the seccomp filter also refuses every
   socket family but AF_UNIX. Host abstract unix sockets are unreachable (own network namespace).
 * Syscalls: a seccomp filter refuses ptrace, mount, namespaces, bpf, perf, userfaultfd, keyrings, io_uring,
@@ -36,6 +39,11 @@ Not guaranteed:
 * The ``unshare+landlock`` fallback: host paths outside its rules can still be ``stat``-ed (existence and
   metadata leak, contents do not); the worker is pid 1 of its namespace, so orphans are reaped only at restart;
   UDP is refused by seccomp, not by Landlock.
+* Side effect when the host runs as root: the workspace (and everything in it) is chowned to the session uid at
+  each start, so give the sandbox a dedicated folder, not a checkout whose ownership matters.
+* Hosts not running as root: code runs as the host user (inside a user namespace); RLIMIT_NPROC then counts
+  all of that user's processes. The test suite runs as root (as CI does); the non-root path is not tested.
+* The seccomp filter exists for x86_64 only; on other architectures both backends refuse to start.
 * ``Backend.UNSAFE_NO_ISOLATION`` guarantees nothing beyond rlimits and timeouts: use it only for code you trust.
 """
 

@@ -8,6 +8,7 @@ bind-mounted into a private "stage" by a short root-only step in its own mount n
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import itertools
 import os
@@ -33,7 +34,7 @@ _uid_counter = itertools.count()
 #   T dir size   sized tmpfs (mode 0755) on dir;  M dir  mkdir -p;  B src dst  bind;  C dir  chmod 1777
 _STAGE_SCRIPT = r"""
 set -eu
-stage=$1; shift
+mode=$1; stage=$2; shift 2
 if [ -n "$stage" ]; then mount -t tmpfs -o size=1m,mode=0755 ossagent-stage "$stage"; fi
 while [ "$1" != "--" ]; do
   case "$1" in
@@ -49,7 +50,9 @@ while [ "$1" != "--" ]; do
   esac
 done
 shift
-exec "$@"
+if [ "$mode" = exec ]; then exec "$@"; fi
+# "wait": stay as pid 1 of the new pid namespace, reaping orphans, so the worker is an ordinary process
+"$@" && exit 0 || exit $?
 """
 
 
@@ -158,15 +161,23 @@ def python_paths() -> list[Path]:
 
 
 def chown_tree(top: Path, uid: int) -> None:
-    """Give the workspace to the session uid, without following links."""
-    os.lchown(top, uid, uid)
-    for dirpath, dirnames, filenames in os.walk(top):
+    """Give the workspace to the session uid. fd-based and never following links, so a directory swapped for
+    a symlink by sandboxed code mid-walk cannot make this chown files outside the workspace."""
+    os.chown(top, uid, uid, follow_symlinks=False)
+    for _, dirnames, filenames, dirfd in os.fwalk(top, follow_symlinks=False):
         for name in dirnames + filenames:
-            os.lchown(os.path.join(dirpath, name), uid, uid)
+            with contextlib.suppress(FileNotFoundError):
+                os.chown(name, uid, uid, dir_fd=dirfd, follow_symlinks=False)
 
 
-def _bwrap_argv(policy: Policy, binds: list[tuple[str, str]], ws: str, worker: str, fds: tuple[int, int, int]) -> list[str]:
-    req_fd, rep_fd, seccomp_fd = fds
+PASSWD = "root:x:0:0:root:/root:/usr/sbin/nologin\nsandbox:x:1000:1000:sandbox:/mnt/data:/bin/sh\n" \
+         "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+GROUP = "root:x:0:\nsandbox:x:1000:\nnogroup:x:65534:\n"
+
+
+def _bwrap_argv(policy: Policy, binds: list[tuple[str, str]], ws: str, worker: str,
+                fds: tuple[int, int, int, int, int]) -> list[str]:
+    req_fd, rep_fd, seccomp_fd, passwd_fd, group_fd = fds
     argv = [
         "bwrap", "--die-with-parent", "--new-session", "--unshare-all", "--unshare-user", "--disable-userns",
         *(["--share-net"] if policy.network else []),
@@ -183,11 +194,13 @@ def _bwrap_argv(policy: Policy, binds: list[tuple[str, str]], ws: str, worker: s
         argv += ["--ro-bind-try", path, path]
     for src, dst in binds:
         argv += ["--ro-bind", src, dst]
+    # a user database naming the sandbox's own uid: getpass.getuser() and pwd lookups work inside
+    argv += ["--ro-bind-data", str(passwd_fd), "/etc/passwd", "--ro-bind-data", str(group_fd), "/etc/group"]
     argv += [
         "--ro-bind", worker, "/opt/ossagent/worker.py",
         "--proc", "/proc", "--dev", "/dev", "--size", str(policy.shm_size), "--tmpfs", "/dev/shm",
         "--bind", ws, WORKSPACE_INSIDE, "--chdir", WORKSPACE_INSIDE,
-        "--remount-ro", "/",
+        "--remount-ro", "/", "--remount-ro", "/dev",  # else both are writable, unbounded tmpfs
         "--clearenv", *itertools.chain.from_iterable(("--setenv", k, v) for k, v in sandbox_env().items()),
         "--seccomp", str(seccomp_fd),
         "--", sys.executable, "-I", "-u", "/opt/ossagent/worker.py", str(req_fd), str(rep_fd),
@@ -198,7 +211,7 @@ def _bwrap_argv(policy: Policy, binds: list[tuple[str, str]], ws: str, worker: s
 def sandbox_env() -> dict[str, str]:
     """The whole environment of sandboxed code: nothing of the host's."""
     return {
-        "HOME": WORKSPACE_INSIDE, "PATH": CLEAN_PATH, "LANG": "C.UTF-8", "TMPDIR": "/tmp",
+        "HOME": WORKSPACE_INSIDE, "PATH": CLEAN_PATH, "USER": "sandbox", "LOGNAME": "sandbox", "LANG": "C.UTF-8", "TMPDIR": "/tmp",
         "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg",
         "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
     }
@@ -214,7 +227,7 @@ def _hidden_ancestor(path: Path) -> Path | None:
 
 
 def plan(backend: Backend, policy: Policy, *, req_fd: int, rep_fd: int, seccomp_fd: int, stage: Path | None,
-         uid: int | None) -> LaunchPlan:
+         uid: int | None, user_db_fds: tuple[int, int] = (-1, -1)) -> LaunchPlan:
     """The command that starts the worker under ``backend``. ``stage`` and ``uid`` only when the host is root."""
     ws = str(policy.workspace.resolve())
     prefixes = [*python_paths(), *(p.resolve() for p in policy.extra_read_only)]
@@ -231,15 +244,17 @@ def plan(backend: Backend, policy: Policy, *, req_fd: int, rep_fd: int, seccomp_
         worker, ws_src = str(stage / "worker.py"), str(stage / "ws")
     else:
         sources, worker, ws_src = [str(p) for p in prefixes], str(WORKER_SOURCE), ws
-    drop = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"] if uid is not None else []
+    # setpriv --pdeathsig: every process of the chain dies with the host (a uid change clears it, so again after)
+    drop = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--pdeathsig=KILL"] if uid is not None else []
+    reap = ["setpriv", "--pdeathsig", "KILL"] if shutil.which("setpriv", path=CLEAN_PATH) else []
     if backend is Backend.BWRAP:
-        inner = _bwrap_argv(policy, list(zip(sources, map(str, prefixes), strict=True)), ws_src, worker,
-                            (req_fd, rep_fd, seccomp_fd))
+        fds = (req_fd, rep_fd, seccomp_fd, *user_db_fds)
+        inner = _bwrap_argv(policy, list(zip(sources, map(str, prefixes), strict=True)), ws_src, worker, fds)
         if stage is None:
-            return LaunchPlan(inner, None, None, WORKSPACE_INSIDE, None, None, program, (req_fd, rep_fd, seccomp_fd))
-        argv = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", _STAGE_SCRIPT, "stage",
-                str(stage), *ops, "--", *drop, *inner]
-        return LaunchPlan(argv, uid, stage, WORKSPACE_INSIDE, None, None, program, (req_fd, rep_fd, seccomp_fd))
+            return LaunchPlan([*reap, *inner], None, None, WORKSPACE_INSIDE, None, None, program, fds)
+        argv = [*reap, "unshare", "--mount", "--propagation", "private", "--", "sh", "-c", _STAGE_SCRIPT, "stage",
+                "exec", str(stage), *ops, "--", *drop, *inner]
+        return LaunchPlan(argv, uid, stage, WORKSPACE_INSIDE, None, None, program, fds)
     # unshare + Landlock: mounts made by the stage script, confinement applied by the worker itself
     ops += ["T", "/mnt", "1m", "M", WORKSPACE_INSIDE, "B", ws_src, WORKSPACE_INSIDE]
     hidden = {"/tmp": policy.tmp_size, "/dev/shm": policy.shm_size}
@@ -260,10 +275,8 @@ def plan(backend: Backend, policy: Policy, *, req_fd: int, rep_fd: int, seccomp_
         ns.remove("--net")
     if uid is None:
         ns[1:1] = ["--user", "--map-root-user"]
-    if uid is not None:
-        ns[0:0] = ["setpriv", "--pdeathsig", "KILL"]
-        drop.append("--pdeathsig=KILL")
-    argv = [*ns, "--", "sh", "-c", _STAGE_SCRIPT, "stage", str(stage or ""), *ops, "--", *drop,
+    ns[0:0] = reap
+    argv = [*ns, "--", "sh", "-c", _STAGE_SCRIPT, "stage", "wait", str(stage or ""), *ops, "--", *drop,
             "env", "-i", *env, sys.executable, "-I", "-u", worker, str(req_fd), str(rep_fd)]
     read_only = ["/usr", "/bin", "/sbin", "/lib", "/lib64", "/etc/ld.so.cache", "/etc/ssl", "/etc/localtime",
                  "/etc/alternatives", *map(str, prefixes), *([str(stage)] if stage else [worker])]

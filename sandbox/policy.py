@@ -36,7 +36,7 @@ class Policy:
     processes: int = 64  # processes and threads of the session uid (RLIMIT_NPROC; needs a non-root uid)
     file_size: int = 256 << 20  # largest file the sandbox may write (RLIMIT_FSIZE)
     open_files: int = 256
-    output: int = 20_000  # characters of output returned per call (head + tail kept)
+    output: int = 20_000  # bytes of output returned per call (head + tail kept, the middle cut)
     tmp_size: int = 256 << 20  # private /tmp (tmpfs)
     shm_size: int = 64 << 20  # private /dev/shm (tmpfs)
     startup_timeout: float = 20.0

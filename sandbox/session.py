@@ -11,13 +11,48 @@ import signal
 import struct
 import subprocess
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ossagent.sandbox.launch import CLEAN_PATH, STAGE_BASE, allocate_uid, choose_backend, chown_tree, plan
+from ossagent.sandbox.launch import (
+    CLEAN_PATH,
+    GROUP,
+    PASSWD,
+    STAGE_BASE,
+    allocate_uid,
+    choose_backend,
+    chown_tree,
+    plan,
+)
 from ossagent.sandbox.policy import Backend, Policy, SandboxUnavailable
+
+_spawner: ThreadPoolExecutor | None = None
+_spawner_lock = threading.Lock()
+
+
+def _spawn(argv: list[str], pass_fds: tuple[int, ...]) -> subprocess.Popen[bytes]:
+    """Popen from one long-lived thread: the parent-death signal of the launch chain fires when the *thread*
+    that forked it exits, so a sandbox started from a short-lived request thread would otherwise die with it."""
+    global _spawner
+    with _spawner_lock:
+        if _spawner is None:
+            _spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ossagent-sandbox-spawner")
+    return _spawner.submit(
+        subprocess.Popen, argv, env={"PATH": CLEAN_PATH}, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, pass_fds=pass_fds, start_new_session=True, cwd="/",
+    ).result()
+
+
+def _memfd(name: str, data: bytes) -> int:
+    fd = os.memfd_create(name)
+    os.write(fd, data)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
 
 MAX_REPLY = 1 << 20
 MAX_CODE = 1 << 20
@@ -120,26 +155,26 @@ class PythonSandbox:
         if self.proc is not None:
             return
         if self.uid is not None:
-            chown_tree(self.policy.workspace, self.uid)
-            STAGE_BASE.mkdir(mode=0o755, exist_ok=True)
-            os.chmod(STAGE_BASE, 0o755)
-            self._stage = Path(tempfile.mkdtemp(prefix="s-", dir=STAGE_BASE))
+            try:
+                chown_tree(self.policy.workspace, self.uid)
+                STAGE_BASE.mkdir(mode=0o755, exist_ok=True)
+                os.chmod(STAGE_BASE, 0o755)
+                self._stage = Path(tempfile.mkdtemp(prefix="s-", dir=STAGE_BASE))
+            except OSError as exc:
+                raise SandboxUnavailable(f"cannot prepare the sandbox: {exc}") from exc
         req_r, req_w = os.pipe()
         rep_r, rep_w = os.pipe()
         seccomp_fd = os.memfd_create("ossagent-seccomp")
+        user_db = (_memfd("ossagent-passwd", PASSWD.encode()), _memfd("ossagent-group", GROUP.encode()))
         try:
             launch = plan(self.backend, self.policy, req_fd=req_r, rep_fd=rep_w, seccomp_fd=seccomp_fd,
-                          stage=self._stage, uid=self.uid)
+                          stage=self._stage, uid=self.uid, user_db_fds=user_db)
             if launch.seccomp_fd_program:
                 os.write(seccomp_fd, launch.seccomp_fd_program)
                 os.lseek(seccomp_fd, 0, os.SEEK_SET)
-            self.proc = subprocess.Popen(
-                launch.argv, env={"PATH": CLEAN_PATH}, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT, pass_fds=launch.pass_fds, start_new_session=True,
-                cwd="/",
-            )
+            self.proc = _spawn(launch.argv, launch.pass_fds)
         finally:
-            for fd in (req_r, rep_w, seccomp_fd):
+            for fd in (req_r, rep_w, seccomp_fd, *user_db):
                 os.close(fd)
         assert self.proc.stdout is not None
         self._fds = (req_w, rep_r, self.proc.stdout.fileno())
@@ -210,7 +245,13 @@ class PythonSandbox:
         self._drain_replies()
         nonce = secrets.token_hex(16)
         started = time.monotonic()
-        self._send({"op": "exec", "code": code, "nonce": nonce, "timeout": timeout, "cpu": self.policy.cpu_per_call})
+        request = {"op": "exec", "code": code, "nonce": nonce, "timeout": timeout, "cpu": self.policy.cpu_per_call}
+        try:
+            self._send(request)
+        except OSError:  # the worker died since the last call
+            state_lost = True
+            self.restart()
+            self._send(request)
         capture = OutputCapture(self.policy.output)
         reply, _ = self._collect(nonce, started + timeout + self.policy.hard_grace, capture)
         seconds = time.monotonic() - started
@@ -255,13 +296,16 @@ class PythonSandbox:
             if after is not None:
                 marker_seen, self._carry = True, after
         out_open = True
+        reply_at = 0.0
         while not (reply is not None and marker_seen):
+            if reply is not None:  # the marker is late (fd 1 closed or flooded by the code?): not for long
+                deadline = min(deadline, reply_at + 2.0)
             wait = deadline - time.monotonic()
-            if reply is not None:  # marker missing (fd 1 closed by the code?): give it a moment
-                wait = min(wait, 0.5) if marker_seen is False else wait
             if wait <= 0:
                 break
-            fds = [rep_r, *([out_r] if out_open and not marker_seen else [])]
+            fds = [*([rep_r] if reply is None else []), *([out_r] if out_open and not marker_seen else [])]
+            if not fds:
+                break
             ready, _, _ = select.select(fds, [], [], wait)
             if not ready and reply is not None:
                 break
@@ -288,7 +332,7 @@ class PythonSandbox:
                         self.last_end = "protocol"
                         break
                     if len(frame) >= 4 + n:
-                        reply = _parse_reply(frame[4 : 4 + n], nonce)
+                        reply, reply_at = _parse_reply(frame[4 : 4 + n], nonce), time.monotonic()
                         if reply is None:
                             self.last_end = "protocol"
                             break

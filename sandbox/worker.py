@@ -18,9 +18,11 @@ import ctypes
 import json
 import os
 import resource
+import select
 import signal
 import struct
 import sys
+import threading
 import traceback
 from typing import Any
 
@@ -232,6 +234,16 @@ def _handle(req: dict[str, Any], namespace: dict[str, Any], cpu_hard: int) -> di
     return {"nonce": req["nonce"], "value": value, "error": error, "stdout_ok": stdout_ok}
 
 
+def _exit_when_host_goes(rep_fd: int) -> None:
+    """The host closed its end of the reply pipe (it died): exit, which ends the whole sandbox."""
+    poller = select.poll()
+    poller.register(rep_fd, select.POLLERR | select.POLLHUP)
+    while True:
+        for _, events in poller.poll():
+            if events & (select.POLLERR | select.POLLHUP):
+                os._exit(70)
+
+
 def main(argv: list[str]) -> int:
     req_fd, rep_fd = int(argv[1]), int(argv[2])
     config = read_frame(req_fd)
@@ -250,6 +262,7 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGXCPU, _raise_cpu_limit)
     os.chdir(config.get("cwd", "/"))
     namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
+    threading.Thread(target=_exit_when_host_goes, args=(rep_fd,), daemon=True).start()
     info.update(uid=os.getuid(), pid=os.getpid())
     write_frame(rep_fd, {"ready": True, "info": info})
     while True:

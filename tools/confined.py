@@ -71,6 +71,7 @@ def explain(exc: OSError, path: str) -> ModelError:
         errno.ENOTDIR: f"a parent of {path!r} is not a directory.",
         errno.EEXIST: f"{path!r} already exists.",
         errno.EACCES: f"permission denied for {path!r}.",
+        errno.ENXIO: f"{path!r} is not a regular file (a FIFO, socket or device); it is not opened.",
         errno.ENAMETOOLONG: f"{path!r} is too long.",
         errno.ENOSPC: "the disk is full.",
         errno.EFBIG: f"{path!r} would be too large.",

@@ -241,6 +241,11 @@ class FilesTool:
             actions = parse_patch(patch)
             if not actions:
                 raise PatchError("The patch contains no file action.")
+        except PatchError as exc:
+            raise ModelError(f"apply_patch failed and changed nothing. {exc}",
+                             hint="Write the patch in the V4A format: '*** Begin Patch', then '*** Add File: ', "
+                                  "'*** Update File: ' or '*** Delete File: ' sections, then '*** End Patch'.") from None
+        try:
             changes = plan_patch(actions, self._read_text_or_none)
         except PatchError as exc:
             raise ModelError(f"apply_patch failed and changed nothing. {exc}",

@@ -151,19 +151,27 @@ def apply_hunks(text: str, hunks: list[Hunk], path: str) -> str:
             if found is None:
                 found = next((i for i in range(cursor, len(lines)) if lines[i].strip() == header.strip()), None)
             if found is None:
-                raise PatchError(f"{path}: {hunk.label(n)}: no line '{header}' was found after line {cursor}.")
+                raise PatchError(f"{path}: {hunk.label(n)}: no line '{header}' was found from line {cursor + 1} on.")
             cursor = found + 1
         old = hunk.old
         at = _find(lines, old, cursor, hunk.at_eof)
         if at < 0:
             shown = "\n".join(f"    {x}" for x in old[:12]) + ("\n    ..." if len(old) > 12 else "")
-            where = "at the end of the file" if hunk.at_eof else f"after line {cursor}"
+            where = "at the end of the file" if hunk.at_eof else f"from line {cursor + 1} on"
             raise PatchError(
                 f"{path}: {hunk.label(n)}: its {len(old)} context and removed lines were not found {where}:\n"
                 f"{shown}"
             )
-        lines[at : at + len(old)] = hunk.new
-        cursor = at + len(hunk.new)
+        replacement, k = [], at
+        for op, text in hunk.lines:  # context lines keep the file's own text (whitespace included)
+            if op == "+":
+                replacement.append(text)
+            else:
+                if op == " ":
+                    replacement.append(lines[k])
+                k += 1
+        lines[at : at + len(old)] = replacement
+        cursor = at + len(replacement)
     return "\n".join(lines) + ("\n" if trailing_newline and lines else "")
 
 

@@ -311,6 +311,13 @@ class Message:
         """A tool's answer: author ``name`` (e.g. ``functions.get_weather``), addressed to the assistant."""
         return cls(Author(Role.TOOL, name), [TextContent(text)], channel=channel, recipient=recipient)
 
+    @classmethod
+    def tool_result_for(cls, call: Message, text: str) -> Message:
+        """The answer to an assistant tool call: author = the call's recipient, same channel, to assistant."""
+        if not call.recipient:
+            raise ValueError("the message is not a tool call (it has no recipient)")
+        return cls.tool_result(call.recipient, text, channel=call.channel, recipient="assistant")
+
     def adding_content(self, content: str | Content) -> Message:
         self.content.append(TextContent(content) if isinstance(content, str) else content)
         return self

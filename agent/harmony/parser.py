@@ -40,10 +40,13 @@ _CHANNEL_END = re.compile(r"[\s<]")
 class Problem:
     """Something the model wrote that is not well-formed harmony; parsing went on."""
 
-    kind: str  # malformed_header | missing_channel | stray_token | stray_special | truncated | empty
+    kind: str  # malformed_header | missing_channel | unknown_channel | stray_token | stray_special | truncated | empty
     message: str
     text: str = ""  # the text involved (a broken header, stray text), so nothing is lost
     token_index: int = -1  # position in the token stream where it was noticed
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "message": self.message, "text": self.text, "token_index": self.token_index}
 
 
 @dataclass(frozen=True)
@@ -126,7 +129,7 @@ def parse_header(text: str, implied: Role | None) -> Header:
         author = _split_role(parts.pop(0))
     else:
         problems.append("the header has no role")
-        author = Author(Role.TOOL, "unknown") if parts else Author(Role.ASSISTANT)
+        author = Author(Role.ASSISTANT)  # only the assistant writes messages after a prompt
     recipient = content_type = None
     leftover = []
     for part in parts:
@@ -149,7 +152,7 @@ class StreamParser:
     ``role`` is the role whose ``<|start|>role`` ended the prompt (assistant by default): the first
     message's header is read without ``<|start|>``. With ``role=None`` the stream must begin with
     ``<|start|>``. ``require_channel``: an assistant message without a channel is reported (gpt-oss
-    always writes one).
+    always writes one). ``valid_channels`` (e.g. the system message's): any other channel is reported.
     """
 
     def __init__(
@@ -158,6 +161,7 @@ class StreamParser:
         role: Role | None = Role.ASSISTANT,
         *,
         require_channel: bool = True,
+        valid_channels: Sequence[str] | None = None,
     ) -> None:
         if encoding is None:
             from ossagent.model.tokenizer import o200k_harmony
@@ -165,6 +169,7 @@ class StreamParser:
             encoding = o200k_harmony()
         self.encoding = encoding
         self.require_channel = require_channel
+        self.valid_channels = None if valid_channels is None else frozenset(valid_channels)
         self.messages: list[Message] = []
         self.problems: list[Problem] = []
         self.tokens: list[int] = []
@@ -242,6 +247,13 @@ class StreamParser:
         if self._finished:
             return events
         self._finished = True
+        try:
+            self._finish(events)
+        except Exception as exc:  # as in process(): report, never raise
+            self._problem(events, "internal", f"parser error at the end of the stream: {exc!r}")
+        return events
+
+    def _finish(self, events: list[Event]) -> None:
         self._flush_stray(events)
         if self._state == "content":
             tail = self._decoder.decode(b"", final=True)
@@ -259,14 +271,12 @@ class StreamParser:
             elif self._implied is None:
                 self._problem(events, "truncated", "the completion ended right after <|start|>")
         self._state = "expect_start"
-        return events
 
     # -- internals --------------------------------------------------------------------------------
 
     def _decode_lossy(self, tokens: Sequence[int]) -> str:
-        if not tokens:
-            return ""
-        return bytes(self.encoding.decode_bytes(list(tokens))).decode("utf-8", "replace")
+        raw = b"".join(self._token_bytes(t) or b"" for t in tokens)
+        return raw.decode("utf-8", "replace")
 
     def _token_bytes(self, token: int) -> bytes | None:
         try:
@@ -331,6 +341,9 @@ class StreamParser:
             and CHANNEL_TEXT not in text
         ):
             self._problem(events, "missing_channel", "the message header has no <|channel|>", text)
+        if header.channel is not None and self.valid_channels is not None and header.channel not in self.valid_channels:
+            valid = ", ".join(sorted(self.valid_channels))
+            self._problem(events, "unknown_channel", f"channel {header.channel!r} is not one of: {valid}", text)
         self._header = header
         self._implied = None
         self._state = "content"
@@ -353,8 +366,10 @@ class StreamParser:
             if body and (implied is None or body[0] == implied.value):
                 body.pop(0)  # the role word
             self._header = header
-            self._content = [" ".join(body)]
             events.append(MessageStart(header.author, header.channel, None, None))
+            self._content = [" ".join(body)] if body else []
+            if body:
+                events.append(ContentDelta(self._content[0]))
             self._done(events, stop)
         self._state = "expect_start"
         self._implied = None

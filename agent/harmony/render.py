@@ -7,6 +7,7 @@ never merges across a segment boundary. Details and quirks: harmony-format.md §
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +21,7 @@ from ossagent.agent.harmony.messages import (
     SystemContent,
     TextContent,
 )
-from ossagent.agent.harmony.schema_ts import json_compact, to_typescript
+from ossagent.agent.harmony.schema_ts import parameters_type, signature_swallowed, to_typescript
 from ossagent.tools.base import ToolDescription
 
 RETURN = 200002
@@ -45,13 +46,16 @@ class RenderConversationConfig:
 
 
 def rust_lines(text: str) -> list[str]:
-    """Rust's ``str::lines``: split on ``\\n`` (dropping one ``\\r`` before it), no trailing empty line."""
-    if not text:
-        return []
+    """Rust's ``str::lines``: split on ``\\n``, drop one ``\\r`` right before it, no trailing empty line.
+
+    A ``\\r`` not followed by ``\\n`` (also at the very end) stays in the line.
+    """
     parts = text.split("\n")
-    if parts[-1] == "":
-        parts.pop()
-    return [p[:-1] if p.endswith("\r") else p for p in parts]
+    last = parts.pop()
+    lines = [p[:-1] if p.endswith("\r") else p for p in parts]
+    if last:
+        lines.append(last)
+    return lines
 
 
 def tools_section(namespaces: dict[str, ToolDescription]) -> str:
@@ -68,7 +72,7 @@ def tools_section(namespaces: dict[str, ToolDescription]) -> str:
             for fn in ns.functions:
                 lines.extend(f"// {line}" for line in rust_lines(fn.description or ""))
                 if fn.parameters is not None:
-                    lines.append(f"type {fn.name} = (_: {to_typescript(fn.parameters, '')}) => any;\n")
+                    lines.append(f"type {fn.name} = (_: {parameters_type(fn.parameters)}) => any;\n")
                 else:
                     lines.append(f"type {fn.name} = () => any;\n")
             lines.append(f"}} // namespace {ns.name}")
@@ -108,7 +112,10 @@ def response_formats_section(dev: DeveloperContent) -> str:
     for fmt in dev.response_formats:
         lines = [f"## {fmt.name}", ""]
         lines.extend(f"// {line}" for line in rust_lines(fmt.description or ""))
-        lines.append(json_compact(fmt.schema))
+        try:  # the docs' serialization: compact, key order kept, non-ASCII as is
+            lines.append(json.dumps(fmt.schema, separators=(",", ":"), ensure_ascii=False, allow_nan=False))
+        except (TypeError, ValueError) as exc:
+            raise RenderError(f"response format {fmt.name!r}: the schema is not JSON: {exc}") from exc
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
 
@@ -122,6 +129,25 @@ def developer_body(dev: DeveloperContent) -> str:
     if dev.response_formats:
         sections.append(response_formats_section(dev))
     return "\n\n".join(sections)
+
+
+def deviates_from_reference(message: Message) -> bool:
+    """Whether we render ``message`` differently from openai-harmony 0.0.8 on purpose.
+
+    Two cases: a function whose top-level ``oneOf`` parameters would swallow ``) => any;`` in a
+    comment (schema_ts), and developer ``response_formats``, which the reference does not support.
+    """
+    for part in message.content:
+        if isinstance(part, DeveloperContent) and part.response_formats:
+            return True
+        namespaces = part.tools if isinstance(part, SystemContent | DeveloperContent) else None
+        for ns in (namespaces or {}).values():
+            for fn in ns.functions:
+                if fn.parameters is not None and signature_swallowed(
+                    fn.parameters, to_typescript(fn.parameters, "")
+                ):
+                    return True
+    return False
 
 
 def has_function_tools(messages: Iterable[Message]) -> bool:

@@ -7,8 +7,10 @@ gpt-oss was trained on openai-harmony's rendering, so this follows it exactly, o
 * Arrays are ``TS(items) + "[]"`` without parentheses: ``"a" | "b"[]``.
 * ``anyOf``, ``allOf``, ``const``, enum without type, ``{}`` and type ``"null"`` all render as ``any``.
 * Only the first line of a multi-line property description is commented.
-* A top-level ``oneOf`` gives broken TS (a variant description swallows ``) => any;``). We keep it:
-  the model saw exactly this in training, and "fixing" it would change the prompt tokens.
+* Our one deviation: a top-level ``oneOf`` whose last line ends in a ``// comment`` (a variant's
+  description or default) makes the reference print ``} // B shape) => any;``: the comment swallows the
+  end of the signature. Function parameters are always objects in OpenAI's API, so gpt-oss never saw
+  this in training; :func:`parameters_type` starts a new line before ``) => any;`` in that case only.
 * Non-enum string defaults are quoted without escaping; enum string defaults are unquoted; every
   other default is compact JSON as serde_json writes it (``1e20``, ``1.0``).
 """
@@ -139,13 +141,19 @@ def _with_nullable(schema: Any, type_str: str) -> str:
     return type_str
 
 
-def _variant_comments(variant: Any, skip_description: bool, property_desc: str | None) -> str:
+def _variant_comments(
+    variant: Any, skip_description: bool, property_desc: str | None, enum_raw: bool = True
+) -> str:
     comments: list[str] = []
     desc = _get(variant, "description")
     if not skip_description and isinstance(desc, str) and desc != property_desc:
         comments.append(desc)
     if isinstance(variant, dict) and "default" in variant:
-        comments.append("default: " + _default_text(variant, variant["default"]))
+        default = variant["default"]
+        if not enum_raw and isinstance(default, str) and _is_enum(variant):
+            comments.append("default: " + json_compact(default))  # this branch JSON-quotes it
+        else:
+            comments.append("default: " + _default_text(variant, default))
     return f" // {' '.join(comments)}" if comments else ""
 
 
@@ -153,7 +161,7 @@ def _top_one_of(variants: list[Any], indent: str) -> str:
     out = []
     for variant in variants:
         type_str = _with_nullable(variant, to_typescript(variant, indent + "   "))
-        out.append(f"\n{indent} | {type_str}{_variant_comments(variant, False, None)}")
+        out.append(f"\n{indent} | {type_str}{_variant_comments(variant, False, None, enum_raw=False)}")
     return "".join(out)
 
 
@@ -248,3 +256,18 @@ def to_typescript(schema: Any, indent: str = "") -> str:
             return to_typescript(schema["items"], indent) + "[]"
         return "Array<any>"
     return "any"
+
+
+def signature_swallowed(parameters: Any, rendered: str) -> bool:
+    """True when the reference's ``(_: {rendered}) => any;`` would end inside a ``//`` comment."""
+    return (
+        isinstance(parameters, dict)
+        and isinstance(parameters.get("oneOf"), list)
+        and "//" in rendered.rsplit("\n", 1)[-1]
+    )
+
+
+def parameters_type(parameters: Any) -> str:
+    """The type in ``type f = (_: TYPE) => any;``; see the module notes for the top-level oneOf fix."""
+    rendered = to_typescript(parameters, "")
+    return rendered + "\n" if signature_swallowed(parameters, rendered) else rendered

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 from ossagent.model.checkpoint_writer import write_checkpoint
 from ossagent.model.config import GptOssConfig
@@ -18,6 +20,16 @@ def tiny_config(**overrides: object) -> GptOssConfig:
     )
     base.update(overrides)
     return GptOssConfig(**base)  # type: ignore[arg-type]
+
+
+@pytest.fixture(autouse=True, scope="package")
+def one_thread() -> Iterator[None]:
+    """Tiny tensors gain nothing from threads, and on a shared 2-core box OpenMP barriers make each op ~25x
+    slower. Restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

@@ -29,6 +29,8 @@ def hf_logits(folder: Path, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor
     model = transformers.GptOssForCausalLM.from_pretrained(folder, dtype=dtype)
     model.eval()
     assert model.config.sliding_window == 8 and "sliding_attention" in model.config.layer_types
+    rope = getattr(model.config, "rope_parameters", None) or model.config.rope_scaling
+    assert rope["rope_type"] == "yarn" and rope["factor"] == 32.0  # HF read our YaRN settings
     with torch.no_grad():
         return model(x[None]).logits[0].float()
 

@@ -100,3 +100,15 @@ def test_refuses_without_isolation_unless_asked(tmp_path: Path, monkeypatch: pyt
         assert unsafe.call("python", "1+1").text == "2"
     finally:
         unsafe.close()
+
+
+@needs_sandbox
+def test_worker_dying_between_calls_is_reported(tool: PythonTool) -> None:
+    import time
+
+    tool.call("python", "import os, threading\nx = 1\nthreading.Timer(0.2, os._exit, (1,)).start()")
+    time.sleep(1.0)
+    res = tool.call("python", "print('fresh')\n'x' in globals()")
+    assert res.text.startswith("[NOTE] The Python process had stopped since the last call and was restarted.")
+    assert res.text.endswith("fresh\nFalse")
+    assert res.metadata["state_lost"] is True

@@ -16,17 +16,24 @@ and for the model: ``BrowserTool(Browser(...))`` (an :class:`ossagent.tools.base
 
 from __future__ import annotations
 
-from ossagent.tools.browser.browser import Browser, BrowserConfig, needs_javascript
+from ossagent.tools.browser.browser import Browser, BrowserConfig, create_browser, needs_javascript
 from ossagent.tools.browser.chromium import ChromiumConfig, ChromiumRenderer
 from ossagent.tools.browser.citations import Citation
 from ossagent.tools.browser.fetch import FetchLimits, HttpFetcher, Response
 from ossagent.tools.browser.page import View
 from ossagent.tools.browser.policy import PolicyError, UrlPolicy
-from ossagent.tools.browser.search import OfflineBackend, SearchBackend, SearchResult, SearxngBackend
+from ossagent.tools.browser.search import (
+    BraveBackend,
+    OfflineBackend,
+    SearchBackend,
+    SearchResult,
+    SearxngBackend,
+)
 from ossagent.tools.browser.text import PageContents, html_to_page
 from ossagent.tools.browser.tool import BrowserTool
 
 __all__ = [
+    "BraveBackend",
     "Browser",
     "BrowserConfig",
     "BrowserTool",
@@ -44,6 +51,7 @@ __all__ = [
     "SearxngBackend",
     "UrlPolicy",
     "View",
+    "create_browser",
     "html_to_page",
     "needs_javascript",
 ]

@@ -69,6 +69,42 @@ def needs_javascript(resp: Response, page: PageContents, min_words: int) -> bool
     return len(strip_links(body).split()) < min_words
 
 
+def create_browser(
+    *,
+    searxng_url: str | None = None,
+    brave_api_key: str | None = None,
+    offline_folder: str | None = None,
+    allow_networks: tuple[str, ...] = (),
+    allow_private: bool = False,
+    render: str = "auto",
+    chromium_executable: str | None = None,
+    chromium_sandbox: str = "auto",
+    encoding: Any = None,
+) -> Browser:
+    """A browser from plain options (what a CLI or server reads from its settings).
+
+    ``searxng_url``, ``brave_api_key`` and ``offline_folder`` choose the search backend (at most one;
+    none: no search, pages are opened by URL).
+    """
+    from ossagent.tools.browser.search import BraveBackend, OfflineBackend, SearxngBackend
+
+    if sum(bool(x) for x in (searxng_url, brave_api_key, offline_folder)) > 1:
+        raise UserError("choose one search backend: a SearXNG URL, a Brave API key or an offline folder")
+    backend: SearchBackend | None = None
+    if brave_api_key:
+        backend = BraveBackend(brave_api_key)
+    elif searxng_url:
+        backend = SearxngBackend(searxng_url)
+    elif offline_folder:
+        backend = OfflineBackend(offline_folder)
+    config = BrowserConfig(
+        policy=UrlPolicy(allow_private=allow_private, allow_networks=tuple(allow_networks)),
+        render=render,
+        chromium=ChromiumConfig(executable=chromium_executable, sandbox=chromium_sandbox),
+    )
+    return Browser(backend, config, encoding=encoding)
+
+
 class Browser:
     """Search, open and find, with cursors. Thread-safe; one instance per conversation."""
 
@@ -88,6 +124,7 @@ class Browser:
         self._raw: dict[str, Response] = {}
         self._lock = threading.RLock()
         self.stats = FetchStats()
+        self.chromium_unavailable: str | None = None  # why "auto" could not render, if it could not
 
     # ----- the page stack -----
 
@@ -140,7 +177,7 @@ class Browser:
                 if not url:
                     known = f"0 to {len(current.urls) - 1}" if current.urls else "none on this page"
                     raise ModelError(f"Invalid link id `{id}`.",
-                                     hint=f"Link ids on page [{self._cursor_of(current, cursor)}] are {known}.")
+                                     hint=f"Link ids on page [{self._cursor_of(cursor)}] are {known}.")
                 snip = (current.snippets or {}).get(str(id))
                 if snip is not None and snip.line_idx is not None:
                     snippet_line = snip.line_idx
@@ -166,7 +203,7 @@ class Browser:
                              hint="Run `find` on the page itself: pass its cursor.")
         return self._push(find_in_page(page, pattern))
 
-    def _cursor_of(self, page: PageContents, cursor: int) -> int:
+    def _cursor_of(self, cursor: int) -> int:
         return len(self.stack) - 1 if cursor == -1 else cursor
 
     # ----- fetching -----
@@ -177,7 +214,8 @@ class Browser:
         mode = render_mode or self.config.render
         if mode not in RENDER_MODES:
             raise ModelError(f"render must be one of {RENDER_MODES}.")
-        key = ("view-source:" if view_source else "") + url
+        # a page asked for rendered is cached apart from its text-only reading (the fetch is shared)
+        key = ("view-source:" if view_source else "always:" if mode == "always" else "") + url
         with self._lock:
             cached = self._cache.get(key)
             if cached is not None:
@@ -198,9 +236,7 @@ class Browser:
         elif resp.content_type in _HTML_TYPES or not resp.content_type:
             page = html_to_page(resp.text(), resp.url)
             if mode == "always" or (mode == "auto" and needs_javascript(resp, page, self.config.js_min_words)):
-                done = self.chromium().render(resp.url, prefetched=resp)
-                page = html_to_page(done.html, done.url, title=done.title or None)
-                self.stats.rendered += 1
+                page = self._rendered(resp, mode) or page
         else:
             page = plain_to_page(resp.text(), resp.url)
         page.truncated = resp.truncated
@@ -212,11 +248,51 @@ class Browser:
                 self._cache.setdefault(resp.url, page)
         return page
 
-    def chromium(self) -> ChromiumRenderer:
+    def _rendered(self, resp: Response, mode: str) -> PageContents | None:
+        """The page as Chromium renders it; None when "auto" finds no usable Chromium (keep the text)."""
+        try:
+            renderer = self.chromium()
+        except UserError as e:
+            if mode == "always":
+                raise
+            self.chromium_unavailable = str(e)
+            return None
+        done = renderer.render(resp.url, prefetched=resp)
+        self.stats.rendered += 1
+        return html_to_page(done.html, done.url, title=done.title or None, scripted=True)
+
+    def clear_cache(self) -> None:
+        """Forget fetched pages (the stack stays): the next open fetches again."""
         with self._lock:
+            self._cache.clear()
+            self._raw.clear()
+
+    def chromium(self) -> ChromiumRenderer:
+        """The JavaScript renderer (started on first use); :class:`UserError` if Chromium is unusable."""
+        with self._lock:
+            if self.chromium_unavailable is not None:
+                raise UserError(self.chromium_unavailable)
             if self._chromium is None:
                 self._chromium = ChromiumRenderer(self.http, self.config.chromium)
             return self._chromium
+
+    # ----- state across requests -----
+
+    def state(self) -> dict[str, Any]:
+        """The page stack as JSON-able data (for a server that keeps conversations between requests)."""
+        with self._lock:
+            return {"version": 1, "stack": [p.to_dict() for p in self.stack]}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Put back a stack saved by :meth:`state`; cursors and citations mean what they meant."""
+        if state.get("version") != 1 or not isinstance(state.get("stack"), list):
+            raise UserError("not a browser state saved by Browser.state()")
+        pages = [PageContents.from_dict(p) for p in state["stack"]]
+        with self._lock:
+            self.stack = pages
+            for p in pages:
+                if p.url and p.snippets is None:
+                    self._cache.setdefault(p.url, p)
 
     # ----- citations -----
 

@@ -23,13 +23,17 @@ that started it, and the browser must be callable from any thread (the agent loo
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import tempfile
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +41,7 @@ from typing import Any
 from ossagent.tools.base import ModelError, ToolCallError, ToolFailure, UserError
 from ossagent.tools.browser.fetch import HttpFetcher, Response, is_textual
 
-ALLOWED_RESOURCES = frozenset({"document", "script", "xhr", "fetch"})
+ALLOWED_RESOURCES = frozenset({"document", "subdocument", "script", "xhr", "fetch"})
 CHROMIUM_FLAGS = (
     "--headless=new", "--disable-gpu", "--no-first-run", "--no-default-browser-check",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -46,6 +50,7 @@ CHROMIUM_FLAGS = (
     "--blink-settings=imagesEnabled=false",
     # Anything that escapes route() (it should not) goes to a closed port instead of the network.
     "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=<-loopback>",
+    "--force-webrtc-ip-handling-policy=disable_non_proxied_udp", "--dns-prefetch-disable",
 )
 
 
@@ -62,7 +67,9 @@ class ChromiumConfig:
     executable: str | None = None  # default: Debian's /usr/lib/chromium/chromium, else PATH
     sandbox: str = "auto"  # auto | chromium | bwrap | none
     navigation_timeout_s: float = 15.0
-    settle_ms: int = 800  # after "load", wait up to this long for the network to go idle
+    settle_ms: int = 3000  # after "load", wait at most this long for the page to go quiet
+    watchdog_slack_s: float = 10.0  # a render taking navigation + settle + this long is killed
+    quiet_ms: int = 200  # quiet: no request for this long (every request passes through our route handler)
 
 
 @dataclass
@@ -73,6 +80,7 @@ class Rendered:
     elapsed_s: float
 
 
+@functools.cache
 def _bwrap_works() -> bool:
     bwrap = shutil.which("bwrap")
     if not bwrap:
@@ -135,12 +143,44 @@ class ChromiumRenderer:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ossagent-chromium")
         self._state: dict[str, Any] = {}
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
-        self.bytes_fetched = 0
+        self.bytes_fetched = 0  # by requests Chromium made (the document handed over is not counted)
+        self._last_request = 0.0
+        self._needs_launch = True
+        self.max_html_chars = 2 * fetcher.limits.max_bytes  # of the rendered DOM read back
+        self._marker = f"--ossagent-renderer={uuid.uuid4().hex}"  # finds our processes for the watchdog
+        self._call: dict[str, Any] = {"errors": [], "prefetched": None}
+        self.blocked = 0  # requests aborted before any byte moved: images, media, fonts, styles, refused URLs
 
     # --- everything below the public methods runs on the Chromium thread ---
 
     def render(self, url: str, prefetched: Response | None = None) -> Rendered:
-        return self._pool.submit(self._render, url, prefetched).result()
+        """Render ``url``; a page that hangs Chromium (a script looping forever) gets it killed."""
+        budget = self.config.navigation_timeout_s + self.config.settle_ms / 1000 + self.config.watchdog_slack_s
+        if self._needs_launch:
+            budget += 30  # this call (re)launches Chromium
+        fut = self._pool.submit(self._render, url, prefetched)
+        try:
+            return fut.result(timeout=budget)
+        except FuturesTimeout:
+            self._kill()
+            self._needs_launch = True
+            with contextlib.suppress(Exception):  # the kill makes the stuck call fail; that is the point
+                fut.result(timeout=15)
+            raise ToolFailure(f"Error rendering `{url}`: the page did not finish within {budget:.0f} s "
+                              "and the browser was restarted.", hint="Open another result.") from None
+
+    def _kill(self) -> None:
+        """SIGKILL this renderer's Chromium (found by the marker switch on its command line)."""
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if self._marker.encode() in cmdline:
+                with contextlib.suppress(OSError):
+                    os.kill(int(proc.name), signal.SIGKILL)
 
     def close(self) -> None:
         try:
@@ -151,38 +191,55 @@ class ChromiumRenderer:
                 self._tmp.cleanup()
 
     def _start(self) -> Any:
-        if "browser" in self._state:
-            return self._state["browser"]
+        browser = self._state.get("browser")
+        if browser is not None and browser.is_connected():
+            return browser
+        if browser is not None:  # it died (killed by the watchdog, or crashed): start afresh
+            self._state.pop("page", None)
+            self._state.pop("context", None)
+            with contextlib.suppress(Exception):
+                self._shutdown()
         from playwright.sync_api import sync_playwright
 
-        args = list(CHROMIUM_FLAGS)
+        args = [*CHROMIUM_FLAGS, self._marker]
+        if self._tmp is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="ossagent-chromium-")
         exe = self.executable
         if self.sandbox == "bwrap":
-            self._tmp = tempfile.TemporaryDirectory(prefix="ossagent-chromium-")
             exe = str(_bwrap_wrapper(Path(self._tmp.name), self.executable))
+        elif self.sandbox == "none":
+            args.append("--no-sandbox")
         pw = sync_playwright().start()
         try:
             browser = pw.chromium.launch(executable_path=exe, args=args, headless=True,
-                                         chromium_sandbox=self.sandbox == "chromium", timeout=30_000, env={
-                                             "PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp")})
+                                         chromium_sandbox=self.sandbox == "chromium", timeout=30_000,
+                                         env={"PATH": "/usr/bin:/bin", "HOME": self._tmp.name})
         except Exception as e:
             pw.stop()
             raise ToolFailure(f"Chromium could not start: {e}",
                               hint="Open the page without JavaScript rendering.") from e
         self._state.update(pw=pw, browser=browser)
+        self._needs_launch = False
         return browser
 
     def _shutdown(self) -> None:
+        self._state.pop("page", None)
+        self._state.pop("context", None)
         browser, pw = self._state.pop("browser", None), self._state.pop("pw", None)
         if browser is not None:
-            browser.close()
+            with contextlib.suppress(Exception):  # it may be dead already
+                browser.close()
         if pw is not None:
             pw.stop()
 
     def _route(self, route: Any, errors: list[tuple[str, ToolCallError]], prefetched: Response | None) -> None:
         request = route.request
         kind = request.resource_type
+        if kind == "document" and not self._is_main_frame(request):
+            kind = "subdocument"  # an iframe: its failure is not the page's failure
+        self._last_request = time.monotonic()
         if kind not in ALLOWED_RESOURCES:
+            self.blocked += 1
             route.abort("blockedbyclient")
             return
         url = request.url
@@ -195,10 +252,11 @@ class ChromiumRenderer:
                                                  content=request.post_data_buffer)
                 self.bytes_fetched += self.fetcher.bytes_fetched - before
         except (ModelError, ToolFailure) as e:
+            self.blocked += 1
             errors.append((kind, e))
             route.abort("blockedbyclient")
             return
-        if not 300 <= resp.status < 400 and kind == "document":
+        if not 300 <= resp.status < 400 and kind in ("document", "subdocument"):
             disposition = resp.header("content-disposition").lower()
             if disposition.startswith("attachment") or not is_textual(resp.content_type):
                 errors.append((kind, ToolFailure(f"Refused to download `{url}`: `{resp.content_type}` is not "
@@ -209,6 +267,30 @@ class ChromiumRenderer:
         route.fulfill(status=resp.status, headers=headers, body=resp.body)
 
     @staticmethod
+    def _is_main_frame(request: Any) -> bool:
+        try:
+            return request.frame.parent_frame is None
+        except Exception:  # no frame (a worker's request)
+            return False
+
+    def _settle(self, page: Any) -> None:
+        """Let scripts run until no request has been made for ``quiet_ms`` (at most ``settle_ms``).
+
+        Every request goes through :meth:`_route`, so its clock sees all network activity; a page that
+        keeps polling is read as it is when ``settle_ms`` runs out.
+        """
+        from playwright.sync_api import Error as PlaywrightError
+
+        quiet = self.config.quiet_ms / 1000
+        end = time.monotonic() + self.config.settle_ms / 1000
+        self._last_request = max(self._last_request, time.monotonic())
+        with contextlib.suppress(PlaywrightError):
+            while time.monotonic() < end:
+                page.wait_for_timeout(50)
+                if time.monotonic() - self._last_request >= quiet:
+                    break
+
+    @staticmethod
     def _failure(url: str, errors: list[tuple[str, ToolCallError]], detail: str) -> ToolCallError:
         """Why the page could not be shown: a refused or failed document request if there was one."""
         for kind, err in reversed(errors):
@@ -216,32 +298,51 @@ class ChromiumRenderer:
                 return err
         return ToolFailure(f"Error rendering `{url}`: {detail}", hint="Try again, or open another result.")
 
+    def _page(self) -> Any:
+        """The conversation's one context and tab, made on first use and again if the tab died.
+
+        Reusing the tab keeps its renderer process warm (a new tab costs 0.2-0.5 s). Nothing persists
+        between pages that matters: cookies are never sent or stored, storage is per-origin.
+        """
+        page = self._state.get("page")
+        if page is not None and not page.is_closed():
+            return page
+        browser = self._start()
+        if "context" in self._state:
+            self._state.pop("context").close()
+        context = browser.new_context(accept_downloads=False, service_workers="block",
+                                      java_script_enabled=True, viewport={"width": 1280, "height": 2000})
+        context.route("**/*", lambda route: self._route(route, self._call["errors"], self._call["prefetched"]))
+        context.route_web_socket("**/*", lambda ws: ws.close())  # route() does not see WebSockets
+        page = context.new_page()
+        context.on("page", lambda other: other.close() if other != page else None)  # popups, window.open
+        page.on("download", lambda d: d.cancel())
+        self._state.update(context=context, page=page)
+        return page
+
     def _render(self, url: str, prefetched: Response | None) -> Rendered:
         from playwright.sync_api import Error as PlaywrightError
 
         start = time.monotonic()
-        browser = self._start()
-        context = browser.new_context(accept_downloads=False, service_workers="block",
-                                      java_script_enabled=True, viewport={"width": 1280, "height": 2000})
+        page = self._page()
         errors: list[tuple[str, ToolCallError]] = []
+        self._call = {"errors": errors, "prefetched": prefetched}
         try:
-            context.route("**/*", lambda route: self._route(route, errors, prefetched))
-            page = context.new_page()
-            page.on("popup", lambda popup: popup.close())
-            page.on("download", lambda d: d.cancel())
             try:
                 page.goto(url, wait_until="load", timeout=self.config.navigation_timeout_s * 1000)
             except PlaywrightError as e:
                 raise self._failure(url, errors, str(e).splitlines()[0]) from e
-            with contextlib.suppress(PlaywrightError):  # still busy (polling): take what is there
-                page.wait_for_load_state("networkidle", timeout=self.config.settle_ms)
+            self._settle(page)
             if page.url.startswith("chrome-error:"):
                 raise self._failure(url, errors, "the page navigated to an address that could not be loaded")
             try:
-                html = page.evaluate("() => document.documentElement ? document.documentElement.outerHTML : ''")
+                html = page.evaluate("n => document.documentElement ? document.documentElement.outerHTML.slice(0, n) "
+                                     ": ''", self.max_html_chars)
                 title = page.title()
             except PlaywrightError as e:  # navigated away while we read it
                 raise self._failure(url, errors, str(e).splitlines()[0]) from e
             return Rendered(url=page.url, title=title, html=html, elapsed_s=time.monotonic() - start)
         finally:
-            context.close()
+            with contextlib.suppress(PlaywrightError):  # stop the page's scripts until the next render
+                page.goto("about:blank", timeout=5000)
+            self._call = {"errors": [], "prefetched": None}

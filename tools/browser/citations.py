@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-from ossagent.tools.browser.text import PageContents, domain_of, wrap_lines
+from ossagent.tools.browser.text import PageContents, domain_of
 
 CITATION_RE = re.compile(r"【(?P<cursor>\d+)†(?P<content>[^†】]+)(?:†[^†】]+)?】")
 LINES_RE = re.compile(r"^L(?P<start>\d+)(?:-L?(?P<end>\d+))?$")
@@ -52,7 +52,7 @@ def resolve(text: str, stack: Sequence[PageContents]) -> list[Citation]:
             first = int(lm.group("start"))
             last = int(lm.group("end") or first)
             lines = (first, max(first, last))
-            quote = "\n".join(wrap_lines(page.text)[lines[0] : lines[1] + 1])
+            quote = "\n".join(page.lines()[lines[0] : lines[1] + 1])
         out.append(Citation(cursor=cursor, url=url, title=page.title, lines=lines, span=m.span(), quote=quote))
     return out
 

@@ -34,6 +34,7 @@ class FetchLimits:
     timeout_s: float = 20.0  # whole fetch, all hops
     connect_timeout_s: float = 5.0
     max_redirects: int = 8
+    max_total_bytes: int = 64_000_000  # per browser (conversation): then every fetch is refused
     user_agent: str = "Mozilla/5.0 (X11; Linux x86_64) ossagent-browser/0.1 (text only)"
 
 
@@ -91,7 +92,8 @@ class HttpFetcher:
             follow_redirects=False,
             verify=verify,
             timeout=httpx.Timeout(self.limits.timeout_s, connect=self.limits.connect_timeout_s),
-            headers={"user-agent": self.limits.user_agent, "accept-encoding": "gzip, deflate"},
+            headers={"user-agent": self.limits.user_agent, "accept-encoding": "gzip, deflate",
+                     "accept": "text/html,application/xhtml+xml,text/plain;q=0.9,*/*;q=0.1"},
         )
         self._lock = threading.Lock()
         self.bytes_fetched = 0
@@ -109,11 +111,17 @@ class HttpFetcher:
         deadline: float | None = None,
     ) -> Response:
         """One request to ``url``, no redirects followed; the body is capped at ``max_bytes``."""
+        if self.bytes_fetched >= self.limits.max_total_bytes:
+            raise ToolFailure(f"Not fetching `{url}`: this conversation has used its download budget "
+                              f"({self.limits.max_total_bytes:,} bytes).",
+                              hint="Answer with the pages already open (use their cursors).")
         host, addresses = self.policy.resolve(url)
         deadline = deadline or time.monotonic() + self.limits.timeout_s
-        target = httpx.URL(url)
-        sent = dict(headers or {})
-        sent = {k: v for k, v in sent.items() if k.lower() not in ("host", "cookie", "accept-encoding")}
+        try:
+            target = httpx.URL(url)
+        except (httpx.InvalidURL, ValueError) as e:
+            raise PolicyError(f"`{url}` is not a valid URL: {e}") from e
+        sent = {k: v for k, v in (headers or {}).items() if k.lower() not in ("host", "cookie", "accept-encoding")}
         sent["host"] = target.netloc.decode("ascii")
         ext: dict[str, object] = {}
         if target.scheme == "https":
@@ -202,7 +210,8 @@ class HttpFetcher:
             resp.elapsed_s = time.monotonic() - start
             check_document(resp)
             return resp
-        raise ToolFailure(f"Too many redirects from `{url}` (more than {self.limits.max_redirects}).")
+        raise ToolFailure(f"Too many redirects from `{url}` (more than {self.limits.max_redirects}).",
+                          hint="The site is redirecting in a loop; open another result.")
 
 
 def check_document(resp: Response) -> None:

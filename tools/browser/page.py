@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from ossagent.tools.base import ModelError
-from ossagent.tools.browser.text import Extract, PageContents, strip_links, wrap_lines
+from ossagent.tools.browser.text import Extract, PageContents, strip_links
 
 FIND_MAX_RESULTS = 50
 FIND_LINES_PER_MATCH = 4
@@ -81,12 +81,12 @@ class View:
         return self.page.title
 
     def lines(self) -> list[str]:
-        return wrap_lines(self.page.text)[self.loc : self.end]
+        return self.page.lines()[self.loc : self.end]
 
 
 def render(page: PageContents, cursor: int, loc: int, num_lines: int, viewport: Viewport) -> View:
     """The display of ``page`` from line ``loc``; a ``loc`` past the end is the model's error."""
-    lines = wrap_lines(page.text)
+    lines = page.lines()
     total = len(lines)
     if loc < 0:
         loc = 0
@@ -108,7 +108,7 @@ def render(page: PageContents, cursor: int, loc: int, num_lines: int, viewport: 
 def find_in_page(page: PageContents, pattern: str) -> PageContents:
     """A results page: each case-insensitive match with the lines after it, as followable ids."""
     pattern = pattern.lower()
-    lines = strip_links("\n".join(wrap_lines(page.text))).split("\n")
+    lines = strip_links("\n".join(page.lines())).split("\n")
     chunks: list[str] = []
     snippets: dict[str, Extract] = {}
     i = 0

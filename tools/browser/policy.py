@@ -8,9 +8,12 @@ to a public address when checked cannot reach a private one when connected (no D
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -25,8 +28,21 @@ class PolicyError(ModelError):
     """The URL is not allowed: the model should pick another one."""
 
 
+DNS_TIMEOUT_S = 10.0
+
+
+@functools.cache
+def _dns_pool() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=4, thread_name_prefix="ossagent-dns")
+
+
 def system_resolver(host: str, port: int) -> list[str]:
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    """The system's answer for ``host``, or OSError after ``DNS_TIMEOUT_S`` (getaddrinfo has no timeout)."""
+    fut = _dns_pool().submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
+    try:
+        infos = fut.result(timeout=DNS_TIMEOUT_S)
+    except FuturesTimeout as e:
+        raise OSError(f"DNS lookup timed out after {DNS_TIMEOUT_S:.0f} s") from e
     seen: list[str] = []
     for *_, sockaddr in infos:
         ip = str(sockaddr[0]).split("%", 1)[0]

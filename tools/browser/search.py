@@ -1,4 +1,4 @@
-"""Search backends behind one small interface: SearXNG's JSON API, and an offline folder index (BM25).
+"""Search backends behind one small interface: SearXNG's JSON API, Brave Search, and an offline folder (BM25).
 
 A backend answers ``search(query, topn) -> list[SearchResult]``. A backend may also serve documents itself
 (``fetch(url) -> PageContents | None``): the offline backend serves the files it indexed, so an
@@ -8,6 +8,7 @@ air-gapped browser never touches the network. The browser turns results into the
 
 from __future__ import annotations
 
+import contextlib
 import html
 import math
 import re
@@ -110,6 +111,47 @@ class SearxngBackend:
         self._client.close()
 
 
+class BraveBackend:
+    """Brave Search's web API (``/res/v1/web/search``; an API key from the caller's configuration)."""
+
+    source = "web"
+
+    def __init__(self, api_key: str, *, base_url: str = "https://api.search.brave.com/", timeout_s: float = 15.0,
+                 client: httpx.Client | None = None) -> None:
+        if not api_key:
+            raise UserError("Brave Search needs an API key")
+        if urlsplit(base_url).scheme not in ("http", "https"):
+            raise UserError(f"Brave Search URL must be http(s)://, got {base_url!r}")
+        self.base_url = base_url.rstrip("/") + "/"
+        self._headers = {"accept": "application/json", "x-subscription-token": api_key}
+        self._client = client or httpx.Client(trust_env=False, timeout=timeout_s, follow_redirects=False)
+
+    def search(self, query: str, topn: int) -> list[SearchResult]:
+        try:
+            resp = self._client.get(urljoin(self.base_url, "res/v1/web/search"),
+                                    params={"q": query, "count": min(max(topn, 1), 20)}, headers=self._headers)
+        except httpx.HTTPError as e:
+            raise ToolFailure(f"Error during search for `{query}`: {type(e).__name__}: {e}",
+                              hint="Try again, or open a known URL directly.") from e
+        if resp.status_code != 200:
+            raise ToolFailure(f"Error during search for `{query}`: the search service answered "
+                              f"HTTP {resp.status_code}.", hint="Try again later.")
+        try:
+            rows = resp.json().get("web", {}).get("results", [])
+        except (ValueError, AttributeError) as e:
+            raise ToolFailure(f"Error during search for `{query}`: the search service sent no results.") from e
+        out = [SearchResult(title=str(r.get("title") or ""), url=r["url"],
+                            snippet=re.sub(r"</?strong>", "", str(r.get("description") or "")))
+               for r in rows if isinstance(r, dict) and isinstance(r.get("url"), str)]
+        return out[:topn]
+
+    def fetch(self, url: str) -> PageContents | None:
+        return None
+
+    def close(self) -> None:
+        self._client.close()
+
+
 _WORD_RE = re.compile(r"\w+", re.UNICODE)
 DOC_SUFFIXES = (".html", ".htm", ".txt", ".md", ".rst")
 
@@ -148,14 +190,18 @@ class OfflineBackend:
         self._df: Counter[str] = Counter()
         for path in sorted(self.folder.rglob("*")):
             if path.is_file() and path.suffix.lower() in DOC_SUFFIXES:
-                self._add(path)
+                with contextlib.suppress(ToolFailure):  # unreadable: left out of the index
+                    self._add(path)
         self._avg = sum(d.length for d in self.docs) / max(1, len(self.docs))
 
     def _url(self, path: Path) -> str:
         return self.base_url + quote(path.relative_to(self.folder).as_posix())
 
     def _page(self, path: Path, url: str) -> PageContents:
-        raw = path.read_text(encoding="utf-8", errors="replace")
+        try:
+            raw = path.read_text(encoding="utf-8", errors="replace")
+        except OSError as e:
+            raise ToolFailure(f"Error fetching `{url}`: {e.strerror or e}") from e
         if path.suffix.lower() in (".html", ".htm"):
             return html_to_page(raw, url)
         return plain_to_page(raw, url, title=path.stem.replace("_", " ").replace("-", " "))

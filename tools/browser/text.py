@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 import textwrap
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import html2text
@@ -68,6 +69,25 @@ class PageContents:
     urls: dict[str, str] = field(default_factory=dict)  # link id -> absolute URL
     snippets: dict[str, Extract] | None = None  # set on search and find result pages
     truncated: bool = False  # the fetch stopped at the byte cap
+    _wrapped: tuple[str, list[str]] | None = field(default=None, init=False, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        snippets = None if self.snippets is None else {k: vars(v).copy() for k, v in self.snippets.items()}
+        return {"url": self.url, "title": self.title, "text": self.text, "urls": dict(self.urls),
+                "snippets": snippets, "truncated": self.truncated}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PageContents:
+        snippets = data.get("snippets")
+        return cls(url=data["url"], title=data["title"], text=data["text"], urls=dict(data.get("urls") or {}),
+                   snippets=None if snippets is None else {k: Extract(**v) for k, v in snippets.items()},
+                   truncated=bool(data.get("truncated", False)))
+
+    def lines(self) -> list[str]:
+        """The text wrapped at 80 columns (computed once per text)."""
+        if self._wrapped is None or self._wrapped[0] is not self.text:
+            self._wrapped = (self.text, wrap_lines(self.text))
+        return self._wrapped[1]
 
 
 def sanitize(text: str) -> str:
@@ -159,8 +179,13 @@ def _html2text(html: str) -> str:
         html2text.utils.escape_md, html2text.utils.escape_md_section = saved
 
 
-def html_to_page(html: str, url: str, title: str | None = None, display_url: bool = True) -> PageContents:
-    """Convert ``html`` fetched from ``url`` into :class:`PageContents`."""
+def html_to_page(html: str, url: str, title: str | None = None, display_url: bool = True,
+                 scripted: bool = False) -> PageContents:
+    """Convert ``html`` fetched from ``url`` into :class:`PageContents`.
+
+    ``scripted``: the HTML comes from a browser that ran the page's scripts, so ``<noscript>`` content
+    was not shown to its reader and is dropped; without scripts it is what a reader sees, and kept.
+    """
     html = sanitize(_XML_DECL_RE.sub("", html))
     try:
         root = lxml.html.fromstring(html or "<html></html>")
@@ -173,7 +198,7 @@ def html_to_page(html: str, url: str, title: str | None = None, display_url: boo
         final_title = re.sub(r"\s+", " ", found.text or "").strip()
     else:
         final_title = domain_of(url) if url else ""
-    _drop(root, ("script", "style", "noscript", "template", "math", "head"))
+    _drop(root, ("script", "style", "template", "math", "head", *(("noscript",) if scripted else ())))
     urls = _mark_links(root, url)
     _mark_images(root)
     body = lxml.etree.tostring(root, encoding="unicode")
@@ -197,8 +222,8 @@ def wrap_lines(text: str, width: int = 80) -> list[str]:
     """Split into lines of at most ``width`` characters, keeping whitespace and empty lines."""
     out: list[str] = []
     for line in text.split("\n"):
-        if not line:
-            out.append("")
+        if not line or (len(line) <= width and "\t" not in line):  # what textwrap would return, faster
+            out.append(line)
             continue
         out.extend(textwrap.wrap(line, width=width, replace_whitespace=False, drop_whitespace=False) or [""])
     return out

@@ -12,6 +12,7 @@ from ossagent.tools.browser.policy import PolicyError
 
 
 def test_open_by_url_then_follow_links_across_pages(site: Any, browser: Browser, golden: Any) -> None:
+    hits = site.hits.get("/static.html", 0)
     v0 = browser.open(site.base + "/static.html")
     golden("open_static", v0.text, site)
     assert v0.cursor == 0 and v0.page.urls["0"] == site.base + "/second.html"
@@ -22,7 +23,7 @@ def test_open_by_url_then_follow_links_across_pages(site: Any, browser: Browser,
     assert v2.url == site.base + "/static.html" and v2.cursor == 2
     v3 = browser.open(1, cursor=0)  # the third page, from the first page
     assert "The third page says hello." in v3.text
-    assert site.hits["/static.html"] == 1  # cached: fetched once in this conversation
+    assert site.hits["/static.html"] == hits + 1  # cached: fetched once in this conversation
 
 
 def test_scroll_pushes_the_same_page(site: Any, browser: Browser, golden: Any) -> None:
@@ -97,6 +98,8 @@ def test_refusals_are_reported(site: Any, browser: Browser, golden: Any) -> None
 def test_view_source_and_plain_text(site: Any, browser: Browser, golden: Any) -> None:
     v = browser.open(site.base + "/second.html", view_source=True)
     assert "&lt;" not in v.text and "<h2>Attention sinks</h2>" in v.text
+    golden("open_view_source", v.text, site)
+    assert browser.open(view_source=True).text.split("\n", 1)[1] == v.text.split("\n", 1)[1]
     v = browser.open(site.base + "/plain.txt")
     golden("open_plain", v.text, site)
     assert "〖1†L2〗" in v.text
@@ -146,3 +149,59 @@ def test_offline_search_open_and_find(offline_browser: Browser, golden: Any) -> 
 def test_search_without_a_backend(browser: Browser) -> None:
     with pytest.raises(ModelError, match="Search is not available"):
         browser.search("x")
+
+
+def test_state_round_trips_through_json(site: Any, browser: Browser, enc: Any) -> None:
+    import json
+
+    from ossagent.tools.browser import create_browser
+
+    browser.open(site.base + "/static.html")
+    browser.find("item")
+    fetched = site.hits["/static.html"]
+    saved = json.loads(json.dumps(browser.state()))
+    with create_browser(allow_networks=("127.0.0.1/32",), render="never", encoding=enc) as again:
+        again.restore(saved)
+        assert [p.url for p in again.stack] == [p.url for p in browser.stack]
+        assert again.open(0).loc == browser.open(0).loc == 8  # the find snippet survived
+        assert again.open(0, cursor=0).text.split("\n", 1)[1] == browser.open(0, cursor=0).text.split("\n", 1)[1]
+        assert site.hits["/static.html"] == fetched  # restored pages are not fetched again
+        cites = again.resolve_citations("【0†L4】")
+        assert cites[0].url == site.base + "/static.html"
+    from ossagent.tools.base import UserError
+
+    with pytest.raises(UserError):
+        browser.restore({"stack": "nope"})
+    with pytest.raises(UserError, match="one search backend"):
+        create_browser(searxng_url="http://127.0.0.1:1/", offline_folder="/tmp")
+
+
+def test_auto_render_without_chromium_keeps_the_text(site: Any, enc: Any) -> None:
+    from ossagent.tools.base import UserError
+    from ossagent.tools.browser import BrowserConfig, ChromiumConfig, UrlPolicy
+
+    cfg = BrowserConfig(policy=UrlPolicy(allow_networks=("127.0.0.1/32",)),
+                        chromium=ChromiumConfig(executable="/nonexistent/chromium"))
+    with Browser(config=cfg, encoding=enc) as b:
+        v = b.open(site.base + "/js.html")  # needs JavaScript, but there is no Chromium: the httpx text
+        assert "You need to enable JavaScript" in v.text and b.stats.rendered == 0
+        assert b.chromium_unavailable and "no Chromium found" in b.chromium_unavailable
+        with pytest.raises(UserError):
+            b.open(site.base + "/second.html", render="always")
+
+
+def test_failure_messages(site: Any, browser: Browser, golden: Any) -> None:
+    shown = []
+    for path in ("/redirect-loop", "/missing", "/attachment.html", "/redirect-file"):
+        with pytest.raises((ModelError, ToolFailure)) as e:
+            browser.open(site.base + path)
+        shown.append(f"open {path}\n{e.value.for_model()}")
+    browser.open(site.base + "/second.html")
+    browser.find("sink")
+    with pytest.raises(ModelError) as e:
+        browser.find("x")
+    shown.append(f"find on a find page\n{e.value.for_model()}")
+    with pytest.raises(ModelError) as e:
+        browser.find("")
+    shown.append(f"find ''\n{e.value.for_model()}")
+    golden("errors_browser", "\n\n".join(shown), site)

@@ -74,3 +74,22 @@ def test_gzip_and_plain_text(site: Any, http: HttpFetcher) -> None:
     assert "Attention sinks" in http.get(site.base + "/gzip.html").text()
     resp = http.get(site.base + "/plain.txt")
     assert resp.content_type == "text/plain" and resp.text().startswith("Just text.")
+
+
+def test_charsets_from_header_meta_or_utf8(site: Any, http: HttpFetcher) -> None:
+    site.page("/latin1-header.html", "<p>caf\u00e9</p>".encode("latin-1"), "text/html; charset=ISO-8859-1")
+    site.page("/latin1-meta.html", '<meta charset="windows-1252"><p>caf\u00e9 \u20ac</p>'.encode("cp1252"),
+              "text/html")
+    site.page("/bogus-charset.html", "<p>caf\u00e9</p>".encode(), "text/html; charset=nonsense")
+    for path in ("/latin1-header.html", "/latin1-meta.html", "/bogus-charset.html"):
+        assert "caf\u00e9" in http.get(site.base + path).text()
+    assert "\u20ac" in http.get(site.base + "/latin1-meta.html").text()
+
+
+def test_conversation_download_budget(site: Any) -> None:
+    f = HttpFetcher(LOOPBACK, FetchLimits(max_total_bytes=1000))
+    f.get(site.base + "/static.html")
+    f.get(site.base + "/static.html")
+    with pytest.raises(ToolFailure, match="download budget"):
+        f.get(site.base + "/second.html")
+    f.close()

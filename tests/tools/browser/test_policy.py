@@ -71,3 +71,15 @@ def test_unresolvable_names_are_reported() -> None:
         UrlPolicy(resolver=PUBLIC).resolve("http://nowhere.test/")
     with pytest.raises(PolicyError, match="not a valid URL"):
         UrlPolicy(resolver=PUBLIC).resolve("http://x.org:99999/")
+
+
+def test_system_resolver_answers_and_times_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from ossagent.tools.browser import policy
+
+    assert set(policy.system_resolver("localhost", 80)) & {"127.0.0.1", "::1"}  # /etc/hosts, no network
+    monkeypatch.setattr(policy, "DNS_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(policy.socket, "getaddrinfo", lambda *a, **k: time.sleep(2))
+    with pytest.raises(PolicyError, match="timed out"):
+        UrlPolicy().resolve("http://slow.test/")

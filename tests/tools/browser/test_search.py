@@ -82,3 +82,26 @@ def test_offline_bm25_matches_a_hand_computation(docs_folder: Path) -> None:
     assert backend.fetch("https://example.org/") is None  # not ours: fetched from the web
     with pytest.raises(UserError):
         OfflineBackend(docs_folder / "missing")
+
+
+def test_brave_api_against_a_fake_server(site: Any) -> None:
+    from ossagent.tools.browser import BraveBackend
+
+    seen: list[tuple[str, str | None]] = []
+
+    def answer(h: Any) -> None:
+        seen.append((h.path, h.headers.get("x-subscription-token")))
+        rows = [{"title": f"T{i}", "url": f"https://b{i}.example.org/", "description": f"<strong>d{i}</strong>"}
+                for i in range(5)]
+        h.send(200, json.dumps({"web": {"results": rows}}).encode(), "application/json")
+
+    site.route("/res/v1/web/search", answer)
+    backend = BraveBackend("key-123", base_url=site.base)
+    assert isinstance(backend, SearchBackend)
+    results = backend.search("moe routing", 3)
+    assert [(r.title, r.snippet) for r in results] == [("T0", "d0"), ("T1", "d1"), ("T2", "d2")]
+    path, token = seen[-1]
+    assert token == "key-123" and parse_qs(urlsplit(path).query) == {"q": ["moe routing"], "count": ["3"]}
+    with pytest.raises(UserError):
+        BraveBackend("")
+    backend.close()

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from ossagent.tools.browser.page import Viewport, find_in_page, render
 from ossagent.tools.browser.text import html_to_page, sanitize, strip_links, wrap_lines
 
@@ -87,3 +90,59 @@ def test_find_pages(golden: Any) -> None:
     golden("find_page", found.text)
     none = find_in_page(page, "zeta")
     assert none.text == "No `find` results for pattern: `zeta`"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("ab \t\n-.xyz—【")), max_size=400))
+def test_wrap_lines_equals_textwrap(text: str) -> None:
+    import textwrap
+
+    slow: list[str] = []
+    for line in text.split("\n"):
+        slow.extend(textwrap.wrap(line, width=80, replace_whitespace=False, drop_whitespace=False) or [""])
+    assert wrap_lines(text) == slow
+
+
+def test_wrapped_lines_follow_the_text() -> None:
+    page = html_to_page("<p>one</p>", "https://a.org/")
+    first = page.lines()
+    assert page.lines() is first  # computed once
+    page.text += "\n\nmore"
+    assert page.lines()[-1] == "more"
+
+
+def test_needs_javascript_heuristic() -> None:
+    from ossagent.tools.browser import Response, needs_javascript
+
+    def check(html: str) -> bool:
+        resp = Response(url="https://a.org/", status=200, headers=[("content-type", "text/html")],
+                        body=html.encode())
+        return needs_javascript(resp, html_to_page(html, resp.url), min_words=60)
+
+    words = " ".join(f"w{i}" for i in range(100))
+    assert not check(f"<p>{words}</p>")  # no scripts at all
+    assert not check(f"<script>track()</script><p>{words}</p>")  # scripts, but the text is there
+    assert check("<script src='app.js'></script><div id='root'></div><p>Loading…</p>")  # an app shell
+    assert check(f"<script></script><noscript>Please enable JavaScript.</noscript><p>{words}</p>")
+
+
+def _reference_end_loc(enc: Any, lines: list[str], loc: int, view_tokens: int) -> int:
+    """The reference's rule, written its way: running sums of each token's decoded length."""
+    from itertools import accumulate
+
+    txt = "\n".join(f"L{i + loc}: {line}" for i, line in enumerate(lines[loc:]))
+    if len(txt) <= view_tokens:
+        return len(lines)
+    tokens = enc.encode(txt, disallowed_special=())
+    if len(tokens) <= view_tokens:
+        return len(lines)
+    tok2idx = [0, *accumulate(len(enc.decode([t])) for t in tokens)][:-1]
+    return min(loc + txt[: tok2idx[view_tokens]].count("\n") + 1, len(lines))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.text(alphabet=st.sampled_from(list("abc xyz.,;:-0123456789éü")), max_size=120), min_size=1,
+                max_size=200), st.integers(0, 50), st.sampled_from([16, 64, 256]))
+def test_viewport_equals_the_reference_rule(enc: Any, lines: list[str], loc: int, view_tokens: int) -> None:
+    loc = min(loc, len(lines) - 1)
+    assert Viewport(enc, view_tokens).end_loc(lines, loc) == _reference_end_loc(enc, lines, loc, view_tokens)

@@ -65,6 +65,7 @@ def huge_page(n_paragraphs: int) -> bytes:
 
 class SiteHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out without a delayed-ACK stall
     routes: ClassVar[dict[str, Handler]] = {}
     hits: ClassVar[dict[str, int]] = {}
 
