@@ -209,6 +209,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         print(f"ossagent {args.command}: {exc}", file=sys.stderr)
         return 2
+    except AssertionError as exc:  # ScriptError: a --scripted model's script did not fit the conversation
+        print(f"ossagent {args.command}: the scripted model went off script: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
