@@ -144,6 +144,42 @@ async def _collect(job: Job, request: Request, on_event: Callable[[Event], objec
         await events.aclose()  # type: ignore[attr-defined]
 
 
+async def _respond(server: Server, request: Request, req: GenRequest, body: dict[str, Any], fmt: Any,
+                   stream_start: Callable[[], list[bytes]], encode: Callable[[dict[str, Any]], bytes],
+                   tail: Callable[[], list[bytes]], final: Callable[[], dict[str, Any]],
+                   on_stop: Callable[[RunStream], None]) -> Response:
+    """Admit the request, run it, and answer with SSE (``stream``) or one JSON object."""
+    job, holder = server.job(req, request, body)
+    try:
+        await job.admit(request.is_disconnected)
+    except ClientGone:
+        return Response(status_code=499)
+    if req.stream:
+        async def sse() -> AsyncIterator[bytes]:
+            events = job.events()
+            try:
+                for chunk in stream_start():
+                    yield chunk
+                async for ev in events:
+                    for out in fmt.on_event(ev):
+                        yield encode(out)
+                if holder:
+                    on_stop(holder[0])
+                for chunk in tail():
+                    yield chunk
+            finally:
+                await events.aclose()  # type: ignore[attr-defined]
+
+        return StreamingResponse(sse(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    await _collect(job, request, fmt.on_event)
+    if holder:
+        on_stop(holder[0])
+    if fmt.errors and any(e.kind in ("backend", "server") for e in fmt.errors) and fmt.usage.turns == 0:
+        raise server_error(fmt.errors[0].message)
+    return JSONResponse(final())
+
+
 def create_app(config: ServerConfig) -> FastAPI:
     server = Server(config)
     app = FastAPI(title="ossagent", version="0.1.0")
@@ -185,40 +221,6 @@ def create_app(config: ServerConfig) -> FastAPI:
             raise not_found(f"The model '{model_id}' does not exist.")
         return model_card()
 
-    async def run(request: Request, req: GenRequest, body: dict[str, Any], fmt: Any,
-                  stream_start: Callable[[], list[bytes]], encode: Callable[[dict[str, Any]], bytes],
-                  tail: Callable[[], list[bytes]], final: Callable[[], dict[str, Any]],
-                  on_stop: Callable[[RunStream], None]) -> Response:
-        job, holder = server.job(req, request, body)
-        try:
-            await job.admit(request.is_disconnected)
-        except ClientGone:
-            return Response(status_code=499)
-        if req.stream:
-            async def sse() -> AsyncIterator[bytes]:
-                events = job.events()
-                try:
-                    for chunk in stream_start():
-                        yield chunk
-                    async for ev in events:
-                        for out in fmt.on_event(ev):
-                            yield encode(out)
-                    if holder:
-                        on_stop(holder[0])
-                    for chunk in tail():
-                        yield chunk
-                finally:
-                    await events.aclose()  # type: ignore[attr-defined]
-
-            return StreamingResponse(sse(), media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        await _collect(job, request, fmt.on_event)
-        if holder:
-            on_stop(holder[0])
-        if fmt.errors and any(e.kind in ("backend", "server") for e in fmt.errors) and fmt.usage.turns == 0:
-            raise server_error(fmt.errors[0].message)
-        return JSONResponse(final())
-
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:
         body = await _body(request)
@@ -228,7 +230,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         def tail() -> list[bytes]:
             return ([_sse(fmt.usage_chunk())] if req.include_usage else []) + [_sse("[DONE]")]
 
-        return await run(request, req, body, fmt, lambda: [_sse(fmt.first_chunk())], _sse, tail,
+        return await _respond(server, request, req, body, fmt, lambda: [_sse(fmt.first_chunk())], _sse, tail,
                          fmt.completion, lambda s: None)
 
     @app.post("/v1/responses")
@@ -243,7 +245,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         def start() -> list[bytes]:
             return [_sse(e, e["type"]) for e in fmt.start()]
 
-        return await run(request, req, body, fmt, start, lambda e: _sse(e, e["type"]), list,
+        return await _respond(server, request, req, body, fmt, start, lambda e: _sse(e, e["type"]), list,
                          fmt.response, lambda s: server.remember(fmt.id, s))
 
     return app
