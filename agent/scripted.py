@@ -44,7 +44,11 @@ class Step:
 class ScriptedBackend:
     """A :class:`~ossagent.agent.backend.Backend` that answers from a fixed script."""
 
-    def __init__(self, script: Sequence[Reply | Step], encoding: Any = None) -> None:
+    def __init__(self, script: Sequence[Reply | Step], encoding: Any = None, *, constrained: bool = False) -> None:
+        """constrained: take the agent's grammar hook and fail when a scripted token breaks its constraints
+        (a forced token differs, a masked token appears), so scripts are checked like a model's output."""
+        self.takes_hooks = constrained
+        self.vocab_size = 201_088
         if encoding is None:
             from ossagent.model.tokenizer import o200k_harmony
 
@@ -89,12 +93,36 @@ class ScriptedBackend:
         self.prompts.append(list(prompt))
         out: list[int] = []
         self.outputs.append(out)
-        return self._emit(tokens, params, out)
+        return self._emit(tokens, params, out, hook)
 
-    def _emit(self, tokens: list[int], params: GenerationParams, out: list[int]) -> Iterator[int]:
+    def _check(self, hook: StepHook, tokens: list[int], i: int, out: list[int], forced: list[int]) -> None:
+        """Hold token ``i`` of the script against the hook, as the engine would have asked it."""
+        if forced:
+            expect = forced.pop(0)
+            if tokens[i] != expect:
+                raise ScriptError(f"step {len(self.outputs)}: constraints force token {expect} "
+                                  f"({self.encoding.decode([expect])!r}) where the script has "
+                                  f"{self.encoding.decode([tokens[i]])!r} after {self.encoding.decode(out)!r}")
+            return
+        action = hook.step(list(out))
+        if action.stop:
+            raise ScriptError(f"step {len(self.outputs)}: constraints end the turn after {self.encoding.decode(out)!r}")
+        if action.forced:
+            forced.extend(int(t) for t in action.forced)
+            self._check(hook, tokens, i, out, forced)
+        elif action.mask is not None and not bool(action.mask[tokens[i]]):
+            raise ScriptError(f"step {len(self.outputs)}: constraints forbid {self.encoding.decode([tokens[i]])!r} "
+                              f"after {self.encoding.decode(out)!r}")
+
+    def _emit(
+        self, tokens: list[int], params: GenerationParams, out: list[int], hook: StepHook | None = None
+    ) -> Iterator[int]:
+        forced: list[int] = []
         for i, tok in enumerate(tokens):
             if len(out) >= params.max_tokens:
                 return
+            if hook is not None and self.takes_hooks:
+                self._check(hook, tokens, i, out, forced)
             out.append(tok)
             yield tok
             if tok in params.stop_tokens:

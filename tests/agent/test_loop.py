@@ -282,3 +282,17 @@ def test_closing_the_stream_early_keeps_the_partial_turn() -> None:
     assert [m.text for m in stream.transcript] == ["go", "one two three"]
     assert stream.transcript.messages[-1].meta.get("truncated") is True
     assert stream.usage.completion_tokens == 6
+
+
+def test_constrained_scripts_are_checked_against_the_grammar() -> None:
+    fn = FunctionTool.from_schema(ADD.name, ADD.parameters, ADD.description)
+    good = ('<|channel|>analysis<|message|>Add.<|end|><|start|>assistant to=functions.add<|channel|>commentary'
+            ' <|constrain|>json<|message|>{"a":1,"b":2}<|call|>')
+    with ScriptedBackend([good], constrained=True) as backend:
+        result = Agent(backend, functions=[fn], tool_choice="required").run("1+2")
+    assert result.stop_reason == "tool_calls"
+    with pytest.raises(ScriptError, match="constraints"):  # a final answer where a call is required
+        Agent(ScriptedBackend([final("3")], constrained=True), functions=[fn], tool_choice="required").run("1+2")
+    bad_args = good.replace('"b":2', '"c":2')
+    with pytest.raises(ScriptError, match="constraints"):  # arguments that break the schema
+        Agent(ScriptedBackend([bad_args], constrained=True), functions=[fn]).run("1+2")

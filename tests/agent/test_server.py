@@ -35,7 +35,8 @@ def server() -> Iterator[RunningServer]:
 
 
 def script(server: RunningServer, steps: list[Any]) -> ScriptedBackend:
-    backend = ScriptedBackend(steps)
+    """A scripted model whose replies are checked against the request's grammar constraints."""
+    backend = ScriptedBackend(steps, constrained=True)
     server.app.state.server.config.backend = backend  # type: ignore[attr-defined]
     return backend
 
@@ -112,7 +113,7 @@ def test_chat_streaming_tool_call_argument_deltas(server: RunningServer, client:
 
 def test_chat_response_format(server: RunningServer, client: openai.OpenAI) -> None:
     schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
-    script(server, [Step(answer('{"n": 4}'), expect=["# Response Formats", "## count", '"required":["n"]'])])
+    script(server, [Step(answer('{"n":4}'), expect=["# Response Formats", "## count", '"required":["n"]'])])
     r = client.chat.completions.create(
         model="gpt-oss-test", messages=[{"role": "user", "content": "2+2 as JSON"}],
         response_format={"type": "json_schema", "json_schema": {"name": "count", "schema": schema}})
