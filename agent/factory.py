@@ -61,7 +61,7 @@ def build_backend(
     if scripted:
         from ossagent.agent.scripted import ScriptedBackend
 
-        return ScriptedBackend(load_script(scripted))
+        return ScriptedBackend(load_script(scripted), constrained=True)
     if remote:
         from ossagent.agent.remote import RemoteBackend
 
@@ -136,4 +136,4 @@ def example_backend(script: Sequence[str], *, use_model: bool = True, quiet: boo
         print("[no gpt-oss checkpoint configured: replaying a scripted model so you can see the whole flow]\n"
               "[to use a real model: `ossagent download openai/gpt-oss-20b` or set OSSAGENT_MODEL=/path]\n",
               file=sys.stderr)
-    return ScriptedBackend(list(script)), True
+    return ScriptedBackend(list(script), constrained=True), True  # scripts obey the same grammar as a model
