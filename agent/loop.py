@@ -178,7 +178,14 @@ class Agent:
         run = _Run(self, transcript, reasoning, limits)
         for recipient, text in tool_outputs:
             run.transcript.append(tool_result(recipient, text, channel="commentary"))
+        pending = run.transcript.pending_tool_call()
+        if pending is not None and self.dispatcher.returns_to_caller(pending.recipient or ""):
+            raise UserError(f"the transcript ends with a call to {pending.recipient} that you run: pass its "
+                            "output as tool_outputs=[(recipient, text)]")
         if task is not None:
+            if pending is not None:
+                raise UserError(f"the transcript ends with a call to {pending.recipient} that was never answered;"
+                                " resume it without a new task first")
             run.transcript.append(user(task))
         if not run.transcript.messages:
             raise UserError("nothing to do: give a task or a transcript that ends with one")
@@ -214,9 +221,22 @@ class _Run:
             return per_turn
         return min(per_turn, self.limits.max_tokens - self.usage.completion_tokens)
 
+    def _dispatch(self, call: Msg) -> tuple[Msg, ToolResultEvent]:
+        """Run a call here and append its answer to the transcript."""
+        recipient = call.recipient or ""
+        result = self.agent.dispatcher.call(recipient, call.text)
+        msg = tool_result(recipient, result.text, channel=call.channel, call_id=call.meta.get("call_id"),
+                          is_error=result.is_error, metadata=result.metadata)
+        self.transcript.append(msg)
+        return msg, ToolResultEvent(call.meta.get("call_id", ""), recipient, result.text, result.is_error,
+                                    dict(result.metadata))
+
     def events(self) -> Generator[Event, None, None]:
         agent, enc = self.agent, self.agent.encoding
         chain: list[int] | None = None
+        pending = self.transcript.pending_tool_call()
+        if pending is not None:  # a saved run that stopped between a call and its answer: answer it first
+            yield self._dispatch(pending)[1]
         while True:
             reason = self._limit_reason()
             if reason:
@@ -268,13 +288,9 @@ class _Run:
             if agent.dispatcher.returns_to_caller(recipient):
                 yield from self._stop("tool_calls")
                 return
-            result = agent.dispatcher.call(recipient, last.text)
-            msg = tool_result(recipient, result.text, channel=last.channel, call_id=last.meta.get("call_id"),
-                              is_error=result.is_error, metadata=result.metadata)
-            self.transcript.append(msg)
-            yield ToolResultEvent(last.meta.get("call_id", ""), recipient, result.text, result.is_error,
-                                  dict(result.metadata))
-            chain = self.prev_tokens + hp.render_message(msg, enc) + hp.assistant_start(enc)
+            answer, event = self._dispatch(last)
+            yield event
+            chain = self.prev_tokens + hp.render_message(answer, enc) + hp.assistant_start(enc)
 
     def _limit_reason(self) -> str | None:
         if self.usage.turns >= self.limits.max_turns:

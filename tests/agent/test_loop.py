@@ -201,6 +201,8 @@ def test_caller_functions_end_the_run_and_resume_with_outputs() -> None:
         first = agent.run("1+2")
         assert first.stop_reason == "tool_calls"
         assert [(c.function_name, json.loads(c.arguments)) for c in first.tool_calls] == [("add", {"a": 1, "b": 2})]
+        with pytest.raises(UserError, match="pass its output as tool_outputs"):
+            agent.run(transcript=first.transcript)
         second = agent.run(transcript=first.transcript, tool_outputs=[("functions.add", "3")])
     assert second.text == "3"
 
@@ -296,3 +298,16 @@ def test_constrained_scripts_are_checked_against_the_grammar() -> None:
     bad_args = good.replace('"b":2', '"c":2')
     with pytest.raises(ScriptError, match="constraints"):  # arguments that break the schema
         Agent(ScriptedBackend([bad_args], constrained=True), functions=[fn]).run("1+2")
+
+
+def test_resume_answers_a_pending_local_call_first() -> None:
+    calc = Calc()
+    with ScriptedBackend([call("add", '{"a":2,"b":2}')]) as backend:
+        first = Agent(backend, tools=[calc], limits=Limits(max_turns=1)).run("2+2")
+    cut = Transcript(first.transcript.messages[:3], first.transcript.settings)  # stopped before the answer
+    assert cut.pending_tool_call() is not None
+    with pytest.raises(UserError, match="never answered"):
+        Agent(ScriptedBackend([]), tools=[calc]).run("new task", transcript=cut)
+    with ScriptedBackend([Step(final("4"), expect="<|start|>calc.add to=assistant<|channel|>analysis<|message|>4")]) as b:
+        resumed = Agent(b, tools=[calc]).run(transcript=cut)
+    assert resumed.text == "4" and calc.calls == ['{"a":2,"b":2}', '{"a":2,"b":2}']
