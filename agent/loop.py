@@ -233,6 +233,7 @@ class _Run:
 
     def events(self) -> Generator[Event, None, None]:
         agent, enc = self.agent, self.agent.encoding
+        self.started = time.monotonic()  # the clock starts when the run does (not while it queues)
         chain: list[int] | None = None
         pending = self.transcript.pending_tool_call()
         if pending is not None:  # a saved run that stopped between a call and its answer: answer it first

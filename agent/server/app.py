@@ -92,11 +92,15 @@ class Server:
                                   "previous_response_id", "previous_response_not_found")
             messages = prev.messages + messages
         agent = self.agent(req)
-        holder: list[RunStream] = []
+        try:  # building the run checks the conversation (e.g. a tool call without its answer): a 400
+            stream = agent.stream(transcript=Transcript(messages))
+        except UserError as exc:
+            agent.close()
+            raise bad_request(str(exc), "messages") from exc
+        holder = [stream]
 
         def make() -> RunStream:
-            holder.append(agent.stream(transcript=Transcript(messages)))
-            return holder[0]
+            return stream
 
         client = str(body.get("user") or request.headers.get("authorization") or
                      (request.client.host if request.client else "?"))

@@ -173,6 +173,11 @@ def test_structured_output_via_responses(server: RunningServer, client: openai.O
     ({"model": "gpt-oss-test", "messages": [{"role": "user", "content": "x"}], "reasoning_effort": "max"}, 400,
      "reasoning_effort"),
     ({"model": "gpt-oss-test", "messages": [{"role": "wizard", "content": "x"}]}, 400, "messages[0].role"),
+    ({"model": "gpt-oss-test", "tools": [WEATHER], "messages": [
+        {"role": "user", "content": "x"},
+        {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function",
+                                              "function": {"name": "get_weather", "arguments": "{}"}}]}]},
+     400, "messages"),
 ])
 def test_openai_shaped_errors(server: RunningServer, body: dict[str, Any], status: int, param: str | None) -> None:
     r = httpx.post(server.url + "/chat/completions", json=body)
