@@ -2,12 +2,13 @@
 
 The engine keeps one KV cache and reuses the longest common prefix of consecutive prompts, so an agent
 that resends the conversation each turn pays only for the new tokens (``cache_stats`` shows it).
-One generation at a time: the server gives a local backend a single slot.
+One generation at a time: a new ``generate`` supersedes an unfinished one (the engine makes the old iterator
+fail if it is resumed), so an abandoned stream can never block the next run; the server gives a local
+backend a single slot.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,7 +31,6 @@ class LocalBackend:
 
             encoding = o200k_harmony()
         self.encoding = encoding
-        self._lock = threading.Lock()
 
     @classmethod
     def from_pretrained(
@@ -70,8 +70,4 @@ class LocalBackend:
 
         sp = SamplingParams(max_tokens=params.max_tokens, temperature=params.temperature, top_p=params.top_p,
                             top_k=params.top_k, seed=params.seed, stop_tokens=tuple(params.stop_tokens))
-        return self._locked(prompt, sp, hook)
-
-    def _locked(self, prompt: Sequence[int], sp: Any, hook: StepHook | None) -> Iterator[int]:
-        with self._lock:
-            yield from self.engine.generate(prompt, sp, hook)
+        return self.engine.generate(prompt, sp, hook)
