@@ -131,3 +131,17 @@ def test_cuda_same_code_path(ckpt_mxfp4: Path) -> None:
     greedy = SamplingParams(max_tokens=20, temperature=0)
     out = list(gpu.generate(prompt, greedy))
     assert out == gpu.logits(prompt + out)[len(prompt) - 1 : -1].argmax(-1).tolist()
+
+
+def test_query_blocks_equal_one_block(model: GptOss, config: GptOssConfig) -> None:
+    """Long contexts attend in query blocks (bounded memory); the result does not depend on the block size."""
+    tokens = seq(40, seed=11)
+    ref = full_logits(model, tokens)
+    try:
+        for block in model.blocks:
+            block.attn.block_elements = 3 * config.num_attention_heads * 40  # 3 queries per block
+        got = full_logits(model, tokens)
+    finally:
+        for block in model.blocks:
+            block.attn.block_elements = 1 << 24
+    assert (got - ref).abs().max() < ATOL
