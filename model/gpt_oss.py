@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -65,7 +65,7 @@ class Rotary(nn.Module):
         return (angle.cos() * self.concentration).to(dtype), (angle.sin() * self.concentration).to(dtype)
 
     @staticmethod
-    def apply(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         # x: [B, T, heads, d]; cos/sin: [T, d/2]
         x1, x2 = x.chunk(2, dim=-1)
         c, s = cos[:, None, :], sin[:, None, :]
@@ -79,13 +79,14 @@ class Attention(nn.Module):
         self.nh, self.nkv, self.d = config.num_attention_heads, config.num_key_value_heads, d
         self.window = config.sliding_window if config.is_sliding(layer) else 0  # 0 = full causal
         self.norm = RMSNorm(h, config.rms_norm_eps, device)
-        kw = {"device": device, "dtype": dtype}
+        kw: dict[str, Any] = {"device": device, "dtype": dtype}
         self.q = nn.Linear(h, self.nh * d, bias=True, **kw)
         self.k = nn.Linear(h, self.nkv * d, bias=True, **kw)
         self.v = nn.Linear(h, self.nkv * d, bias=True, **kw)
         self.out = nn.Linear(self.nh * d, h, bias=True, **kw)
         self.sinks = nn.Parameter(torch.zeros(self.nh, **kw))  # one logit per query head
         self.sm_scale = 1.0 / math.sqrt(d)
+        self.block_elements = 1 << 24  # fp32 logits per query block (64 MB): bounds memory at long context
 
     def forward(
         self,
@@ -99,7 +100,7 @@ class Attention(nn.Module):
         q = self.q(y).view(b, t, self.nh, self.d)
         k = self.k(y).view(b, t, self.nkv, self.d)
         v = self.v(y).view(b, t, self.nkv, self.d)
-        q, k = Rotary.apply(q, *cos_sin), Rotary.apply(k, *cos_sin)
+        q, k = Rotary.rotate(q, *cos_sin), Rotary.rotate(k, *cos_sin)
         if layer_cache is not None:
             if b != 1:
                 raise ValueError("a KV cache holds one sequence; batch size must be 1")
@@ -113,12 +114,25 @@ class Attention(nn.Module):
     def attend(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_pos: torch.Tensor, k_pos: torch.Tensor
     ) -> torch.Tensor:
+        """Attention over query blocks, so the fp32 logits stay near ``block_elements`` however long S is."""
+        b, t = q.shape[:2]
+        per_query = b * self.nh * k.shape[1]
+        step = max(1, self.block_elements // per_query)
+        if step >= t:
+            return self._attend(q, k, v, q_pos, k_pos)
+        return torch.cat(
+            [self._attend(q[:, a : a + step], k, v, q_pos[a : a + step], k_pos) for a in range(0, t, step)], dim=1
+        )
+
+    def _attend(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_pos: torch.Tensor, k_pos: torch.Tensor
+    ) -> torch.Tensor:
         """softmax over [scaled masked logits, sink] with the sink column dropped; GQA without expanding K/V."""
         b, t, _, d = q.shape
         s = k.shape[1]
         qm = self.nh // self.nkv
         # query head h = g*qm + m uses KV head g
-        qg = q.view(b, t, self.nkv, qm, d).permute(0, 2, 3, 1, 4).reshape(b, self.nkv, qm * t, d)
+        qg = q.reshape(b, t, self.nkv, qm, d).permute(0, 2, 3, 1, 4).reshape(b, self.nkv, qm * t, d)
         kg = k.permute(0, 2, 3, 1)  # [B, nkv, d, S]
         vg = v.permute(0, 2, 1, 3)  # [B, nkv, S, d]
         logits = torch.matmul(qg, kg).view(b, self.nkv, qm, t, s).float() * self.sm_scale
@@ -128,7 +142,7 @@ class Attention(nn.Module):
         logits = logits.masked_fill(~allowed, float("-inf"))
         sink = self.sinks.float().view(1, self.nkv, qm, 1, 1).expand(b, self.nkv, qm, t, 1)
         weights = torch.softmax(torch.cat([logits, sink], dim=-1), dim=-1)[..., :-1]  # rows may sum < 1
-        o = torch.matmul(weights.to(v.dtype).view(b, self.nkv, qm * t, s), vg)  # [B, nkv, qm*T, d]
+        o = torch.matmul(weights.to(v.dtype).reshape(b, self.nkv, qm * t, s), vg)  # [B, nkv, qm*T, d]
         return o.view(b, self.nkv, qm, t, d).permute(0, 3, 1, 2, 4).reshape(b, t, self.nh * d)
 
 
@@ -141,14 +155,13 @@ class Experts(nn.Module):
         super().__init__()
         e, h, i = config.num_experts, config.hidden_size, config.intermediate_size
         self.quantized = quantized
-        self.dtype = dtype
-        kw = {"device": device, "dtype": dtype}
+        kw: dict[str, Any] = {"device": device, "dtype": dtype}
         self.mlp1_bias = nn.Parameter(torch.zeros(e, 2 * i, **kw))  # [E, 2I]
         self.mlp2_bias = nn.Parameter(torch.zeros(e, h, **kw))  # [E, H]
         if quantized:
             if h % mxfp4.BLOCK or i % mxfp4.BLOCK:
                 raise ValueError(f"MXFP4 experts need hidden_size and intermediate_size divisible by {mxfp4.BLOCK}")
-            u8 = {"device": device, "dtype": torch.uint8}
+            u8: dict[str, Any] = {"device": device, "dtype": torch.uint8}
             self.register_buffer("mlp1_blocks", torch.zeros(e, 2 * i, h // 32, 16, **u8))
             self.register_buffer("mlp1_scales", torch.zeros(e, 2 * i, h // 32, **u8))
             self.register_buffer("mlp2_blocks", torch.zeros(e, h, i // 32, 16, **u8))
@@ -160,8 +173,10 @@ class Experts(nn.Module):
     def weights(self, e: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(w1 [2I, H], b1 [2I], w2 [H, I], b2 [H]) of expert e; MXFP4 experts are decoded now, only this one."""
         if self.quantized:
-            w1 = mxfp4.dequantize(self.mlp1_blocks[e], self.mlp1_scales[e], self.dtype)
-            w2 = mxfp4.dequantize(self.mlp2_blocks[e], self.mlp2_scales[e], self.dtype)
+            blocks1, scales1, blocks2, scales2 = (
+                self.get_buffer(n) for n in ("mlp1_blocks", "mlp1_scales", "mlp2_blocks", "mlp2_scales"))
+            w1 = mxfp4.dequantize(blocks1[e], scales1[e], self.mlp1_bias.dtype)
+            w2 = mxfp4.dequantize(blocks2[e], scales2[e], self.mlp1_bias.dtype)
         else:
             w1, w2 = self.mlp1_weight[e], self.mlp2_weight[e]
         return w1, self.mlp1_bias[e], w2, self.mlp2_bias[e]
@@ -259,7 +274,6 @@ class GptOss(nn.Module):
     ) -> None:
         super().__init__()
         self.config = config
-        self.dtype = dtype
         v, h = config.vocab_size, config.hidden_size
         self.embedding = nn.Embedding(v, h, device=device, dtype=dtype)
         self.blocks = nn.ModuleList(
@@ -268,6 +282,10 @@ class GptOss(nn.Module):
         self.norm = RMSNorm(h, config.rms_norm_eps, device)
         self.unembedding = nn.Linear(h, v, bias=False, device=device, dtype=dtype)  # not tied to embedding
         self.rotary = Rotary(config, device)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.embedding.weight.dtype
 
     def set_expert_kernel(self, kernel: ExpertKernel) -> None:
         for block in self.blocks:
