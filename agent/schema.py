@@ -151,7 +151,7 @@ def compile_schema(schema: Any, *, where: str, lenient: bool = False, close: boo
     if err is not None and lenient:
         options["lenient"] = True
         err, warnings = _llg_compile(decode_schema, options)
-        notes += [f"not enforced while decoding (validated afterwards): {w}" for w in warnings]
+        notes += [_lenient_note(w, cls.FORMAT_CHECKER.checkers) for w in warnings]
     if err is not None:
         hint = "" if lenient else (
             " Pass lenient=True to decode without it (the arguments are still validated afterwards),"
@@ -165,6 +165,14 @@ def compile_schema(schema: Any, *, where: str, lenient: bool = False, close: boo
                                      + "; ".join(warnings))
     grammar_json = json.dumps({**decode_schema, "x-guidance": {**JSON_OPTIONS, **options}}, ensure_ascii=False)
     return CompiledSchema(schema, decode_schema, grammar_json, tuple(notes), validator)
+
+
+def _lenient_note(warning: str, checkers: Any) -> str:
+    fmt = warning.split("Unknown format: ", 1)[1].strip() if "Unknown format: " in warning else None
+    if fmt is not None and fmt not in checkers:
+        return (f"format {fmt!r} is not enforced: the decoder does not know it and no validator for it is "
+                "installed (it is an annotation only, as JSON Schema 2020-12 allows)")
+    return f"not enforced while decoding (validated afterwards): {warning}"
 
 
 def validation_errors(compiled: CompiledSchema, instance: Any, limit: int = 3) -> list[str]:

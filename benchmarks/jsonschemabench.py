@@ -56,6 +56,7 @@ class Row:
     fill_us: list[float] = field(default_factory=list)
     mask_us: list[float] = field(default_factory=list)
     errors: Counter[str] = field(default_factory=Counter)
+    disagreements: list[str] = field(default_factory=list)
     per_split: dict[str, list[int]] = field(default_factory=dict)
 
 
@@ -109,6 +110,14 @@ def _compile_ossagent(schema: Any, lenient: bool) -> tuple[str | None, str, Any]
     return None, llg.LLMatcher.grammar_from_lark(body_lark(compiled.grammar_json, 200012)), compiled
 
 
+def _error_kind(err: str | None) -> str:
+    if not err:
+        return "?"
+    err = err.split("failed to compile JSON schema: ")[-1].split("cannot enforce this schema: ")[-1]
+    err = err.split("would ignore part of this schema: ")[-1]
+    return err.split(". Pass lenient")[0][:70]
+
+
 def run_file(path: Path, rows: dict[str, Row], tok: llg.LLTokenizer, enc: Any, bits: Any, vocab: int) -> None:
     from ossagent.agent.schema import validation_errors
 
@@ -134,7 +143,7 @@ def run_file(path: Path, rows: dict[str, Row], tok: llg.LLTokenizer, enc: Any, b
         split_counts = row.per_split.setdefault(split, [0, 0])
         split_counts[1] += 1
         if err is not None or matcher is None:
-            row.errors[err.split(":")[0][:60] if err else "?"] += 1
+            row.errors[_error_kind(err)] += 1
             continue
         row.compiled += 1
         agree = True
@@ -148,9 +157,11 @@ def run_file(path: Path, rows: dict[str, Row], tok: llg.LLTokenizer, enc: Any, b
             if valid and not accepted:
                 row.false_rejects += 1
                 agree = False
+                row.disagreements.append(f"{path.name}: valid instance rejected")
             elif accepted and not valid:
                 row.false_accepts += 1
                 agree = False
+                row.disagreements.append(f"{path.name}: invalid instance accepted: {_serialise(data)[:80]}")
         if agree:
             row.passed += 1
             split_counts[0] += 1
@@ -192,11 +203,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", required=True, type=Path, help="folder of MaskBench-style *.json files")
     ap.add_argument("--limit", type=int, default=0, help="only the first N files (sorted by name)")
+    ap.add_argument("--only", default="", help="only files whose name contains this")
+    ap.add_argument("--verbose", action="store_true", help="list every disagreeing test")
     args = ap.parse_args(argv)
     from ossagent.agent.constrain import harmony_lltokenizer
     from ossagent.model.tokenizer import o200k_harmony
 
-    files = sorted(p for p in args.data.glob("*.json"))
+    files = sorted(p for p in args.data.glob("*.json") if args.only in p.name)
     if args.limit:
         files = files[: args.limit]
     if not files:
@@ -215,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"JSONSchemaBench: {len(files)} files from {args.data}, o200k_harmony, compact JSON, "
           f"{time.perf_counter() - t0:.0f} s\n")
     print(report(rows))
+    if args.verbose:
+        for r in rows.values():
+            print(f"\n{r.name}:\n  " + "\n  ".join(r.disagreements))
     return 0
 
 

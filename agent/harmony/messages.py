@@ -76,6 +76,27 @@ class ChannelConfig:
         return cls(list(channels), True)
 
 
+def _mapping(raw: Any, what: str) -> Mapping[str, Any]:
+    if not isinstance(raw, Mapping):
+        raise TranscriptError(f"{what} must be an object, not {raw!r}")
+    return raw
+
+
+def _opt_str(raw: Mapping[str, Any], key: str, what: str) -> str | None:
+    value = raw.get(key)
+    if value is not None and not isinstance(value, str):
+        raise TranscriptError(f"{what} {key} must be a string, got {value!r}")
+    return value
+
+
+def _list(raw: Any, what: str) -> list[Any]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise TranscriptError(f"{what} must be a list, not {raw!r}")
+    return raw
+
+
 def _namespace_to_dict(ns: ToolDescription) -> dict[str, Any]:
     return {
         "name": ns.name,
@@ -86,15 +107,20 @@ def _namespace_to_dict(ns: ToolDescription) -> dict[str, Any]:
     }
 
 
-def _namespace_from_dict(raw: Mapping[str, Any]) -> ToolDescription:
-    try:
-        funcs = tuple(
-            FunctionDescription(t["name"], t.get("description") or "", t.get("parameters"))
-            for t in raw.get("tools") or ()
-        )
-        return ToolDescription(raw["name"], raw.get("description") or "", funcs)
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise TranscriptError(f"not a tool namespace: {raw!r}") from exc
+def _namespace_from_dict(raw: Any) -> ToolDescription:
+    ns = _mapping(raw, "a tool namespace")
+    name = _opt_str(ns, "name", "tool namespace")
+    if name is None:
+        raise TranscriptError(f"a tool namespace needs a name: {raw!r}")
+    funcs = []
+    for t in _list(ns.get("tools"), f"namespace {name} tools"):
+        fn = _mapping(t, f"a tool of namespace {name}")
+        fname = _opt_str(fn, "name", f"tool of namespace {name}")
+        if fname is None:
+            raise TranscriptError(f"a tool of namespace {name} needs a name: {t!r}")
+        params = fn.get("parameters")
+        funcs.append(FunctionDescription(fname, _opt_str(fn, "description", f"tool {fname}") or "", params))
+    return ToolDescription(name, _opt_str(ns, "description", f"namespace {name}") or "", tuple(funcs))
 
 
 def _tools_from_dict(raw: Any) -> dict[str, ToolDescription] | None:
@@ -102,7 +128,7 @@ def _tools_from_dict(raw: Any) -> dict[str, ToolDescription] | None:
         return None
     if not isinstance(raw, Mapping):
         raise TranscriptError(f"tools must map namespace names to namespaces, not {raw!r}")
-    return {key: _namespace_from_dict(ns) for key, ns in raw.items()}
+    return {str(key): _namespace_from_dict(ns) for key, ns in raw.items()}
 
 
 @dataclass
@@ -185,16 +211,23 @@ class SystemContent:
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> SystemContent:
         """Inverse of :meth:`to_dict`; a missing key means the field is unset (None)."""
+        raw = _mapping(raw, "system content")
         cc = raw.get("channel_config")
+        config = None
+        if cc is not None:
+            cc = _mapping(cc, "channel_config")
+            channels = _list(cc.get("valid_channels"), "valid_channels")
+            required = cc.get("channel_required", True)
+            if not all(isinstance(c, str) for c in channels) or not isinstance(required, bool):
+                raise TranscriptError(f"channel_config needs string channels and a boolean: {cc!r}")
+            config = ChannelConfig(list(channels), required)
         effort = raw.get("reasoning_effort")
         return cls(
-            model_identity=raw.get("model_identity"),
+            model_identity=_opt_str(raw, "model_identity", "system content"),
             reasoning_effort=None if effort is None else ReasoningEffort.parse(effort),
-            conversation_start_date=raw.get("conversation_start_date"),
-            knowledge_cutoff=raw.get("knowledge_cutoff"),
-            channel_config=None
-            if cc is None
-            else ChannelConfig(list(cc.get("valid_channels", [])), bool(cc.get("channel_required", True))),
+            conversation_start_date=_opt_str(raw, "conversation_start_date", "system content"),
+            knowledge_cutoff=_opt_str(raw, "knowledge_cutoff", "system content"),
+            channel_config=config,
             tools=_tools_from_dict(raw.get("tools")),
         )
 
@@ -254,14 +287,16 @@ class DeveloperContent:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> DeveloperContent:
-        try:
-            formats = [
-                ResponseFormat(f["name"], f["schema"], f.get("description"))
-                for f in raw.get("response_formats") or ()
-            ]
-        except (KeyError, TypeError) as exc:
-            raise TranscriptError(f"bad response_formats: {raw.get('response_formats')!r}") from exc
-        return cls(raw.get("instructions"), _tools_from_dict(raw.get("tools")), formats)
+        raw = _mapping(raw, "developer content")
+        formats = []
+        for f in _list(raw.get("response_formats"), "response_formats"):
+            f = _mapping(f, "a response format")
+            name, schema = _opt_str(f, "name", "response format"), f.get("schema")
+            if name is None or not isinstance(schema, dict):
+                raise TranscriptError(f"a response format needs a name and a schema object: {f!r}")
+            formats.append(ResponseFormat(name, schema, _opt_str(f, "description", "response format")))
+        instructions = _opt_str(raw, "instructions", "developer content")
+        return cls(instructions, _tools_from_dict(raw.get("tools")), formats)
 
 
 Content = Union[TextContent, SystemContent, DeveloperContent]  # noqa: UP007 (used at runtime)
@@ -362,17 +397,16 @@ class Message:
             raise TranscriptError(f"a message must be an object, not {raw!r}")
         try:
             role = Role(raw["role"])
-        except (KeyError, ValueError):
+        except (KeyError, ValueError, TypeError):
             raise TranscriptError(
                 f"message role must be one of {[r.value for r in Role]}, got {raw.get('role')!r}"
             ) from None
-        contents = raw.get("content", [])
+        contents = raw.get("content")
         if isinstance(contents, str | Mapping):
             contents = [contents]
-        parts = [content_from_dict(c) for c in contents]
+        parts = [content_from_dict(c) for c in _list(contents, "message content")]
         for key in ("name", "channel", "recipient", "content_type"):
-            if raw.get(key) is not None and not isinstance(raw[key], str):
-                raise TranscriptError(f"message {key} must be a string, got {raw[key]!r}")
+            _opt_str(raw, key, "message")
         return cls(
             Author(role, raw.get("name")),
             parts,

@@ -40,7 +40,9 @@ _CHANNEL_END = re.compile(r"[\s<]")
 class Problem:
     """Something the model wrote that is not well-formed harmony; parsing went on."""
 
-    kind: str  # malformed_header | missing_channel | unknown_channel | stray_token | stray_special | truncated | empty
+    # malformed_header | missing_channel | unknown_channel | call_without_recipient | stray_token |
+    # stray_special | truncated | empty | internal (a parser bug, reported instead of raised)
+    kind: str
     message: str
     text: str = ""  # the text involved (a broken header, stray text), so nothing is lost
     token_index: int = -1  # position in the token stream where it was noticed
@@ -407,6 +409,8 @@ class StreamParser:
         assert self._header is not None
         h = self._header
         msg = Message(h.author, [TextContent("".join(self._content))], h.channel, h.recipient, h.content_type)
+        if stop == CALL and h.recipient is None:
+            self._problem(events, "call_without_recipient", "<|call|> ended a message that has no to=recipient")
         self.messages.append(msg)
         self._content = []
         self._decoder.reset()

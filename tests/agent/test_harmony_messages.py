@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ossagent.agent.harmony import (
     Author,
@@ -160,3 +163,41 @@ def test_tool_result_for_a_call(renderer: HarmonyRenderer) -> None:
     assert renderer.decode(renderer.render(result)) == "<|start|>python to=assistant<|channel|>analysis<|message|>1\n<|end|>"
     with pytest.raises(ValueError, match="not a tool call"):
         Message.tool_result_for(Message.from_role_and_content(Role.USER, "x"), "y")
+
+
+_json = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=5)),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=8), inner, max_size=3)),
+    max_leaves=8,
+)
+
+
+def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [prefix]
+    if isinstance(node, dict):
+        for k, v in node.items():
+            out += _paths(v, (*prefix, k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            out += _paths(v, (*prefix, i))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_bad_transcripts_raise_transcript_error_only(renderer: HarmonyRenderer, data: st.DataObject) -> None:
+    """A transcript with one subtree replaced by random JSON loads and renders, or fails with our errors."""
+    raw = sample_conversation().to_dict()
+    paths = _paths(raw)
+    path = data.draw(st.sampled_from(paths[1:]))
+    node = raw
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = data.draw(_json)
+    try:
+        conv = Conversation.from_dict(raw)
+    except TranscriptError:
+        return
+    with contextlib.suppress(RenderError):
+        tokens = renderer.render_conversation(conv)
+        assert tokens[:1] == ([200006] if conv.messages else [])

@@ -96,6 +96,11 @@ def test_unknown_channel_is_reported_when_channels_are_given() -> None:
     assert parser.problems[0].to_dict()["kind"] == "unknown_channel"
 
 
+def test_call_without_recipient() -> None:
+    msgs, problems = parse_completion([CHANNEL, *t("commentary"), MESSAGE, *t("{}"), CALL], encoding=ENC)
+    assert msgs[0].text == "{}" and kinds(problems) == ["call_without_recipient"]
+
+
 def test_malformed_header_keeps_fields_and_text() -> None:
     tokens = [CHANNEL, *t("final to=a to=b extra words"), MESSAGE, *t("answer"), END]
     msgs, problems = parse_completion(tokens, encoding=ENC)
