@@ -12,11 +12,11 @@ import contextlib
 import json
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -26,10 +26,17 @@ from ossagent.agent.functions import FunctionTool
 from ossagent.agent.limits import Limits
 from ossagent.agent.loop import Agent, HookFactory, RunStream
 from ossagent.agent.server.chat import ChatFormatter
-from ossagent.agent.server.errors import APIError, bad_request, not_found, server_error, unauthorized
+from ossagent.agent.server.errors import (
+    APIError,
+    bad_request,
+    not_found,
+    overloaded,
+    server_error,
+    unauthorized,
+)
 from ossagent.agent.server.requests import GenRequest, parse_chat, parse_responses
 from ossagent.agent.server.responses import ResponsesFormatter
-from ossagent.agent.server.runner import ClientGone, Job
+from ossagent.agent.server.runner import Job
 from ossagent.agent.server.scheduler import FairScheduler
 from ossagent.agent.transcript import Transcript
 from ossagent.tools.base import Tool, UserError
@@ -127,24 +134,44 @@ async def _body(request: Request) -> dict[str, Any]:
     return body
 
 
-async def _collect(job: Job, request: Request, on_event: Callable[[Event], object]) -> None:
-    """Drain a job (non-streaming); stop it if the client goes away."""
-    events = job.events().__aiter__()
+class _CollectedJSON(Response):
+    """A non-streaming answer computed while watching the connection: if the client disconnects first,
+    the run is cancelled (its slot freed) instead of finishing for nobody. (``Request.is_disconnected``
+    does not see the disconnect through FastAPI's receive wrappers; the ASGI ``receive`` does.)"""
+
+    def __init__(self, produce: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+        super().__init__(status_code=200, media_type="application/json")
+        self.produce = produce
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        async def client_left() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        work = asyncio.ensure_future(self.produce())
+        watch = asyncio.ensure_future(client_left())
+        await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
+        if not work.done():
+            work.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await work
+            return
+        watch.cancel()
+        try:
+            status, body = 200, work.result()
+        except APIError as exc:
+            status, body = exc.status, exc.body()
+        await JSONResponse(body, status_code=status)(scope, receive, send)
+
+
+async def _collect(job: Job, on_event: Callable[[Event], object]) -> None:
+    """Drain a job (non-streaming); cancelling this coroutine cancels the run."""
+    events = job.events()
     try:
-        while True:
-            nxt = asyncio.ensure_future(events.__anext__())
-            while not nxt.done():
-                await asyncio.wait({nxt}, timeout=0.5)
-                if not nxt.done() and await request.is_disconnected():
-                    nxt.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
-                        await nxt
-                    return
-            try:
-                on_event(nxt.result())
-            except StopAsyncIteration:
-                return
+        async for ev in events:
+            on_event(ev)
     finally:
+        job.cancel()
         await events.aclose()  # type: ignore[attr-defined]
 
 
@@ -154,12 +181,15 @@ async def _respond(server: Server, request: Request, req: GenRequest, body: dict
                    on_stop: Callable[[RunStream], None]) -> Response:
     """Admit the request, run it, and answer with SSE (``stream``) or one JSON object."""
     job, holder = server.job(req, request, body)
-    try:
-        await job.admit(request.is_disconnected)
-    except ClientGone:
-        return Response(status_code=499)
+    sched = server.scheduler
+    if sched.waiting >= sched.max_waiting:
+        job.discard()
+        raise overloaded(f"the server has {sched.waiting} requests waiting; try again later")
+    # Admission happens inside the response: there a client that leaves while queued cancels the wait
+    # (Starlette watches the connection for streaming responses, _CollectedJSON for the others).
     if req.stream:
         async def sse() -> AsyncIterator[bytes]:
+            await job.admit()
             events = job.events()
             try:
                 for chunk in stream_start():
@@ -172,21 +202,34 @@ async def _respond(server: Server, request: Request, req: GenRequest, body: dict
                 for chunk in tail():
                     yield chunk
             finally:
+                job.cancel()  # also when the generator is closed before reading any event
                 await events.aclose()  # type: ignore[attr-defined]
 
         return StreamingResponse(sse(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-    await _collect(job, request, fmt.on_event)
-    if holder:
-        on_stop(holder[0])
-    if fmt.errors and any(e.kind in ("backend", "server") for e in fmt.errors) and fmt.usage.turns == 0:
-        raise server_error(fmt.errors[0].message)
-    return JSONResponse(final())
+
+    async def produce() -> dict[str, Any]:
+        await job.admit()
+        await _collect(job, fmt.on_event)
+        if holder:
+            on_stop(holder[0])
+        if fmt.errors and any(e.kind in ("backend", "server") for e in fmt.errors) and fmt.usage.turns == 0:
+            raise server_error(fmt.errors[0].message)
+        return final()
+
+    return _CollectedJSON(produce)
 
 
 def create_app(config: ServerConfig) -> FastAPI:
     server = Server(config)
-    app = FastAPI(title="ossagent", version="0.1.0")
+
+    async def auth(request: Request) -> None:
+        # A dependency, not an HTTP middleware: Starlette's BaseHTTPMiddleware hides client disconnects.
+        if (config.api_key and request.url.path.startswith("/v1/")
+                and request.headers.get("authorization") != f"Bearer {config.api_key}"):
+            raise unauthorized()
+
+    app = FastAPI(title="ossagent", version="0.1.0", dependencies=[Depends(auth)])
     app.state.server = server
 
     @app.exception_handler(APIError)
@@ -198,15 +241,6 @@ def create_app(config: ServerConfig) -> FastAPI:
         kind = "not_found" if exc.status_code == 404 else "invalid_request_error"
         err = APIError(exc.status_code, str(exc.detail), type=kind)
         return JSONResponse(err.body(), status_code=exc.status_code)
-
-    @app.middleware("http")
-    async def _auth(request: Request, call_next: Callable[[Request], Any]) -> Response:
-        if (config.api_key and request.url.path.startswith("/v1/")
-                and request.headers.get("authorization") != f"Bearer {config.api_key}"):
-            err = unauthorized()
-            return JSONResponse(err.body(), status_code=err.status)
-        response: Response = await call_next(request)
-        return response
 
     def model_card() -> dict[str, Any]:
         return {"id": config.model_id, "object": "model", "created": server.created, "owned_by": "ossagent"}

@@ -1,9 +1,9 @@
 """Run one agent stream on a worker thread and hand its events to the event loop.
 
 The model and the tools block, so each admitted request gets a thread; events cross to asyncio through a
-queue. When the client goes away the async side sets ``cancelled``; the thread stops at the next event,
-closes the run (which closes the backend's generator, so the engine stops computing) and only then frees
-the scheduler slot.
+queue. When the client goes away the async side calls :meth:`Job.cancel`; the thread stops at the next
+event, closes the run (which closes the backend's generator, so the engine stops computing) and only then
+frees the scheduler slot.
 """
 
 from __future__ import annotations
@@ -11,17 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 
 from ossagent.agent.events import ErrorEvent, Event, Stopped
 from ossagent.agent.loop import RunStream
 from ossagent.agent.server.scheduler import FairScheduler
 
 _END = object()
-
-
-class ClientGone(Exception):
-    """The client disconnected before its request got a slot."""
 
 
 class Job:
@@ -34,42 +30,50 @@ class Job:
         self.scheduler = scheduler
         self.client = client
         self.cancelled = threading.Event()
-        self.stream: RunStream | None = None
         self.finished = threading.Event()
+        self.started = False
+        self.stream: RunStream | None = None
+        self._queue: asyncio.Queue[object] | None = None
 
-    async def admit(self, is_disconnected: Callable[[], Awaitable[bool]] | None = None) -> None:
-        """Wait for a slot; give up (and leave the queue) if the client disconnects meanwhile."""
-        task = asyncio.ensure_future(self.scheduler.acquire(self.client))
-        while True:
-            done, _ = await asyncio.wait({task}, timeout=0.25)
-            if done:
-                task.result()
-                return
-            if is_disconnected is not None and await is_disconnected():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-                raise ClientGone()
-
-    async def events(self) -> AsyncIterator[Event]:
-        """Yield the run's events (call :meth:`admit` first); closing this iterator cancels the run."""
+    async def admit(self) -> None:
+        """Wait for a slot, then start the run's thread. Cancelling the wait leaves the queue."""
+        try:
+            await self.scheduler.acquire(self.client)
+        except BaseException:
+            self.discard()
+            raise
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[object] = asyncio.Queue()
-        thread = threading.Thread(target=self._work, args=(loop, queue), name="ossagent-run", daemon=True)
+        self._queue = asyncio.Queue()
+        thread = threading.Thread(target=self._work, args=(loop, self._queue), name="ossagent-run", daemon=True)
+        self.started = True
         try:
             thread.start()
         except BaseException:
             self.scheduler.release()
             raise
+
+    def discard(self) -> None:
+        """The request ends without running (refused, or its client left while queued)."""
+        if not self.started and self.cleanup is not None:
+            with contextlib.suppress(Exception):
+                self.cleanup()
+
+    def cancel(self) -> None:
+        """Stop the run at its next event (the client is gone or stopped reading)."""
+        self.cancelled.set()
+
+    async def events(self) -> AsyncIterator[Event]:
+        """The run's events (after :meth:`admit`); closing this iterator cancels the run."""
+        assert self._queue is not None, "admit() first"
         try:
             while True:
-                item = await queue.get()
+                item = await self._queue.get()
                 if item is _END:
                     return
                 assert isinstance(item, Event)
                 yield item
         finally:
-            self.cancelled.set()
+            self.cancel()
 
     def _work(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[object]) -> None:
         put = queue.put_nowait

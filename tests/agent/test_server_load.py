@@ -131,3 +131,55 @@ def test_fair_admission_round_robin_across_clients() -> None:
         return sched.granted_order
 
     assert asyncio.run(scenario()) == ["a", "a", "b", "c", "a", "a"]
+
+
+def test_disconnect_of_a_non_streaming_request_frees_the_slot() -> None:
+    slow = SlowBackend()
+    app = create_app(ServerConfig(backend=slow, model_id="m", slots=1))
+    server = start_in_thread(app)
+    try:
+        body = {"model": "m", "messages": [{"role": "user", "content": "think"}]}
+        try:
+            httpx.post(server.url + "/chat/completions", json=body, timeout=1.0)
+            raise AssertionError("the slow model answered")
+        except httpx.ReadTimeout:
+            pass  # the client gave up and closed its connection
+        assert slow.closed.wait(10), "the generation kept running after the client left"
+        sched = app.state.server.scheduler
+        deadline = time.monotonic() + 5
+        while sched.active and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sched.active == 0
+    finally:
+        server.stop()
+
+
+def test_a_client_leaving_the_queue_is_forgotten() -> None:
+    slow = SlowBackend()
+    app = create_app(ServerConfig(backend=slow, model_id="m", slots=1))
+    server = start_in_thread(app)
+    sched = app.state.server.scheduler
+    body = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "think"}]}
+    try:
+        with httpx.Client(timeout=30) as client, client.stream("POST", server.url + "/chat/completions",
+                                                                json=body) as resp:
+            lines = resp.iter_lines()  # kept: dropping the iterator would close the connection
+            next(lines)  # the first client holds the only slot
+            assert slow.started.wait(10)
+            for stream in (False, True):  # a queued client gives up, non-streaming and streaming
+                try:
+                    with httpx.stream("POST", server.url + "/chat/completions", json={**body, "stream": stream},
+                                      timeout=1.0) as queued:
+                        queued.read()
+                except httpx.ReadTimeout:
+                    pass
+                deadline = time.monotonic() + 5
+                while sched.waiting and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                assert sched.waiting == 0 and sched.active == 1
+        deadline = time.monotonic() + 5
+        while sched.active and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sched.active == 0 and slow.closed.is_set()
+    finally:
+        server.stop()
