@@ -72,7 +72,11 @@ def tools_section(namespaces: dict[str, ToolDescription]) -> str:
             for fn in ns.functions:
                 lines.extend(f"// {line}" for line in rust_lines(fn.description or ""))
                 if fn.parameters is not None:
-                    lines.append(f"type {fn.name} = (_: {parameters_type(fn.parameters)}) => any;\n")
+                    try:
+                        ts = parameters_type(fn.parameters)
+                    except ValueError as exc:
+                        raise RenderError(f"tool {ns.name}.{fn.name}: parameters are not JSON: {exc}") from exc
+                    lines.append(f"type {fn.name} = (_: {ts}) => any;\n")
                 else:
                     lines.append(f"type {fn.name} = () => any;\n")
             lines.append(f"}} // namespace {ns.name}")
@@ -235,6 +239,15 @@ class HarmonyRenderer:
             raise RenderError(f"unknown content part {part!r}")
 
     def _render_into(self, message: Message, out: list[int], has_functions: bool) -> None:
+        """Raises :class:`RenderError` for a message that cannot be rendered (nothing is appended then)."""
+        start = len(out)
+        try:
+            self._render_message(message, out, has_functions)
+        except RenderError:
+            del out[start:]
+            raise
+
+    def _render_message(self, message: Message, out: list[int], has_functions: bool) -> None:
         out.append(START)
         role = message.author.role
         if role is Role.TOOL:

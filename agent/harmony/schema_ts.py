@@ -118,6 +118,8 @@ def json_compact(value: Any) -> str:
     if isinstance(value, bool) or value is None:
         return json.dumps(value)
     if isinstance(value, int | float):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{value} is not a JSON number")
         number = _serde_number(json.dumps(value))
         return str(number) if isinstance(number, int) else serde_float(number)
     if isinstance(value, str):

@@ -148,6 +148,17 @@ def test_response_formats_follow_the_reference_body(
     assert renderer.render(msg) == [200006, 77944, 200008, *renderer.encode_text(body), 200007]
 
 
+def test_non_finite_numbers_are_a_clear_error(renderer: HarmonyRenderer) -> None:
+    fn = FunctionDescription("f", "", {"type": "object", "properties": {"x": {"default": float("inf")}}})
+    dev = Message.from_role_and_content(Role.DEVELOPER, DeveloperContent.new().with_function_tools([fn]))
+    with pytest.raises(RenderError, match=r"functions\.f: parameters are not JSON"):
+        renderer.render(dev)
+    dev.content[0].with_response_format("r", {"const": float("nan")})  # type: ignore[union-attr]
+    dev.content[0].tools = None  # type: ignore[union-attr]
+    with pytest.raises(RenderError, match="response format 'r'"):
+        renderer.render(dev)
+
+
 def test_system_content_helpers() -> None:
     sys = SystemContent.new().with_required_channels(["analysis", "final"]).with_reasoning_effort(None)
     assert sys.valid_channels == ["analysis", "final"] and sys.reasoning_effort is None
