@@ -17,8 +17,16 @@ from ossagent.model.config import GptOssConfig
 DEFAULT = Path("/work/cache/gpt-oss-20b-random")
 
 GPT_OSS_20B = GptOssConfig(
-    num_hidden_layers=24, num_experts=32, experts_per_token=4, vocab_size=201088, hidden_size=2880,
-    intermediate_size=2880, head_dim=64, num_attention_heads=64, num_key_value_heads=8, sliding_window=128,
+    num_hidden_layers=24,
+    num_experts=32,
+    experts_per_token=4,
+    vocab_size=201088,
+    hidden_size=2880,
+    intermediate_size=2880,
+    head_dim=64,
+    num_attention_heads=64,
+    num_key_value_heads=8,
+    sliding_window=128,
 )
 
 

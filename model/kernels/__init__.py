@@ -41,13 +41,24 @@ def _build(cxx: str, cache_dir: Path) -> Path:
 
     src = SOURCE.read_bytes()
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=False).stdout
-    key = hashlib.sha256(src + torch.__version__.encode() + version.encode() + sys.version.encode()).hexdigest()
+    key = hashlib.sha256(
+        src + torch.__version__.encode() + version.encode() + sys.version.encode()
+    ).hexdigest()
     target = cache_dir / f"ossagent_kernels-{key[:16]}.so"
     if target.exists():
         return target
     cache_dir.mkdir(parents=True, exist_ok=True)
     abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
-    cmd = [cxx, "-O3", "-std=c++17", "-shared", "-fPIC", "-fopenmp", "-DNDEBUG", f"-D_GLIBCXX_USE_CXX11_ABI={abi}"]
+    cmd = [
+        cxx,
+        "-O3",
+        "-std=c++17",
+        "-shared",
+        "-fPIC",
+        "-fopenmp",
+        "-DNDEBUG",
+        f"-D_GLIBCXX_USE_CXX11_ABI={abi}",
+    ]
     cmd += [f"-I{p}" for p in cpp_extension.include_paths()]
     cmd += [str(SOURCE)]
     lib_dirs = cpp_extension.library_paths()
@@ -74,16 +85,22 @@ def load(cache_dir: Path | None = None) -> bool:
         ok = False
         cxx = _compiler()
         if cxx is None:
-            warnings.warn("ossagent: no C++ compiler found; using the slower pure-torch kernels", stacklevel=2)
+            warnings.warn(
+                "ossagent: no C++ compiler found; using the slower pure-torch kernels", stacklevel=2
+            )
         else:
             try:
                 torch.ops.load_library(str(_build(cxx, cache_dir or DEFAULT_CACHE)))
                 ok = bool(torch.ops.ossagent_kernels.cpu_supported())
                 if not ok:
-                    warnings.warn("ossagent: CPU lacks AVX-512 BF16; using the pure-torch kernels", stacklevel=2)
+                    warnings.warn(
+                        "ossagent: CPU lacks AVX-512 BF16; using the pure-torch kernels", stacklevel=2
+                    )
             except Exception as exc:  # any build or load failure falls back to torch
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                warnings.warn(f"ossagent: native kernels unavailable ({first}); using pure torch", stacklevel=2)
+                warnings.warn(
+                    f"ossagent: native kernels unavailable ({first}); using pure torch", stacklevel=2
+                )
         _state["ok"] = ok
         return ok
 

@@ -97,6 +97,8 @@ def native_expert_mlp(
             y = y_small[p : p + c]
         else:
             y = _dequant_expert(x[idx], e, experts, limit, alpha)
-        out.index_add_(0, idx, y * w_sorted[start : start + c, None])
+        # = out.index_add_ (tokens within one expert are distinct), without index_add_'s parallel region,
+        # which costs up to a scheduler time slice per call when the machine is busy
+        out.index_put_((idx,), y * w_sorted[start : start + c, None], accumulate=True)
         start += c
     return out

@@ -16,8 +16,16 @@ from ossagent.model.quant8 import Int8Linear, quantize_model, quantize_rows
 needs_kernels = pytest.mark.skipif(not kernels.load(), reason="native kernels unavailable on this machine")
 
 TINY = GptOssConfig(
-    num_hidden_layers=2, num_experts=8, experts_per_token=2, vocab_size=512, hidden_size=64,
-    intermediate_size=96, head_dim=16, num_attention_heads=4, num_key_value_heads=2, sliding_window=8,
+    num_hidden_layers=2,
+    num_experts=8,
+    experts_per_token=2,
+    vocab_size=512,
+    hidden_size=64,
+    intermediate_size=96,
+    head_dim=16,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    sliding_window=8,
 )
 
 
@@ -47,7 +55,9 @@ def test_native_experts_prefill_is_bit_identical_and_decode_close() -> None:
 
 @needs_kernels
 def test_greedy_tokens_identical_to_unoptimised_path() -> None:
-    prompt = [int(t) for t in torch.randint(0, TINY.vocab_size, (40,), generator=torch.Generator().manual_seed(6))]
+    prompt = [
+        int(t) for t in torch.randint(0, TINY.vocab_size, (40,), generator=torch.Generator().manual_seed(6))
+    ]
     params = SamplingParams(max_tokens=24, temperature=0.0)
     plain = list(Engine(_tiny(1), chunk_size=16).generate(prompt, params))
     fast_model = _tiny(1)

@@ -48,7 +48,9 @@ def test_dequant_matches_transformers() -> None:
     assert torch.equal(out.view(torch.int16), ref.contiguous().view(torch.int16))
 
 
-def _gemv_reference(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+def _gemv_reference(
+    x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
     xd, wd = x.to(torch.bfloat16).double(), w.double()
     y = wd @ xd + (0 if bias is None else bias.double())
     bound = wd.abs() @ xd.abs() * 2.0**-20 + 1e-30
