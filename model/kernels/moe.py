@@ -58,6 +58,19 @@ def _dequant_expert(x: torch.Tensor, e: int, experts: Experts, limit: float, alp
     return F.linear(h, w2, experts.mlp2_bias[e])
 
 
+def _decode_one(
+    x: torch.Tensor, ids: torch.Tensor, weights: torch.Tensor, experts: Experts, limit: float, alpha: float
+) -> torch.Tensor:
+    """One token: the k experts in ascending id order (as the reference sums them), all by the GEMV."""
+    ids, order = torch.sort(ids)
+    y = _gemv_pairs(x, torch.zeros_like(ids), ids, experts, limit, alpha)  # [k, H]
+    parts = y * weights[order].to(x.dtype)[:, None]  # rounded per expert, as the reference does
+    out = parts[0:1]
+    for j in range(1, parts.shape[0]):
+        out = out + parts[j : j + 1]  # bf16 sum in the reference's order
+    return out
+
+
 def native_expert_mlp(
     x: torch.Tensor,  # [N, H] normed tokens
     expert_ids: torch.Tensor,  # [N, k]
@@ -71,7 +84,9 @@ def native_expert_mlp(
         from ossagent.model.gpt_oss import expert_mlp
 
         return expert_mlp(x, expert_ids, expert_weights, experts, limit, alpha)
-    _n, k = expert_ids.shape
+    n, k = expert_ids.shape
+    if n == 1:
+        return _decode_one(x, expert_ids[0], expert_weights[0], experts, limit, alpha)
     flat = expert_ids.reshape(-1)
     order = torch.argsort(flat, stable=True)
     counts = torch.bincount(flat, minlength=experts.mlp1_bias.shape[0]).tolist()
