@@ -62,7 +62,7 @@ def _random_tensors(c: GptOssConfig, packed: bool, seed: int) -> Iterator[tuple[
             yield f"{b}.attn.{name}.bias", _randn((rows,), 0.1, gen)
         yield f"{b}.attn.sinks", _randn((c.num_attention_heads,), 1.0, gen)
         yield f"{b}.mlp.norm.scale", _randn((h,), 0.1, gen, 1.0)
-        yield f"{b}.mlp.gate.weight", _randn((e, h), 1 / math.sqrt(h), gen)
+        yield f"{b}.mlp.gate.weight", _randn((e, h), 4 / math.sqrt(h), gen)  # decisive routing, as trained
         yield f"{b}.mlp.gate.bias", _randn((e,), 0.1, gen)
         x = f"{b}.mlp.experts"
         if packed:

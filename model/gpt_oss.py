@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -65,7 +65,7 @@ class Rotary(nn.Module):
         return (angle.cos() * self.concentration).to(dtype), (angle.sin() * self.concentration).to(dtype)
 
     @staticmethod
-    def apply(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         # x: [B, T, heads, d]; cos/sin: [T, d/2]
         x1, x2 = x.chunk(2, dim=-1)
         c, s = cos[:, None, :], sin[:, None, :]
@@ -79,7 +79,7 @@ class Attention(nn.Module):
         self.nh, self.nkv, self.d = config.num_attention_heads, config.num_key_value_heads, d
         self.window = config.sliding_window if config.is_sliding(layer) else 0  # 0 = full causal
         self.norm = RMSNorm(h, config.rms_norm_eps, device)
-        kw = {"device": device, "dtype": dtype}
+        kw: dict[str, Any] = {"device": device, "dtype": dtype}
         self.q = nn.Linear(h, self.nh * d, bias=True, **kw)
         self.k = nn.Linear(h, self.nkv * d, bias=True, **kw)
         self.v = nn.Linear(h, self.nkv * d, bias=True, **kw)
@@ -99,7 +99,7 @@ class Attention(nn.Module):
         q = self.q(y).view(b, t, self.nh, self.d)
         k = self.k(y).view(b, t, self.nkv, self.d)
         v = self.v(y).view(b, t, self.nkv, self.d)
-        q, k = Rotary.apply(q, *cos_sin), Rotary.apply(k, *cos_sin)
+        q, k = Rotary.rotate(q, *cos_sin), Rotary.rotate(k, *cos_sin)
         if layer_cache is not None:
             if b != 1:
                 raise ValueError("a KV cache holds one sequence; batch size must be 1")
@@ -141,14 +141,13 @@ class Experts(nn.Module):
         super().__init__()
         e, h, i = config.num_experts, config.hidden_size, config.intermediate_size
         self.quantized = quantized
-        self.dtype = dtype
-        kw = {"device": device, "dtype": dtype}
+        kw: dict[str, Any] = {"device": device, "dtype": dtype}
         self.mlp1_bias = nn.Parameter(torch.zeros(e, 2 * i, **kw))  # [E, 2I]
         self.mlp2_bias = nn.Parameter(torch.zeros(e, h, **kw))  # [E, H]
         if quantized:
             if h % mxfp4.BLOCK or i % mxfp4.BLOCK:
                 raise ValueError(f"MXFP4 experts need hidden_size and intermediate_size divisible by {mxfp4.BLOCK}")
-            u8 = {"device": device, "dtype": torch.uint8}
+            u8: dict[str, Any] = {"device": device, "dtype": torch.uint8}
             self.register_buffer("mlp1_blocks", torch.zeros(e, 2 * i, h // 32, 16, **u8))
             self.register_buffer("mlp1_scales", torch.zeros(e, 2 * i, h // 32, **u8))
             self.register_buffer("mlp2_blocks", torch.zeros(e, h, i // 32, 16, **u8))
@@ -160,8 +159,10 @@ class Experts(nn.Module):
     def weights(self, e: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(w1 [2I, H], b1 [2I], w2 [H, I], b2 [H]) of expert e; MXFP4 experts are decoded now, only this one."""
         if self.quantized:
-            w1 = mxfp4.dequantize(self.mlp1_blocks[e], self.mlp1_scales[e], self.dtype)
-            w2 = mxfp4.dequantize(self.mlp2_blocks[e], self.mlp2_scales[e], self.dtype)
+            blocks1, scales1, blocks2, scales2 = (
+                self.get_buffer(n) for n in ("mlp1_blocks", "mlp1_scales", "mlp2_blocks", "mlp2_scales"))
+            w1 = mxfp4.dequantize(blocks1[e], scales1[e], self.mlp1_bias.dtype)
+            w2 = mxfp4.dequantize(blocks2[e], scales2[e], self.mlp1_bias.dtype)
         else:
             w1, w2 = self.mlp1_weight[e], self.mlp2_weight[e]
         return w1, self.mlp1_bias[e], w2, self.mlp2_bias[e]
@@ -259,7 +260,6 @@ class GptOss(nn.Module):
     ) -> None:
         super().__init__()
         self.config = config
-        self.dtype = dtype
         v, h = config.vocab_size, config.hidden_size
         self.embedding = nn.Embedding(v, h, device=device, dtype=dtype)
         self.blocks = nn.ModuleList(
@@ -268,6 +268,10 @@ class GptOss(nn.Module):
         self.norm = RMSNorm(h, config.rms_norm_eps, device)
         self.unembedding = nn.Linear(h, v, bias=False, device=device, dtype=dtype)  # not tied to embedding
         self.rotary = Rotary(config, device)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.embedding.weight.dtype
 
     def set_expert_kernel(self, kernel: ExpertKernel) -> None:
         for block in self.blocks:

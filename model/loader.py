@@ -43,6 +43,13 @@ def _one(name: str, shape: tuple[int, ...], dtype: torch.dtype = torch.bfloat16)
     return Source([name], [shape], [dtype], lambda ts: ts[0])
 
 
+def _rows(a: int, b: int) -> Transform:
+    def take(ts: list[torch.Tensor]) -> torch.Tensor:
+        return ts[0][a:b]
+
+    return take
+
+
 def _layout(path: Path, layout: str | None) -> tuple[str, Path]:
     """-> ("hf" | "original", folder holding the safetensors)."""
     if layout not in (None, "hf", "original"):
@@ -75,7 +82,7 @@ def _shards(layout: str, folder: Path) -> dict[str, Path]:
         raise CheckpointError(f"{folder}: no *.safetensors files (and no {HF_INDEX})")
     out: dict[str, Path] = {}
     for f in files:
-        for name in SafetensorsFile(f):
+        for name in SafetensorsFile(f).entries:
             out[name] = f
     return out
 
@@ -132,9 +139,9 @@ def _original_sources(c: GptOssConfig, names: set[str]) -> dict[str, Source]:
         src[f"{me}.mlp.norm.scale"] = _one(f"{blk}.mlp.norm.scale", (h,))
         for mine, (a, b) in splits.items():  # fused qkv rows [q | k | v], split as views
             src[f"{me}.attn.{mine}.weight"] = Source([f"{blk}.attn.qkv.weight"], [(q + 2 * kv, h)], [torch.bfloat16],
-                                                     lambda ts, a=a, b=b: ts[0][a:b])
+                                                     _rows(a, b))
             src[f"{me}.attn.{mine}.bias"] = Source([f"{blk}.attn.qkv.bias"], [(q + 2 * kv,)], [torch.bfloat16],
-                                                   lambda ts, a=a, b=b: ts[0][a:b])
+                                                   _rows(a, b))
         src[f"{me}.attn.out.weight"] = _one(f"{blk}.attn.out.weight", (h, q))
         src[f"{me}.attn.out.bias"] = _one(f"{blk}.attn.out.bias", (h,))
         src[f"{me}.attn.sinks"] = _one(f"{blk}.attn.sinks", (c.num_attention_heads,))

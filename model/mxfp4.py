@@ -62,16 +62,14 @@ def dequantize(
 
 
 def quantize(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Round ``weight [..., K]`` (K a multiple of 32) to MXFP4: per block, the scale that maps the largest
-    magnitude into [4, 8) (6 is E2M1's largest value, so values up to 1.5x the block max in that range clip to
-    6), then each value to the nearest E2M1 value. Returns ``(blocks, scales)``; ``dequantize`` inverts it up to
-    that rounding."""
+    """Round ``weight [..., K]`` (K a multiple of 32) to MXFP4: per block of 32, the smallest power-of-two scale
+    that brings the largest magnitude to <= 6 (E2M1's largest value, so nothing clips), then each value to the
+    nearest E2M1 value (error <= one scale unit). Returns ``(blocks, scales)``."""
     if weight.shape[-1] % BLOCK:
         raise ValueError(f"last dimension {weight.shape[-1]} is not a multiple of {BLOCK}")
     w = weight.detach().float().reshape(*weight.shape[:-1], weight.shape[-1] // BLOCK, BLOCK)
-    amax = w.abs().amax(dim=-1).clamp_min(2.0**-127)
-    exp = torch.floor(torch.log2(amax)) - 2  # amax / 2**exp in [4, 8)
-    exp = exp.clamp(-SCALE_BIAS, SCALE_BIAS)
+    amax = w.abs().amax(dim=-1).clamp_min(2.0**-126)
+    exp = torch.ceil(torch.log2(amax / 6.0)).clamp(-SCALE_BIAS, SCALE_BIAS)  # amax / 2**exp in (3, 6]
     scaled = w / torch.exp2(exp).unsqueeze(-1)
     mags = torch.tensor(E2M1_VALUES[:8], dtype=torch.float32, device=w.device)
     idx = (scaled.abs().unsqueeze(-1) - mags).abs().argmin(dim=-1)  # nearest magnitude, 0..7
