@@ -2,7 +2,8 @@
 
 Per used expert, the tokens routed to it are computed one of two ways:
 
-* few tokens (decode): the fused MXFP4 GEMV reads the packed weights once, no bf16 matrix is formed;
+* few tokens (decode) in bf16: the fused MXFP4 GEMV reads the packed weights once, no bf16 matrix is
+  formed (other activation dtypes always take the second way, which is exact for them too);
 * many tokens (prefill): the expert is dequantised once (bit-exact) into a reused bf16 buffer and multiplied
   with ``F.linear`` (oneDNN, AMX where present).
 
@@ -85,7 +86,8 @@ def native_expert_mlp(
 
         return expert_mlp(x, expert_ids, expert_weights, experts, limit, alpha)
     n, k = expert_ids.shape
-    if n == 1:
+    gemv_max = GEMV_MAX_TOKENS if x.dtype == torch.bfloat16 else 0  # the GEMV rounds activations to bf16
+    if n == 1 and gemv_max:
         return _decode_one(x, expert_ids[0], expert_weights[0], experts, limit, alpha)
     flat = expert_ids.reshape(-1)
     order = torch.argsort(flat, stable=True)
@@ -94,7 +96,7 @@ def native_expert_mlp(
     w_sorted = expert_weights.reshape(-1)[order].to(x.dtype)
     sorted_ids = flat[order]
     # one batched GEMV call for every pair whose expert sees few tokens
-    small = torch.tensor([c <= GEMV_MAX_TOKENS for c in counts])[sorted_ids]
+    small = torch.tensor([c <= gemv_max for c in counts])[sorted_ids]
     gemv_rows = torch.nonzero(small).flatten()
     y_small = None
     if gemv_rows.numel():
@@ -106,7 +108,7 @@ def native_expert_mlp(
         if c == 0:
             continue
         idx = token_of[start : start + c]
-        if c <= GEMV_MAX_TOKENS:
+        if c <= gemv_max:
             assert y_small is not None
             p = int(pos_in_small[start])
             y = y_small[p : p + c]

@@ -99,3 +99,19 @@ def test_int8_logits_close_to_bf16() -> None:
     assert agree >= 0.95
     rel = (got - ref).norm() / ref.norm()
     assert rel < 0.03
+
+
+@needs_kernels
+def test_fp32_models_take_the_exact_dequant_path() -> None:
+    model = GptOss(TINY, quantized_experts=True, dtype=torch.float32)
+    model.init_random(seed=3, std=0.05)
+    experts = model.blocks[1].mlp.experts
+    g = torch.Generator().manual_seed(10)
+    for n in (1, 5):
+        x = torch.randn(n, TINY.hidden_size, generator=g)
+        ids = torch.stack([torch.randperm(TINY.num_experts, generator=g)[:2] for _ in range(n)])
+        w = torch.softmax(torch.randn(n, 2, generator=g), -1)
+        with torch.no_grad():
+            assert torch.equal(
+                native_expert_mlp(x, ids, w, experts, 7.0), expert_mlp(x, ids, w, experts, 7.0)
+            )
