@@ -115,10 +115,13 @@ def main() -> None:
     res: dict[str, float] = {}
     prompt = tokens(args.prefill, 1, vocab)
     res["prefill"] = args.prefill / best_of(args.runs, lambda: time_prefill(engine, prompt))
+    print(f"prefill {res['prefill']:.2f} tok/s", flush=True)
     ctx = tokens(args.context, 2, vocab)
     res["decode"] = 1 / best_of(args.runs, lambda: time_decode(engine, ctx, args.decode_steps))
+    print(f"decode {res['decode']:.2f} tok/s", flush=True)
     reuse = prefix_reuse(engine, tokens(args.prefix, 3, vocab), [16, 128, 512], args.runs)
     rss_bf16 = peak_rss_gb()
+    print(f"prefix reuse {reuse}, peak RSS {rss_bf16:.2f} GB", flush=True)
     quantize_model(model)
     res["decode_q8"] = 1 / best_of(args.runs, lambda: time_decode(engine, ctx, args.decode_steps))
     res["prefill_q8"] = args.prefill / best_of(args.runs, lambda: time_prefill(engine, prompt))

@@ -83,8 +83,9 @@ def quantize_model(model: nn.Module, attention: bool = True, unembedding: bool =
     swapped = 0
     targets: list[tuple[nn.Module, str]] = []
     if attention:
-        for block in model.blocks:  # type: ignore[attr-defined]
-            targets += [(block.attn, name) for name in ("q", "k", "v", "out")]
+        blocks = model.get_submodule("blocks")
+        for block in blocks.children():
+            targets += [(block.get_submodule("attn"), name) for name in ("q", "k", "v", "out")]
     if unembedding:
         targets.append((model, "unembedding"))
     for parent, name in targets:
