@@ -16,26 +16,20 @@ from ossagent.model.config import GptOssConfig
 
 DEFAULT = Path("/work/cache/gpt-oss-20b-random")
 
-GPT_OSS_20B = GptOssConfig(
-    num_hidden_layers=24,
-    num_experts=32,
-    experts_per_token=4,
-    vocab_size=201088,
-    hidden_size=2880,
-    intermediate_size=2880,
-    head_dim=64,
-    num_attention_heads=64,
-    num_key_value_heads=8,
-    sliding_window=128,
-)
+def config(layers: int = 24) -> GptOssConfig:
+    """gpt-oss-20b, optionally with fewer layers (same shapes per layer) for runs that must stay small."""
+    return GptOssConfig(
+        num_hidden_layers=layers, num_experts=32, experts_per_token=4, vocab_size=201088, hidden_size=2880,
+        intermediate_size=2880, head_dim=64, num_attention_heads=64, num_key_value_heads=8, sliding_window=128,
+    )
 
 
-def ensure_checkpoint(path: Path = DEFAULT) -> Path:
+def ensure_checkpoint(path: Path = DEFAULT, layers: int = 24) -> Path:
     if (path / "config.json").is_file():
         return path
     tmp = path.with_name(path.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    write_checkpoint(tmp, GPT_OSS_20B, layout="hf", experts="mxfp4", seed=0)
+    write_checkpoint(tmp, config(layers), layout="hf", experts="mxfp4", seed=0)
     tmp.rename(path)
     return path
 
