@@ -51,6 +51,17 @@ def main() -> None:
         ids = torch.tensor([ex % e])
         ops.mxfp4_gemv(x, b1, s1, ids, None, 0, 1.702, 7.0)
 
+    small_b, small_s = b1[0, :512].contiguous()[None], s1[0, :512].contiguous()[None]
+    zero = torch.tensor([0])
+    t = best(lambda i: ops.mxfp4_gemv(x, small_b, small_s, zero, None, 0, 1.702, 7.0), 10 * args.calls)
+    rows.append(("MXFP4 GEMV 512x2880, weights in L2", t, 512 * H * 17 / 32))
+    w8s = torch.randint(-127, 128, (1024, H), generator=g, dtype=torch.int8)
+    sc8 = torch.rand(1024, generator=g)
+    t = best(lambda i: ops.int8_gemv(x, w8s, sc8, None), 10 * args.calls)
+    rows.append(("int8 GEMV 1024x2880, in cache", t, 1024 * H))
+    wbs = torch.randn(1024, H, generator=g).to(torch.bfloat16)
+    t = best(lambda i: F.linear(x, wbs), 10 * args.calls)
+    rows.append(("bf16 F.linear M=1 1024x2880, in cache", t, 1024 * H * 2))
     t = best(lambda i: gemv(0), args.calls)
     rows.append(("MXFP4 GEMV 5760x2880, weights in cache", t, 2 * INTER * H * 17 / 32))
     t = best(gemv, args.calls)
