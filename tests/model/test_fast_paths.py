@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -115,3 +117,19 @@ def test_fp32_models_take_the_exact_dequant_path() -> None:
             assert torch.equal(
                 native_expert_mlp(x, ids, w, experts, 7.0), expert_mlp(x, ids, w, experts, 7.0)
             )
+
+
+def test_from_pretrained_options(tmp_path: Path) -> None:
+    from ossagent.model.checkpoint_writer import write_checkpoint
+
+    write_checkpoint(tmp_path, TINY, seed=4)
+    plain = Engine.from_pretrained(tmp_path, device="cpu", native_kernels=False)
+    assert plain.model.blocks[0].mlp.kernel is expert_mlp
+    assert isinstance(plain.model.unembedding, torch.nn.Linear)
+    fast = Engine.from_pretrained(tmp_path, device="cpu", int8=True)
+    assert isinstance(fast.model.unembedding, Int8Linear)
+    assert isinstance(fast.model.blocks[1].attn.q, Int8Linear)
+    if kernels.available():
+        assert fast.model.blocks[0].mlp.kernel is native_expert_mlp
+    params = SamplingParams(max_tokens=4, temperature=0.0)
+    assert len(list(fast.generate([1, 2, 3], params))) == 4
