@@ -69,6 +69,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     rows: list[tuple[str, str]] = []
+    wall0, cpu0 = time.perf_counter(), time.process_time()
     t = time.perf_counter()
     engine = Engine.from_pretrained(args.path, device="cpu", dtype=torch.bfloat16, chunk_size=512)
     rows.append(("load (mmap, lazy)", f"{time.perf_counter() - t:.2f} s"))
@@ -93,6 +94,8 @@ def main() -> None:
     rows.append(("RSS after decode", f"{cur:.2f} GB"))
     rows.append(("peak RSS (VmHWM)", f"{peak:.2f} GB"))
     rows.append(("threads", str(torch.get_num_threads())))
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    rows.append(("CPU share (process CPU s / wall s)", f"{cpu:.0f} / {wall:.0f} = {cpu / wall:.2f} cores"))
     rows.append(("KV cache", f"{engine.cache.nbytes() / 1e6:.1f} MB"))
 
     width = max(len(k) for k, _ in rows)

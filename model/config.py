@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,28 +169,7 @@ class GptOssConfig:
         if raw.get("hidden_act", "silu") != "silu":
             raise fail(f"hidden_act {raw['hidden_act']!r} is not supported (gpt-oss uses its clamped SwiGLU)")
 
-        rope = raw.get("rope_parameters") or raw.get("rope_scaling")
-        theta = raw.get("rope_theta", (rope or {}).get("rope_theta", 150000.0))
-        if rope is None:
-            factor, beta_fast, beta_slow, orig = 1.0, 32.0, 1.0, raw.get("initial_context_length", 4096)
-        else:
-            rope_type = rope.get("rope_type", rope.get("type"))
-            if rope_type == "default":
-                factor, beta_fast, beta_slow = 1.0, 32.0, 1.0
-                orig = raw.get("initial_context_length", 4096)
-            elif rope_type == "yarn":
-                if rope.get("truncate", False):
-                    raise fail("rope truncate=true is not gpt-oss YaRN (its bounds are not rounded)")
-                extra = sorted(set(rope) - {"rope_type", "type", "factor", "beta_fast", "beta_slow", "truncate",
-                                            "original_max_position_embeddings", "rope_theta"})
-                if extra:
-                    raise fail(f"rope parameters {extra} are not supported")
-                factor = float(rope.get("factor", 32.0))
-                beta_fast = float(rope.get("beta_fast", 32.0))
-                beta_slow = float(rope.get("beta_slow", 1.0))
-                orig = rope.get("original_max_position_embeddings", raw.get("initial_context_length", 4096))
-            else:
-                raise fail(f"rope_type {rope_type!r} is not supported (gpt-oss uses yarn)")
+        theta, factor, beta_fast, beta_slow, orig = _rope_from_hf(raw, fail)
 
         known = {
             "num_hidden_layers", "num_local_experts", "num_experts", "num_experts_per_tok", "experts_per_token",
@@ -319,3 +299,34 @@ def _read_json(path: Path) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a JSON object")
     return raw
+
+
+def _rope_from_hf(
+    raw: dict[str, Any], fail: Callable[[str], ConfigError]
+) -> tuple[float, float, float, float, int]:
+    """(rope_theta, factor, beta_fast = rope_ntk_beta, beta_slow = rope_ntk_alpha, original context).
+
+    A yarn dict without ``truncate`` is read as gpt-oss YaRN (bounds not rounded)."""
+    rope = raw.get("rope_parameters") or raw.get("rope_scaling")
+    theta = raw.get("rope_theta", (rope or {}).get("rope_theta", 150000.0))
+    orig = raw.get("initial_context_length", 4096)
+    if rope is None:
+        return float(theta), 1.0, 32.0, 1.0, int(orig)
+    rope_type = rope.get("rope_type", rope.get("type"))
+    if rope_type == "default":
+        return float(theta), 1.0, 32.0, 1.0, int(orig)
+    if rope_type != "yarn":
+        raise fail(f"rope_type {rope_type!r} is not supported (gpt-oss uses yarn)")
+    if rope.get("truncate", False):
+        raise fail("rope truncate=true is not gpt-oss YaRN (its bounds are not rounded)")
+    extra = sorted(set(rope) - {"rope_type", "type", "factor", "beta_fast", "beta_slow", "truncate",
+                                "original_max_position_embeddings", "rope_theta"})
+    if extra:
+        raise fail(f"rope parameters {extra} are not supported")
+    return (
+        float(theta),
+        float(rope.get("factor", 32.0)),
+        float(rope.get("beta_fast", 32.0)),
+        float(rope.get("beta_slow", 1.0)),
+        int(rope.get("original_max_position_embeddings", orig)),
+    )

@@ -86,13 +86,14 @@ def _fit_mask(mask: torch.Tensor, vocab: int) -> torch.Tensor:
 
 class Engine:
     def __init__(
-        self, model: GptOss, max_len: int | None = None, chunk_size: int = 512, snapshot_every: int = 1024
+        self, model: GptOss, max_len: int | None = None, chunk_size: int = 512, rollback: int = 2048,
+        snapshot_every: int = 1024,
     ) -> None:
         self.model = model
         self.device = next(model.parameters()).device
         self.chunk_size = chunk_size
-        self.cache = KVCache(model.config, max_len=max_len, max_chunk=chunk_size, snapshot_every=snapshot_every,
-                             device=self.device, dtype=model.dtype)
+        self.cache = KVCache(model.config, max_len=max_len, max_chunk=chunk_size, rollback=rollback,
+                             snapshot_every=snapshot_every, device=self.device, dtype=model.dtype)
         self.tokens: list[int] = []  # exactly what the cache holds
         self.cache_stats = CacheStats()
         self._generation = itertools.count()

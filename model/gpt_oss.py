@@ -86,6 +86,7 @@ class Attention(nn.Module):
         self.out = nn.Linear(self.nh * d, h, bias=True, **kw)
         self.sinks = nn.Parameter(torch.zeros(self.nh, **kw))  # one logit per query head
         self.sm_scale = 1.0 / math.sqrt(d)
+        self.block_elements = 1 << 24  # fp32 logits per query block (64 MB): bounds memory at long context
 
     def forward(
         self,
@@ -113,12 +114,25 @@ class Attention(nn.Module):
     def attend(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_pos: torch.Tensor, k_pos: torch.Tensor
     ) -> torch.Tensor:
+        """Attention over query blocks, so the fp32 logits stay near ``block_elements`` however long S is."""
+        b, t = q.shape[:2]
+        per_query = b * self.nh * k.shape[1]
+        step = max(1, self.block_elements // per_query)
+        if step >= t:
+            return self._attend(q, k, v, q_pos, k_pos)
+        return torch.cat(
+            [self._attend(q[:, a : a + step], k, v, q_pos[a : a + step], k_pos) for a in range(0, t, step)], dim=1
+        )
+
+    def _attend(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_pos: torch.Tensor, k_pos: torch.Tensor
+    ) -> torch.Tensor:
         """softmax over [scaled masked logits, sink] with the sink column dropped; GQA without expanding K/V."""
         b, t, _, d = q.shape
         s = k.shape[1]
         qm = self.nh // self.nkv
         # query head h = g*qm + m uses KV head g
-        qg = q.view(b, t, self.nkv, qm, d).permute(0, 2, 3, 1, 4).reshape(b, self.nkv, qm * t, d)
+        qg = q.reshape(b, t, self.nkv, qm, d).permute(0, 2, 3, 1, 4).reshape(b, self.nkv, qm * t, d)
         kg = k.permute(0, 2, 3, 1)  # [B, nkv, d, S]
         vg = v.permute(0, 2, 1, 3)  # [B, nkv, S, d]
         logits = torch.matmul(qg, kg).view(b, self.nkv, qm, t, s).float() * self.sm_scale
@@ -128,7 +142,7 @@ class Attention(nn.Module):
         logits = logits.masked_fill(~allowed, float("-inf"))
         sink = self.sinks.float().view(1, self.nkv, qm, 1, 1).expand(b, self.nkv, qm, t, 1)
         weights = torch.softmax(torch.cat([logits, sink], dim=-1), dim=-1)[..., :-1]  # rows may sum < 1
-        o = torch.matmul(weights.to(v.dtype).view(b, self.nkv, qm * t, s), vg)  # [B, nkv, qm*T, d]
+        o = torch.matmul(weights.to(v.dtype).reshape(b, self.nkv, qm * t, s), vg)  # [B, nkv, qm*T, d]
         return o.view(b, self.nkv, qm, t, d).permute(0, 3, 1, 2, 4).reshape(b, t, self.nh * d)
 
 

@@ -43,7 +43,7 @@ def feed(model: GptOss, cache: KVCache, tokens: list[int]) -> torch.Tensor:
 def test_chunked_cache_equals_full(model: GptOss, config: GptOssConfig, chunks: list[int]) -> None:
     tokens = seq(sum(chunks))
     ref = full_logits(model, tokens)
-    cache = KVCache(config, max_chunk=8, snapshot_every=16, dtype=torch.float32)
+    cache = KVCache(config, max_chunk=8, rollback=0, snapshot_every=16, dtype=torch.float32)
     got, at = [], 0
     for c in chunks:
         got.append(feed(model, cache, tokens[at : at + c]))
@@ -64,20 +64,23 @@ def test_chunk_larger_than_ring_is_refused(model: GptOss, config: GptOssConfig) 
 
 
 @pytest.mark.parametrize(
-    ("cut", "snapshot_every", "kept"),
+    ("cut", "rollback", "snapshot_every", "kept"),
     [
-        (35, 1000, 35),  # within max_chunk of the end: the ring still holds the window before 35
-        (33, 1000, 33),
-        (20, 8, 16),  # deeper: back to the snapshot at 16, the caller re-feeds 16..19
-        (20, 1000, 0),  # no snapshot: start over
-        (16, 8, 16),
+        (35, 0, 1000, 35),  # within max_chunk of the end: the ring still holds the window before 35
+        (33, 0, 1000, 33),
+        (20, 0, 8, 16),  # deeper: back to the snapshot at 16, the caller re-feeds 16..19
+        (20, 0, 1000, 0),  # no snapshot: start over
+        (16, 0, 8, 16),
+        (17, 24, 1000, 17),  # a ring with rollback room cuts deep exactly (40 - 24 <= 17)
+        (15, 24, 8, 8),  # one past its reach: snapshot
+        (3, 32, 1000, 3),
     ],
 )
 def test_truncate_and_extend_equals_full(
-    model: GptOss, config: GptOssConfig, cut: int, snapshot_every: int, kept: int
+    model: GptOss, config: GptOssConfig, cut: int, rollback: int, snapshot_every: int, kept: int
 ) -> None:
     first = seq(40, seed=1)
-    cache = KVCache(config, max_chunk=8, snapshot_every=snapshot_every, dtype=torch.float32)
+    cache = KVCache(config, max_chunk=8, rollback=rollback, snapshot_every=snapshot_every, dtype=torch.float32)
     for a in range(0, 40, 8):
         feed(model, cache, first[a : a + 8])
     assert cache.truncate(cut) == kept
@@ -100,7 +103,8 @@ def test_engine_greedy_decode_equals_recomputation(ckpt_mxfp4: Path) -> None:
 
 
 def test_engine_reuses_longest_common_prefix(ckpt_mxfp4: Path) -> None:
-    engine = Engine.from_pretrained(ckpt_mxfp4, device="cpu", dtype=torch.float32, chunk_size=8, snapshot_every=8)
+    engine = Engine.from_pretrained(ckpt_mxfp4, device="cpu", dtype=torch.float32, chunk_size=8, rollback=0,
+                                    snapshot_every=8)
     greedy = SamplingParams(max_tokens=6, temperature=0)
     prompt = seq(20, seed=4)
     out = list(engine.generate(prompt, greedy))
@@ -120,6 +124,11 @@ def test_engine_reuses_longest_common_prefix(ckpt_mxfp4: Path) -> None:
     list(engine.generate(turn3, greedy))
     assert engine.cache_stats.reused_tokens == len(turn3) - 1
     assert engine.cache_stats.total_computed == 20 + 6 + (len(turn3) - 16) + 1
+    # with the default rollback room the same edit reuses the whole common prefix
+    roomy = Engine.from_pretrained(ckpt_mxfp4, device="cpu", dtype=torch.float32, chunk_size=8)
+    list(roomy.generate(turn2, greedy))
+    assert list(roomy.generate(turn3, greedy)) == out3
+    assert roomy.cache_stats.reused_tokens == 18
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -131,3 +140,17 @@ def test_cuda_same_code_path(ckpt_mxfp4: Path) -> None:
     greedy = SamplingParams(max_tokens=20, temperature=0)
     out = list(gpu.generate(prompt, greedy))
     assert out == gpu.logits(prompt + out)[len(prompt) - 1 : -1].argmax(-1).tolist()
+
+
+def test_query_blocks_equal_one_block(model: GptOss, config: GptOssConfig) -> None:
+    """Long contexts attend in query blocks (bounded memory); the result does not depend on the block size."""
+    tokens = seq(40, seed=11)
+    ref = full_logits(model, tokens)
+    try:
+        for block in model.blocks:
+            block.attn.block_elements = 3 * config.num_attention_heads * 40  # 3 queries per block
+        got = full_logits(model, tokens)
+    finally:
+        for block in model.blocks:
+            block.attn.block_elements = 1 << 24
+    assert (got - ref).abs().max() < ATOL
