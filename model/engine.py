@@ -106,12 +106,22 @@ class Engine:
         device: torch.device | str | None = None,
         dtype: torch.dtype = torch.bfloat16,
         layout: str | None = None,
+        native_kernels: bool = True,
+        int8: bool = False,
         **kwargs: int,
     ) -> Engine:
-        """Load a model folder (HF or original layout). device None: CUDA when present, else CPU."""
+        """Load a model folder (HF or original layout). device None: CUDA when present, else CPU.
+
+        On CPU, ``native_kernels`` builds (first use) and uses the MXFP4 expert kernels, and ``int8`` stores the
+        attention and unembedding weights in 8 bits (see ossagent.model.kernels.accelerate)."""
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        return cls(load_model(path, device=device, dtype=dtype, layout=layout), **kwargs)  # type: ignore[arg-type]
+        model = load_model(path, device=device, dtype=dtype, layout=layout)
+        if native_kernels and torch.device(device).type == "cpu":
+            from ossagent.model.kernels.accelerate import accelerate
+
+            accelerate(model, int8=int8)
+        return cls(model, **kwargs)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------------------------------- model calls
     @torch.no_grad()

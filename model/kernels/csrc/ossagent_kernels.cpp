@@ -1,0 +1,329 @@
+// Native CPU kernels for ossagent (AVX-512 + AVX512-BF16).
+//
+//  * mxfp4_gemv   : fused MXFP4 dequantisation + GEMV for decode, one token (or a few) times the experts
+//                   it was routed to; optional bias and the gpt-oss clamped SwiGLU as epilogue.
+//  * mxfp4_dequant: MXFP4 -> bf16, bit-exact, into a caller-owned buffer (prefill: dequantise an expert
+//                   once per chunk, then a bf16 matmul through oneDNN/AMX).
+//  * int8_gemv    : int8 weights with one fp32 scale per output row (attention / unembedding option).
+//
+// MXFP4 layout (OCP microscaling, HF/original gpt-oss checkpoints): a weight [N, K] is stored as
+// blocks [N, K/32, 16] uint8 (32 e2m1 values, element 2j in the low nibble of byte j, 2j+1 in the high
+// nibble) and scales [N, K/32] uint8 (UE8 exponent, bias 127): w = fp4[nibble] * 2^(scale - 127).
+//
+// Every kernel splits output rows over at::parallel_for, so the thread count is torch's intra-op count
+// (one thread per core is what the package sets). The Python side only calls these when
+// `cpu_supported()` says the CPU has AVX-512 F/BW/VL and AVX512-BF16.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#define OSS_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma")))
+
+namespace {
+
+// e2m1 code -> bf16 bits: +0, .5, 1, 1.5, 2, 3, 4, 6, then the same values negated (-0.0 included).
+constexpr uint16_t kFp4Bf16[16] = {0x0000, 0x3F00, 0x3F80, 0x3FC0, 0x4000, 0x4040, 0x4080, 0x40C0,
+                                   0x8000, 0xBF00, 0xBF80, 0xBFC0, 0xC000, 0xC040, 0xC080, 0xC0C0};
+
+// 2^(s - 127) for every scale byte s, as fp32 (s = 0 is the denormal 2^-127). s = 255 (NaN in the OCP
+// spec) gives inf, so the GEMV is exact for scales 0..254 only; mxfp4_dequant is exact for all 256.
+struct Exp2Table {
+  float v[256];
+  Exp2Table() {
+    for (int s = 0; s < 256; ++s) v[s] = std::ldexp(1.0f, s - 127);
+  }
+};
+const float* exp2_table() {
+  static const Exp2Table table;
+  return table.v;
+}
+
+OSS_TARGET inline __m512i fp4_lut() {
+  alignas(64) uint16_t lut[32] = {};
+  std::memcpy(lut, kFp4Bf16, sizeof(kFp4Bf16));
+  return _mm512_load_si512(lut);
+}
+
+// 16 packed bytes -> 32 16-bit nibble indices in element order (low nibble first).
+OSS_TARGET inline __m512i nibble_indices(const uint8_t* p) {
+  const __m512i d = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  // (d | d << 12) & 0x000F000F: low word = low nibble, high word = high nibble.
+  return _mm512_ternarylogic_epi32(d, _mm512_slli_epi32(d, 12), _mm512_set1_epi32(0x000F000F), 0xA8);
+}
+
+OSS_TARGET inline __m512bh as_bh(__m512i v) { return reinterpret_cast<__m512bh>(v); }
+
+inline float swiglu(float gate, float lin, float alpha, float limit) {
+  gate = std::min(gate, limit);
+  lin = std::max(std::min(lin, limit), -limit);
+  return gate / (1.0f + std::exp(-alpha * gate)) * (lin + 1.0f);
+}
+
+// One group of R rows of one expert against one bf16 activation row; writes R fp32 dot products.
+template <int R>
+OSS_TARGET inline void mxfp4_rows(const uint8_t* blk, const uint8_t* scl, int64_t G, const uint16_t* x,
+                                  float* out) {
+  const __m512i lut = fp4_lut();
+  const float* tab = exp2_table();
+  __m512 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+  for (int64_t g = 0; g < G; ++g) {
+    const __m512bh xv = as_bh(_mm512_loadu_si512(x + g * 32));
+    for (int r = 0; r < R; ++r) {
+      const __m512i w = _mm512_permutexvar_epi16(nibble_indices(blk + (r * G + g) * 16), lut);
+      const __m512 dot = _mm512_dpbf16_ps(_mm512_setzero_ps(), as_bh(w), xv);
+      acc[r] = _mm512_fmadd_ps(dot, _mm512_set1_ps(tab[scl[r * G + g]]), acc[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) out[r] = _mm512_reduce_add_ps(acc[r]);
+}
+
+// Same as mxfp4_rows, two blocks per step. `xp` is the activation in pair order (see pair_order):
+// for blocks (2p, 2p+1), 32 words of the even elements of both blocks, then 32 words of the odd ones.
+template <int R>
+OSS_TARGET inline void mxfp4_rows_pairs(const uint8_t* blk, const uint8_t* scl, int64_t G, const uint16_t* xp,
+                                        float* out) {
+  const __m512i lut = fp4_lut();
+  const __m512i low4 = _mm512_set1_epi16(0x0F);
+  const float* tab = exp2_table();
+  __m512 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+  for (int64_t g = 0; g + 1 < G; g += 2) {
+    const __m512bh xlo = as_bh(_mm512_loadu_si512(xp + g * 32));
+    const __m512bh xhi = as_bh(_mm512_loadu_si512(xp + g * 32 + 32));
+    for (int r = 0; r < R; ++r) {
+      const uint8_t* b = blk + (r * G + g) * 16;
+      const __m512i w = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b)));
+      const __m512i vlo = _mm512_permutexvar_epi16(_mm512_and_si512(w, low4), lut);
+      const __m512i vhi = _mm512_permutexvar_epi16(_mm512_srli_epi16(w, 4), lut);
+      __m512 t = _mm512_dpbf16_ps(_mm512_setzero_ps(), as_bh(vlo), xlo);
+      t = _mm512_dpbf16_ps(t, as_bh(vhi), xhi);
+      const uint8_t* sc = scl + r * G + g;
+      const __m512 sv = _mm512_insertf32x8(_mm512_set1_ps(tab[sc[0]]), _mm256_set1_ps(tab[sc[1]]), 1);
+      acc[r] = _mm512_fmadd_ps(t, sv, acc[r]);
+    }
+  }
+  if (G % 2) {  // last block in plain element order
+    const int64_t g = G - 1;
+    const __m512bh xv = as_bh(_mm512_loadu_si512(xp + g * 32));
+    for (int r = 0; r < R; ++r) {
+      const __m512i w = _mm512_permutexvar_epi16(nibble_indices(blk + (r * G + g) * 16), lut);
+      const __m512 dot = _mm512_dpbf16_ps(_mm512_setzero_ps(), as_bh(w), xv);
+      acc[r] = _mm512_fmadd_ps(dot, _mm512_set1_ps(tab[scl[r * G + g]]), acc[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) out[r] = _mm512_reduce_add_ps(acc[r]);
+}
+
+// Reorder one bf16 row of K = 32 G values into the pair order mxfp4_rows_pairs reads.
+void pair_order(const uint16_t* x, int64_t G, uint16_t* xp) {
+  for (int64_t g = 0; g + 1 < G; g += 2) {
+    for (int h = 0; h < 2; ++h)      // block within the pair
+      for (int i = 0; i < 16; ++i) {
+        xp[g * 32 + h * 16 + i] = x[(g + h) * 32 + 2 * i];
+        xp[g * 32 + 32 + h * 16 + i] = x[(g + h) * 32 + 2 * i + 1];
+      }
+  }
+  if (G % 2) std::memcpy(xp + (G - 1) * 32, x + (G - 1) * 32, 64);
+}
+
+void check_mxfp4(const at::Tensor& blocks, const at::Tensor& scales) {
+  TORCH_CHECK(blocks.scalar_type() == at::kByte && scales.scalar_type() == at::kByte,
+              "mxfp4: blocks and scales must be uint8");
+  TORCH_CHECK(blocks.size(-1) == 16, "mxfp4: blocks must end in 16 bytes per 32-value block");
+  TORCH_CHECK(blocks.dim() == scales.dim() + 1, "mxfp4: blocks must have one more dim than scales");
+  for (int64_t d = 0; d < scales.dim(); ++d)
+    TORCH_CHECK(blocks.size(d) == scales.size(d), "mxfp4: blocks.shape[:-1] must equal scales.shape");
+  TORCH_CHECK(blocks.is_contiguous() && scales.is_contiguous(), "mxfp4: blocks and scales must be contiguous");
+  TORCH_CHECK(blocks.device().is_cpu(), "mxfp4: CPU tensors only");
+}
+
+float read_float(const at::Tensor& t, int64_t i) {
+  if (t.scalar_type() == at::kFloat) return t.data_ptr<float>()[i];
+  uint32_t bits = static_cast<uint32_t>(reinterpret_cast<const uint16_t*>(t.data_ptr())[i]) << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+// x [M, K] (bf16 or fp32), blocks [E, N, K/32, 16], scales [E, N, K/32], expert_ids [M] (int64),
+// bias [E, N] or None. act = 0: y [M, N]; act = 1: rows (2i, 2i+1) are (gate, linear) and
+// y [M, N/2] = clamped SwiGLU(alpha, limit). Output fp32.
+at::Tensor mxfp4_gemv(const at::Tensor& x, const at::Tensor& blocks, const at::Tensor& scales,
+                      const at::Tensor& expert_ids, const std::optional<at::Tensor>& bias, int64_t act,
+                      double alpha, double limit) {
+  check_mxfp4(blocks, scales);
+  TORCH_CHECK(blocks.dim() == 4, "mxfp4_gemv: blocks must be [E, N, K/32, 16]");
+  const int64_t E = blocks.size(0), N = blocks.size(1), G = blocks.size(2), K = G * 32;
+  TORCH_CHECK(x.dim() == 2 && x.size(1) == K, "mxfp4_gemv: x must be [M, K] with K = ", K);
+  TORCH_CHECK(expert_ids.dim() == 1 && expert_ids.size(0) == x.size(0), "mxfp4_gemv: expert_ids must be [M]");
+  TORCH_CHECK(N % 4 == 0, "mxfp4_gemv: N must be a multiple of 4");
+  TORCH_CHECK(act == 0 || act == 1, "mxfp4_gemv: act must be 0 (none) or 1 (swiglu)");
+  const int64_t M = x.size(0);
+  const at::Tensor ids = expert_ids.to(at::kLong).contiguous();
+  const int64_t* idp = ids.data_ptr<int64_t>();
+  for (int64_t m = 0; m < M; ++m)
+    TORCH_CHECK(idp[m] >= 0 && idp[m] < E, "mxfp4_gemv: expert id ", idp[m], " out of range [0, ", E, ")");
+  at::Tensor b;
+  if (bias.has_value()) {
+    b = bias->contiguous();
+    TORCH_CHECK(b.dim() == 2 && b.size(0) == E && b.size(1) == N, "mxfp4_gemv: bias must be [E, N]");
+    TORCH_CHECK(b.scalar_type() == at::kFloat || b.scalar_type() == at::kBFloat16, "bias: fp32 or bf16");
+  }
+  const at::Tensor xb = x.to(at::kBFloat16).contiguous();
+  std::vector<uint16_t> xorder(M * K);
+  for (int64_t m = 0; m < M; ++m)
+    pair_order(reinterpret_cast<const uint16_t*>(xb.data_ptr()) + m * K, G, xorder.data() + m * K);
+  const uint16_t* xp = xorder.data();
+  const uint8_t* bp = blocks.data_ptr<uint8_t>();
+  const uint8_t* sp = scales.data_ptr<uint8_t>();
+  const int64_t NO = act == 1 ? N / 2 : N;
+  at::Tensor y = at::empty({M, NO}, x.options().dtype(at::kFloat));
+  float* yp = y.data_ptr<float>();
+  const int64_t groups = N / 4;
+  const float fa = static_cast<float>(alpha), fl = static_cast<float>(limit);
+  at::parallel_for(0, M * groups, 8, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t m = t / groups, n0 = (t % groups) * 4, e = idp[m];
+      float d[4];
+      const int64_t row = e * N + n0;
+      mxfp4_rows_pairs<4>(bp + row * G * 16, sp + row * G, G, xp + m * K, d);
+      if (b.defined())
+        for (int r = 0; r < 4; ++r) d[r] += read_float(b, row + r);
+      if (act == 1) {
+        yp[m * NO + n0 / 2] = swiglu(d[0], d[1], fa, fl);
+        yp[m * NO + n0 / 2 + 1] = swiglu(d[2], d[3], fa, fl);
+      } else {
+        for (int r = 0; r < 4; ++r) yp[m * NO + n0 + r] = d[r];
+      }
+    }
+  });
+  return y;
+}
+
+// Scalar bf16 bits of fp4 code c times 2^(s-127); exact for every s (a 1-bit mantissa never rounds,
+// and bf16 has fp32's exponent range, denormals included).
+inline uint16_t dequant_scalar(int code, int s) {
+  const uint32_t lut_bits = static_cast<uint32_t>(kFp4Bf16[code]) << 16;
+  float v;
+  std::memcpy(&v, &lut_bits, 4);
+  v = std::ldexp(v, s - 127);
+  uint32_t bits;
+  std::memcpy(&bits, &v, 4);
+  return static_cast<uint16_t>(bits >> 16);
+}
+
+OSS_TARGET void dequant_range(const uint8_t* bp, const uint8_t* sp, uint16_t* op, int64_t begin, int64_t end) {
+  const __m512i lut = fp4_lut();
+  const __m512i seven = _mm512_set1_epi16(7);
+  for (int64_t i = begin; i < end; ++i) {
+    const int s = sp[i];
+    if (s >= 2 && s <= 252) {
+      // Every nonzero code stays a normal bf16: add (s - 127) to the exponent field.
+      const __m512i idx = nibble_indices(bp + i * 16);
+      const __m512i w = _mm512_permutexvar_epi16(idx, lut);
+      const __mmask32 nonzero = _mm512_test_epi16_mask(idx, seven);
+      const __m512i v = _mm512_mask_add_epi16(w, nonzero, w, _mm512_set1_epi16(static_cast<int16_t>((s - 127) << 7)));
+      _mm512_storeu_si512(op + i * 32, v);
+    } else {
+      for (int j = 0; j < 16; ++j) {
+        const uint8_t byte = bp[i * 16 + j];
+        op[i * 32 + 2 * j] = dequant_scalar(byte & 0xF, s);
+        op[i * 32 + 2 * j + 1] = dequant_scalar(byte >> 4, s);
+      }
+    }
+  }
+}
+
+// blocks [..., N, G, 16], scales [..., N, G] -> out [..., N, G*32] bf16 (written in place).
+void mxfp4_dequant(const at::Tensor& blocks, const at::Tensor& scales, at::Tensor out) {
+  check_mxfp4(blocks, scales);
+  TORCH_CHECK(out.scalar_type() == at::kBFloat16 && out.is_contiguous(), "mxfp4_dequant: out must be contiguous bf16");
+  TORCH_CHECK(out.numel() == blocks.numel() * 2, "mxfp4_dequant: out must hold 32 values per block");
+  const int64_t nblocks = scales.numel();
+  const uint8_t* bp = blocks.data_ptr<uint8_t>();
+  const uint8_t* sp = scales.data_ptr<uint8_t>();
+  uint16_t* op = reinterpret_cast<uint16_t*>(out.data_ptr());
+  at::parallel_for(0, nblocks, 4096, [&](int64_t begin, int64_t end) { dequant_range(bp, sp, op, begin, end); });
+}
+
+// R int8 rows against one fp32 row; K % 16 == 0.
+template <int R>
+OSS_TARGET inline void int8_rows(const int8_t* w, int64_t K, const float* x, float* out) {
+  __m512 acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < K; k += 16) {
+    const __m512 xv = _mm512_loadu_ps(x + k);
+    for (int r = 0; r < R; ++r) {
+      const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + r * K + k));
+      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(b)), xv, acc[r]);
+    }
+  }
+  for (int r = 0; r < R; ++r) out[r] = _mm512_reduce_add_ps(acc[r]);
+}
+
+// x [M, K] (any float dtype), weight [N, K] int8, scale [N] fp32, bias [N] or None -> y [M, N] fp32,
+// y = (x . w_row) * scale_row + bias_row.
+at::Tensor int8_gemv(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& scale,
+                     const std::optional<at::Tensor>& bias) {
+  TORCH_CHECK(weight.scalar_type() == at::kChar && weight.dim() == 2 && weight.is_contiguous(),
+              "int8_gemv: weight must be contiguous int8 [N, K]");
+  const int64_t N = weight.size(0), K = weight.size(1);
+  TORCH_CHECK(K % 16 == 0, "int8_gemv: K must be a multiple of 16");
+  TORCH_CHECK(x.dim() == 2 && x.size(1) == K, "int8_gemv: x must be [M, K] with K = ", K);
+  TORCH_CHECK(scale.scalar_type() == at::kFloat && scale.numel() == N && scale.is_contiguous(),
+              "int8_gemv: scale must be contiguous fp32 [N]");
+  at::Tensor b;
+  if (bias.has_value()) {
+    b = bias->contiguous();
+    TORCH_CHECK(b.numel() == N, "int8_gemv: bias must be [N]");
+    TORCH_CHECK(b.scalar_type() == at::kFloat || b.scalar_type() == at::kBFloat16, "bias: fp32 or bf16");
+  }
+  const int64_t M = x.size(0);
+  const at::Tensor xf = x.to(at::kFloat).contiguous();
+  const float* xp = xf.data_ptr<float>();
+  const int8_t* wp = weight.data_ptr<int8_t>();
+  const float* scp = scale.data_ptr<float>();
+  at::Tensor y = at::empty({M, N}, x.options().dtype(at::kFloat));
+  float* yp = y.data_ptr<float>();
+  const int64_t groups = (N + 3) / 4;
+  at::parallel_for(0, groups, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t n0 = t * 4, rows = std::min<int64_t>(4, N - n0);
+      for (int64_t m = 0; m < M; ++m) {
+        float d[4];
+        if (rows == 4) {
+          int8_rows<4>(wp + n0 * K, K, xp + m * K, d);
+        } else {
+          for (int64_t r = 0; r < rows; ++r) int8_rows<1>(wp + (n0 + r) * K, K, xp + m * K, d + r);
+        }
+        for (int64_t r = 0; r < rows; ++r)
+          yp[m * N + n0 + r] = d[r] * scp[n0 + r] + (b.defined() ? read_float(b, n0 + r) : 0.0f);
+      }
+    }
+  });
+  return y;
+}
+
+bool cpu_supported() {
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+         __builtin_cpu_supports("avx512bf16");
+}
+
+}  // namespace
+
+TORCH_LIBRARY(ossagent_kernels, m) {
+  m.def("cpu_supported() -> bool", &cpu_supported);
+  m.def("mxfp4_gemv(Tensor x, Tensor blocks, Tensor scales, Tensor expert_ids, Tensor? bias, int act, float alpha, float limit) -> Tensor",
+        &mxfp4_gemv);
+  m.def("mxfp4_dequant(Tensor blocks, Tensor scales, Tensor(a!) out) -> ()", &mxfp4_dequant);
+  m.def("int8_gemv(Tensor x, Tensor weight, Tensor scale, Tensor? bias) -> Tensor", &int8_gemv);
+}

@@ -1,0 +1,121 @@
+"""MXFP4 expert MLP on the native kernels: a drop-in for :func:`ossagent.model.gpt_oss.expert_mlp`.
+
+Per used expert, the tokens routed to it are computed one of two ways:
+
+* few tokens (decode) in bf16: the fused MXFP4 GEMV reads the packed weights once, no bf16 matrix is
+  formed (other activation dtypes always take the second way, which is exact for them too);
+* many tokens (prefill): the expert is dequantised once (bit-exact) into a reused bf16 buffer and multiplied
+  with ``F.linear`` (oneDNN, AMX where present).
+
+Both round where the reference rounds (bf16 after each projection, SwiGLU in bf16, the routing weight product
+and the sum over experts in bf16, experts summed in ascending id order), so the only difference from the
+reference is the order of fp32 additions inside the dot products; the dequant path is bit-identical.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ossagent.model import kernels
+from ossagent.model.gpt_oss import Experts, swiglu
+
+#: experts that receive at most this many tokens use the fused GEMV; more use dequant + matmul
+GEMV_MAX_TOKENS = 2
+
+_buffers: dict[tuple[tuple[int, ...], torch.dtype], torch.Tensor] = {}
+
+
+def dequantize_into(blocks: torch.Tensor, scales: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Expert weight [N, K] in ``dtype`` from blocks [N, K/32, 16] / scales [N, K/32] into a reused buffer.
+
+    The buffer is overwritten by the next call with the same shape: use the result before asking again."""
+    n, g, _ = blocks.shape
+    key = ((n, g * 32), torch.bfloat16)
+    buf = _buffers.get(key)
+    if buf is None:
+        buf = _buffers[key] = torch.empty(n, g * 32, dtype=torch.bfloat16)
+    torch.ops.ossagent_kernels.mxfp4_dequant(blocks, scales, buf)
+    return buf if dtype == torch.bfloat16 else buf.to(dtype)
+
+
+def _gemv_pairs(
+    x: torch.Tensor, tokens: torch.Tensor, ids: torch.Tensor, experts: Experts, limit: float, alpha: float
+) -> torch.Tensor:
+    """Expert outputs (before routing weights) for (token, expert) pairs by the fused GEMV: [P, H] in x.dtype."""
+    ops = torch.ops.ossagent_kernels
+    xs = x[tokens]
+    h = ops.mxfp4_gemv(xs, experts.mlp1_blocks, experts.mlp1_scales, ids, experts.mlp1_bias, 0, alpha, limit)
+    a = swiglu(h.to(x.dtype), limit, alpha)
+    y = ops.mxfp4_gemv(a, experts.mlp2_blocks, experts.mlp2_scales, ids, experts.mlp2_bias, 0, alpha, limit)
+    return y.to(x.dtype)
+
+
+def _dequant_expert(x: torch.Tensor, e: int, experts: Experts, limit: float, alpha: float) -> torch.Tensor:
+    """Expert e on token rows x [c, H] after dequantising it once: [c, H] in x.dtype (bit-exact vs reference)."""
+    w1 = dequantize_into(experts.mlp1_blocks[e], experts.mlp1_scales[e], x.dtype)
+    h = swiglu(F.linear(x, w1, experts.mlp1_bias[e]), limit, alpha)
+    w2 = dequantize_into(experts.mlp2_blocks[e], experts.mlp2_scales[e], x.dtype)
+    return F.linear(h, w2, experts.mlp2_bias[e])
+
+
+def _decode_one(
+    x: torch.Tensor, ids: torch.Tensor, weights: torch.Tensor, experts: Experts, limit: float, alpha: float
+) -> torch.Tensor:
+    """One token: the k experts in ascending id order (as the reference sums them), all by the GEMV."""
+    ids, order = torch.sort(ids)
+    y = _gemv_pairs(x, torch.zeros_like(ids), ids, experts, limit, alpha)  # [k, H]
+    parts = y * weights[order].to(x.dtype)[:, None]  # rounded per expert, as the reference does
+    out = parts[0:1]
+    for j in range(1, parts.shape[0]):
+        out = out + parts[j : j + 1]  # bf16 sum in the reference's order
+    return out
+
+
+def native_expert_mlp(
+    x: torch.Tensor,  # [N, H] normed tokens
+    expert_ids: torch.Tensor,  # [N, k]
+    expert_weights: torch.Tensor,  # [N, k]
+    experts: Experts,
+    limit: float,
+    alpha: float = 1.702,
+) -> torch.Tensor:
+    """Same contract and rounding as ``gpt_oss.expert_mlp``; needs MXFP4 experts and loaded kernels."""
+    if not experts.quantized or x.device.type != "cpu" or torch.is_grad_enabled() or not kernels.available():
+        from ossagent.model.gpt_oss import expert_mlp
+
+        return expert_mlp(x, expert_ids, expert_weights, experts, limit, alpha)
+    n, k = expert_ids.shape
+    gemv_max = GEMV_MAX_TOKENS if x.dtype == torch.bfloat16 else 0  # the GEMV rounds activations to bf16
+    if n == 1 and gemv_max:
+        return _decode_one(x, expert_ids[0], expert_weights[0], experts, limit, alpha)
+    flat = expert_ids.reshape(-1)
+    order = torch.argsort(flat, stable=True)
+    counts = torch.bincount(flat, minlength=experts.mlp1_bias.shape[0]).tolist()
+    token_of = order // k
+    w_sorted = expert_weights.reshape(-1)[order].to(x.dtype)
+    sorted_ids = flat[order]
+    # one batched GEMV call for every pair whose expert sees few tokens
+    small = torch.tensor([c <= gemv_max for c in counts])[sorted_ids]
+    gemv_rows = torch.nonzero(small).flatten()
+    y_small = None
+    if gemv_rows.numel():
+        y_small = _gemv_pairs(x, token_of[gemv_rows], sorted_ids[gemv_rows], experts, limit, alpha)
+    pos_in_small = torch.cumsum(small.long(), 0) - 1
+    out = torch.zeros_like(x)
+    start = 0
+    for e, c in enumerate(counts):
+        if c == 0:
+            continue
+        idx = token_of[start : start + c]
+        if c <= gemv_max:
+            assert y_small is not None
+            p = int(pos_in_small[start])
+            y = y_small[p : p + c]
+        else:
+            y = _dequant_expert(x[idx], e, experts, limit, alpha)
+        # = out.index_add_ (tokens within one expert are distinct), without index_add_'s parallel region,
+        # which costs up to a scheduler time slice per call when the machine is busy
+        out.index_put_((idx,), y * w_sorted[start : start + c, None], accumulate=True)
+        start += c
+    return out

@@ -1,0 +1,97 @@
+"""Optional 8-bit weights for the attention projections and the unembedding.
+
+Each output row of a weight [N, K] is stored as int8 with one fp32 scale (symmetric, round to nearest:
+``w ~= q * scale``, ``scale = max|w_row| / 127``). That halves the bytes a decoded token reads from these
+matrices (about 2.4 GB -> 1.2 GB for gpt-oss-20b), which is what bounds decode speed on a CPU.
+
+Decode rows (a few tokens) use the native int8 GEMV (fp32 activations, exact products, fp32 sums); more
+rows dequantise the weight in row chunks to the activation dtype and use ``F.linear`` (AMX for bf16).
+Without the native kernels, ``torch._weight_int8pack_mm`` or a plain dequantise-and-multiply is used.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ossagent.model import kernels
+
+#: inputs with at most this many rows use the int8 GEMV kernel
+GEMV_MAX_ROWS = 4
+_CHUNK_ROWS = 8192
+
+
+def quantize_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """weight [N, K] -> (int8 [N, K], fp32 scale [N]); processed in row chunks (no full fp32 copy)."""
+    n, k = weight.shape
+    q = torch.empty(n, k, dtype=torch.int8)
+    scale = torch.empty(n, dtype=torch.float32)
+    for a in range(0, n, _CHUNK_ROWS):
+        w = weight[a : a + _CHUNK_ROWS].detach().to(device="cpu", dtype=torch.float32)
+        s = w.abs().amax(dim=1).clamp_min(1e-30) / 127.0
+        q[a : a + _CHUNK_ROWS] = torch.round(w / s[:, None]).clamp_(-127, 127).to(torch.int8)
+        scale[a : a + _CHUNK_ROWS] = s
+    return q, scale
+
+
+class Int8Linear(nn.Module):
+    """``nn.Linear`` replacement holding int8 rows + fp32 scales; output in the input's dtype."""
+
+    def __init__(self, weight: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None) -> None:
+        super().__init__()
+        self.in_features = weight.shape[1]
+        self.out_features = weight.shape[0]
+        self.weight: torch.Tensor
+        self.scale: torch.Tensor
+        self.bias: torch.Tensor | None
+        self.register_buffer("weight", weight.contiguous())
+        self.register_buffer("scale", scale.contiguous())
+        self.register_buffer("bias", None if bias is None else bias.detach().clone())
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear) -> Int8Linear:
+        q, s = quantize_rows(linear.weight)
+        return cls(q, s, linear.bias)
+
+    def dequantized(self, dtype: torch.dtype, rows: slice = slice(None)) -> torch.Tensor:
+        return (self.weight[rows].to(torch.float32) * self.scale[rows, None]).to(dtype)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1]
+        x2 = x.reshape(-1, self.in_features)
+        m = x2.shape[0]
+        if m <= GEMV_MAX_ROWS and kernels.available() and self.in_features % 16 == 0:
+            y = torch.ops.ossagent_kernels.int8_gemv(x2, self.weight, self.scale, self.bias).to(x.dtype)
+        else:
+            parts = []
+            for a in range(0, self.out_features, _CHUNK_ROWS):
+                rows = slice(a, a + _CHUNK_ROWS)
+                b = None if self.bias is None else self.bias[rows].to(x.dtype)
+                parts.append(F.linear(x2, self.dequantized(x.dtype, rows), b))
+            y = parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+        return y.reshape(*lead, self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, int8 rows"
+
+
+def quantize_model(model: nn.Module, attention: bool = True, unembedding: bool = True) -> int:
+    """Swap the attention projections and/or the unembedding of a GptOss for :class:`Int8Linear` in place.
+
+    Returns the number of layers swapped. The bf16 weights are dropped as each is replaced."""
+    swapped = 0
+    targets: list[tuple[nn.Module, str]] = []
+    if attention:
+        blocks = model.get_submodule("blocks")
+        for block in blocks.children():
+            targets += [(block.get_submodule("attn"), name) for name in ("q", "k", "v", "out")]
+    if unembedding:
+        targets.append((model, "unembedding"))
+    for parent, name in targets:
+        linear = getattr(parent, name)
+        if isinstance(linear, nn.Linear):
+            setattr(parent, name, Int8Linear.from_linear(linear))
+            del linear
+            swapped += 1
+    return swapped
