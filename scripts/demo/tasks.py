@@ -177,7 +177,7 @@ def _files_task(rng: random.Random, effort: str, split: str) -> Task:
             "budget": str(rng.randint(10, 990) * 100),
             "deadline": f"2026-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
         }
-        filler = " ".join(rng.choice(_FILLER + _FIRST) for _ in range(rng.randint(4, 10)))
+        filler = " ".join(rng.choice(_FILLER + _FIRST + _TOWNS + _CITIES) for _ in range(rng.randint(4, 10)))
         files[f"{p}_plan.txt"] = (
             f"Project: {p}\nOwner: {owner}\nBudget: {facts[p]['budget']}\nDeadline: {facts[p]['deadline']}\n"
             f"Notes: {filler}\n"
@@ -234,7 +234,7 @@ def _town_page(rng: random.Random, town: str, names: list[str]) -> tuple[str, di
         "river": f"the {rng.choice(_PROJECTS).capitalize()} River",
     }
     lines = [
-        f"{town} is a small town known for its market and old bridge.",
+        f"{town} is a small town known for its market and old bridge. It is twinned with {rng.choice(_TOWNS)}.",
         f"{town} was founded in {facts['founded']}.",
         f"The population of {town} is {facts['population']}.",
         f"The current mayor of {town} is {facts['mayor']}.",
