@@ -1,0 +1,172 @@
+"""KV cache: full-attention layers keep every position, sliding layers a ring.
+
+Full layers: ``k, v [capacity, nkv, d]`` grown on demand (doubling, up to ``max_len``).
+
+Sliding layers: a ring of ``window + max_chunk`` slots; position p lives in slot ``p % slots`` and each slot
+remembers its position (-1 = empty). New keys are written before attending, which is safe because a chunk of at
+most ``max_chunk`` tokens never overwrites a key that one of its own queries still needs. Stale or empty slots
+are masked by position, so the order of slots does not matter after RoPE.
+
+Cutting back (``truncate(n)``) is exact for full layers at any n. A ring still holds the ``window`` keys before n
+when at most ``max_chunk`` positions are removed; for deeper cuts the cache falls back to the latest ring
+snapshot at or before n (taken every ``snapshot_every`` positions, ``window`` keys each) and reports the shorter
+length it kept, so the caller re-feeds the tokens after it. ``truncate`` returns the length actually kept.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ossagent.model.config import GptOssConfig
+
+
+class FullLayer:
+    def __init__(self, nkv: int, d: int, max_len: int, device: torch.device | str | None, dtype: torch.dtype):
+        self.max_len = max_len
+        self.length = 0
+        self.k = torch.zeros(0, nkv, d, device=device, dtype=dtype)
+        self.v = torch.zeros(0, nkv, d, device=device, dtype=dtype)
+
+    def _reserve(self, n: int) -> None:
+        if n > self.max_len:
+            raise ValueError(f"context of {n} tokens exceeds the cache's max_len {self.max_len}")
+        cap = self.k.shape[0]
+        if n <= cap:
+            return
+        new_cap = min(self.max_len, max(n, 2 * cap, 256))
+        for name in ("k", "v"):
+            old = getattr(self, name)
+            new = old.new_zeros(new_cap, *old.shape[1:])
+            new[: self.length] = old[: self.length]
+            setattr(self, name, new)
+
+    def update(
+        self, k: torch.Tensor, v: torch.Tensor, start: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if start != self.length:
+            raise ValueError(f"cache holds {self.length} positions, got new keys at {start}")
+        end = start + k.shape[0]
+        self._reserve(end)
+        self.k[start:end] = k
+        self.v[start:end] = v
+        self.length = end
+        pos = torch.arange(end, device=k.device)
+        return self.k[:end], self.v[:end], pos
+
+    def truncate(self, n: int) -> None:
+        self.length = min(self.length, n)
+
+    def nbytes(self) -> int:
+        return self.k.numel() * self.k.element_size() * 2
+
+
+class RingLayer:
+    def __init__(
+        self, nkv: int, d: int, window: int, max_chunk: int, snapshot_every: int,
+        device: torch.device | str | None, dtype: torch.dtype,
+    ) -> None:
+        self.window, self.max_chunk, self.snapshot_every = window, max_chunk, snapshot_every
+        self.slots = window + max_chunk
+        self.length = 0
+        self.k = torch.zeros(self.slots, nkv, d, device=device, dtype=dtype)
+        self.v = torch.zeros(self.slots, nkv, d, device=device, dtype=dtype)
+        self.pos = torch.full((self.slots,), -1, dtype=torch.long, device=device)
+        # position m -> the keys of positions [m - window, m), as (k, v, pos)
+        self.snapshots: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+
+    def update(
+        self, k: torch.Tensor, v: torch.Tensor, start: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        t = k.shape[0]
+        if start != self.length:
+            raise ValueError(f"cache holds {self.length} positions, got new keys at {start}")
+        if t > self.max_chunk:
+            raise ValueError(f"chunk of {t} tokens exceeds the cache's max_chunk {self.max_chunk}; feed it in parts")
+        new_pos = torch.arange(start, start + t, device=k.device)
+        slot = new_pos % self.slots
+        self.k[slot] = k
+        self.v[slot] = v
+        self.pos[slot] = new_pos
+        self.length = start + t
+        first = (start // self.snapshot_every + 1) * self.snapshot_every
+        for m in range(first, self.length + 1, self.snapshot_every):
+            keep = (self.pos >= m - self.window) & (self.pos < m) & (self.pos >= 0)
+            self.snapshots[m] = (self.k[keep].clone(), self.v[keep].clone(), self.pos[keep].clone())
+        return self.k, self.v, self.pos
+
+    def can_truncate_exactly(self, n: int) -> bool:
+        need = max(0, n - self.window)
+        return n >= self.length or int(((self.pos >= need) & (self.pos < n)).sum()) == n - need
+
+    def truncate(self, n: int) -> None:
+        """Cut to n; the caller has checked ``can_truncate_exactly(n)`` or picked a snapshot position."""
+        if n >= self.length:
+            return
+        if self.can_truncate_exactly(n):
+            self.pos[self.pos >= n] = -1
+        elif n == 0:
+            self.pos.fill_(-1)
+        else:
+            k, v, pos = self.snapshots[n]
+            self.pos.fill_(-1)
+            slot = pos % self.slots
+            self.k[slot], self.v[slot], self.pos[slot] = k, v, pos
+        self.length = n
+        for m in [m for m in self.snapshots if m > n]:
+            del self.snapshots[m]
+
+    def nbytes(self) -> int:
+        snaps = sum(k.numel() * k.element_size() * 2 for k, _, _ in self.snapshots.values())
+        return self.k.numel() * self.k.element_size() * 2 + snaps
+
+
+class KVCache:
+    """Per-layer caches of one sequence. ``length`` = positions stored (all layers agree)."""
+
+    def __init__(
+        self,
+        config: GptOssConfig,
+        max_len: int | None = None,
+        max_chunk: int = 512,
+        snapshot_every: int = 1024,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.bfloat16,
+    ) -> None:
+        if max_chunk < 1 or snapshot_every < 1:
+            raise ValueError("max_chunk and snapshot_every must be positive")
+        self.max_len = max_len or config.max_context
+        self.max_chunk = max_chunk
+        nkv, d = config.num_key_value_heads, config.head_dim
+        self.layers: list[FullLayer | RingLayer] = [
+            RingLayer(nkv, d, config.sliding_window, max_chunk, snapshot_every, device, dtype)
+            if config.is_sliding(i)
+            else FullLayer(nkv, d, self.max_len, device, dtype)
+            for i in range(config.num_hidden_layers)
+        ]
+        self.length = 0
+
+    def advance(self, t: int) -> None:
+        """Called by the model after all layers stored t new positions."""
+        self.length += t
+        bad = [i for i, layer in enumerate(self.layers) if layer.length != self.length]
+        if bad:
+            raise RuntimeError(f"cache layers {bad} out of step with length {self.length}")
+
+    def truncate(self, n: int) -> int:
+        """Keep the first n positions if possible; returns the length actually kept (<= n)."""
+        n = max(0, min(n, self.length))
+        rings = [layer for layer in self.layers if isinstance(layer, RingLayer)]
+        keep = n
+        if not all(r.can_truncate_exactly(n) for r in rings):
+            snaps = set.intersection(*(set(r.snapshots) for r in rings)) if rings else set()
+            keep = max((m for m in snaps if m <= n), default=0)
+        for layer in self.layers:
+            layer.truncate(keep)
+        self.length = keep
+        return keep
+
+    def reset(self) -> None:
+        self.truncate(0)
+
+    def nbytes(self) -> int:
+        return sum(layer.nbytes() for layer in self.layers)

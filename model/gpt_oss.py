@@ -1,0 +1,318 @@
+"""The gpt-oss transformer, top to bottom (math: /work/shared/docs/gpt-oss-model.md, section 1).
+
+Shapes use: B batch, T new tokens, S attended keys, H hidden, E experts, I expert width, nh query heads,
+nkv key/value heads, qm = nh/nkv query heads per KV head, d head_dim, V vocab.
+
+Parameter names follow the ``original/`` checkpoint (``blocks.N.attn.*``, ``blocks.N.mlp.*``), except that
+q/k/v are three matrices (the HF layout stores them apart; ``original/`` rows are split as views, no copy).
+Expert weights are either dense (``mlp1_weight [E, 2I, H]``, ``mlp2_weight [E, H, I]``, trainable) or MXFP4
+packed buffers (``mlp1_blocks``/``mlp1_scales`` ...) dequantized per used expert by :func:`expert_mlp`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ossagent.model import mxfp4
+from ossagent.model.config import GptOssConfig
+
+if TYPE_CHECKING:
+    from ossagent.model.cache import KVCache
+
+
+class RMSNorm(nn.Module):
+    """y = x * rsqrt(mean(x^2) + eps) * scale, computed in fp32 (scale kept fp32), cast back to x's dtype."""
+
+    def __init__(self, size: int, eps: float, device: torch.device | str | None = None) -> None:
+        super().__init__()
+        self.eps = eps
+        self.scale = nn.Parameter(torch.ones(size, dtype=torch.float32, device=device))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xf = x.float()
+        return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps) * self.scale).to(x.dtype)
+
+
+class Rotary(nn.Module):
+    """Half-split (NeoX) RoPE with YaRN frequencies; concentration multiplies both cos and sin."""
+
+    def __init__(self, config: GptOssConfig, device: torch.device | str | None = None) -> None:
+        super().__init__()
+        d = config.head_dim
+        freq = config.rope_theta ** (torch.arange(0, d, 2, dtype=torch.float32, device=device) / d)  # [d/2]
+        if config.rope_scaling_factor > 1.0:
+            self.concentration = 0.1 * math.log(config.rope_scaling_factor) + 1.0
+            low, high = config.yarn_bounds()
+            interpolation = 1.0 / (config.rope_scaling_factor * freq)
+            extrapolation = 1.0 / freq
+            ramp = (torch.arange(d // 2, dtype=torch.float32, device=device) - low) / (high - low)
+            mask = 1 - ramp.clamp(0, 1)
+            inv_freq = interpolation * (1 - mask) + extrapolation * mask
+        else:
+            self.concentration = 1.0
+            inv_freq = 1.0 / freq
+        self.inv_freq: torch.Tensor
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+
+    def cos_sin(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        angle = positions.float()[:, None] * self.inv_freq[None, :]  # [T, d/2], fp32
+        return (angle.cos() * self.concentration).to(dtype), (angle.sin() * self.concentration).to(dtype)
+
+    @staticmethod
+    def apply(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        # x: [B, T, heads, d]; cos/sin: [T, d/2]
+        x1, x2 = x.chunk(2, dim=-1)
+        c, s = cos[:, None, :], sin[:, None, :]
+        return torch.cat((x1 * c - x2 * s, x2 * c + x1 * s), dim=-1)
+
+
+class Attention(nn.Module):
+    def __init__(self, config: GptOssConfig, layer: int, device: torch.device | str | None, dtype: torch.dtype):
+        super().__init__()
+        h, d = config.hidden_size, config.head_dim
+        self.nh, self.nkv, self.d = config.num_attention_heads, config.num_key_value_heads, d
+        self.window = config.sliding_window if config.is_sliding(layer) else 0  # 0 = full causal
+        self.norm = RMSNorm(h, config.rms_norm_eps, device)
+        kw = {"device": device, "dtype": dtype}
+        self.q = nn.Linear(h, self.nh * d, bias=True, **kw)
+        self.k = nn.Linear(h, self.nkv * d, bias=True, **kw)
+        self.v = nn.Linear(h, self.nkv * d, bias=True, **kw)
+        self.out = nn.Linear(self.nh * d, h, bias=True, **kw)
+        self.sinks = nn.Parameter(torch.zeros(self.nh, **kw))  # one logit per query head
+        self.sm_scale = 1.0 / math.sqrt(d)
+
+    def forward(
+        self,
+        x: torch.Tensor,  # [B, T, H]
+        positions: torch.Tensor,  # [T] absolute positions of the new tokens
+        cos_sin: tuple[torch.Tensor, torch.Tensor],
+        layer_cache: LayerCacheLike | None,
+    ) -> torch.Tensor:
+        b, t, _ = x.shape
+        y = self.norm(x)
+        q = self.q(y).view(b, t, self.nh, self.d)
+        k = self.k(y).view(b, t, self.nkv, self.d)
+        v = self.v(y).view(b, t, self.nkv, self.d)
+        q, k = Rotary.apply(q, *cos_sin), Rotary.apply(k, *cos_sin)
+        if layer_cache is not None:
+            if b != 1:
+                raise ValueError("a KV cache holds one sequence; batch size must be 1")
+            k_all, v_all, key_pos = layer_cache.update(k[0], v[0], int(positions[0]))  # [S, nkv, d], [S]
+            k_all, v_all = k_all[None], v_all[None]
+        else:
+            k_all, v_all, key_pos = k, v, positions
+        o = self.attend(q, k_all, v_all, positions, key_pos)  # [B, T, nh*d]
+        return self.out(o)
+
+    def attend(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_pos: torch.Tensor, k_pos: torch.Tensor
+    ) -> torch.Tensor:
+        """softmax over [scaled masked logits, sink] with the sink column dropped; GQA without expanding K/V."""
+        b, t, _, d = q.shape
+        s = k.shape[1]
+        qm = self.nh // self.nkv
+        # query head h = g*qm + m uses KV head g
+        qg = q.view(b, t, self.nkv, qm, d).permute(0, 2, 3, 1, 4).reshape(b, self.nkv, qm * t, d)
+        kg = k.permute(0, 2, 3, 1)  # [B, nkv, d, S]
+        vg = v.permute(0, 2, 1, 3)  # [B, nkv, S, d]
+        logits = torch.matmul(qg, kg).view(b, self.nkv, qm, t, s).float() * self.sm_scale
+        allowed = (k_pos[None, :] <= q_pos[:, None]) & (k_pos[None, :] >= 0)  # [T, S] causal, valid slot
+        if self.window:
+            allowed &= k_pos[None, :] > q_pos[:, None] - self.window
+        logits = logits.masked_fill(~allowed, float("-inf"))
+        sink = self.sinks.float().view(1, self.nkv, qm, 1, 1).expand(b, self.nkv, qm, t, 1)
+        weights = torch.softmax(torch.cat([logits, sink], dim=-1), dim=-1)[..., :-1]  # rows may sum < 1
+        o = torch.matmul(weights.to(v.dtype).view(b, self.nkv, qm * t, s), vg)  # [B, nkv, qm*T, d]
+        return o.view(b, self.nkv, qm, t, d).permute(0, 3, 1, 2, 4).reshape(b, t, self.nh * d)
+
+
+class Experts(nn.Module):
+    """Expert weights, dense or MXFP4-packed. ``weights(e)`` gives expert e's matrices in F.linear layout."""
+
+    def __init__(
+        self, config: GptOssConfig, quantized: bool, device: torch.device | str | None, dtype: torch.dtype
+    ) -> None:
+        super().__init__()
+        e, h, i = config.num_experts, config.hidden_size, config.intermediate_size
+        self.quantized = quantized
+        self.dtype = dtype
+        kw = {"device": device, "dtype": dtype}
+        self.mlp1_bias = nn.Parameter(torch.zeros(e, 2 * i, **kw))  # [E, 2I]
+        self.mlp2_bias = nn.Parameter(torch.zeros(e, h, **kw))  # [E, H]
+        if quantized:
+            if h % mxfp4.BLOCK or i % mxfp4.BLOCK:
+                raise ValueError(f"MXFP4 experts need hidden_size and intermediate_size divisible by {mxfp4.BLOCK}")
+            u8 = {"device": device, "dtype": torch.uint8}
+            self.register_buffer("mlp1_blocks", torch.zeros(e, 2 * i, h // 32, 16, **u8))
+            self.register_buffer("mlp1_scales", torch.zeros(e, 2 * i, h // 32, **u8))
+            self.register_buffer("mlp2_blocks", torch.zeros(e, h, i // 32, 16, **u8))
+            self.register_buffer("mlp2_scales", torch.zeros(e, h, i // 32, **u8))
+        else:
+            self.mlp1_weight = nn.Parameter(torch.zeros(e, 2 * i, h, **kw))  # [E, 2I, H]; rows gate0, lin0, ...
+            self.mlp2_weight = nn.Parameter(torch.zeros(e, h, i, **kw))  # [E, H, I]
+
+    def weights(self, e: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(w1 [2I, H], b1 [2I], w2 [H, I], b2 [H]) of expert e; MXFP4 experts are decoded now, only this one."""
+        if self.quantized:
+            w1 = mxfp4.dequantize(self.mlp1_blocks[e], self.mlp1_scales[e], self.dtype)
+            w2 = mxfp4.dequantize(self.mlp2_blocks[e], self.mlp2_scales[e], self.dtype)
+        else:
+            w1, w2 = self.mlp1_weight[e], self.mlp2_weight[e]
+        return w1, self.mlp1_bias[e], w2, self.mlp2_bias[e]
+
+
+def swiglu(h: torch.Tensor, limit: float, alpha: float = 1.702) -> torch.Tensor:
+    """[N, 2I] with interleaved (gate, linear) columns -> [N, I]."""
+    gate, lin = h[..., 0::2], h[..., 1::2]
+    gate = gate.clamp(max=limit)
+    lin = lin.clamp(-limit, limit)
+    return gate * torch.sigmoid(alpha * gate) * (lin + 1)
+
+
+def expert_mlp(
+    x: torch.Tensor,  # [N, H] normed tokens
+    expert_ids: torch.Tensor,  # [N, k] selected experts per token
+    expert_weights: torch.Tensor,  # [N, k] softmax over the selected router logits
+    experts: Experts,
+    limit: float,
+    alpha: float = 1.702,
+) -> torch.Tensor:
+    """sum_j w_j * (W2[e_j] swiglu(W1[e_j] x + b1) + b2): tokens grouped by expert, each used expert decoded once.
+
+    This is the seam for faster kernels: any function with this signature can replace it per model through
+    :meth:`GptOss.set_expert_kernel`."""
+    _n, k = expert_ids.shape
+    flat_ids = expert_ids.reshape(-1)
+    order = torch.argsort(flat_ids, stable=True)
+    counts = torch.bincount(flat_ids, minlength=experts.mlp1_bias.shape[0]).tolist()
+    token_of = order // k  # token index of each sorted (token, slot) pair
+    w_sorted = expert_weights.reshape(-1)[order]
+    out = torch.zeros_like(x)
+    start = 0
+    for e, c in enumerate(counts):
+        if c == 0:
+            continue
+        idx = token_of[start : start + c]
+        w1, b1, w2, b2 = experts.weights(e)
+        h = swiglu(F.linear(x[idx], w1, b1), limit, alpha)  # [c, I]
+        y = F.linear(h, w2, b2) * w_sorted[start : start + c, None].to(x.dtype)  # [c, H]
+        out = out.index_add(0, idx, y) if torch.is_grad_enabled() else out.index_add_(0, idx, y)
+        start += c
+    return out
+
+
+ExpertKernel = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, Experts, float, float], torch.Tensor]
+
+
+class MoE(nn.Module):
+    def __init__(
+        self, config: GptOssConfig, quantized: bool, device: torch.device | str | None, dtype: torch.dtype
+    ) -> None:
+        super().__init__()
+        self.k = config.experts_per_token
+        self.limit, self.alpha = config.swiglu_limit, config.swiglu_alpha
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps, device)
+        self.gate = nn.Linear(config.hidden_size, config.num_experts, bias=True, device=device, dtype=dtype)
+        self.experts = Experts(config, quantized, device, dtype)
+        self.kernel: ExpertKernel = expert_mlp
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, T, H] -> [B, T, H]
+        shape = x.shape
+        y = self.norm(x).reshape(-1, shape[-1])  # [N, H]
+        top = torch.topk(self.gate(y), self.k, dim=-1, sorted=True)  # router logits [N, E] -> k best
+        weights = torch.softmax(top.values.float(), dim=-1).to(x.dtype)  # softmax over the selected only
+        return self.kernel(y, top.indices, weights, self.experts, self.limit, self.alpha).view(shape)
+
+
+class Block(nn.Module):
+    def __init__(
+        self, config: GptOssConfig, layer: int, quantized: bool, device: torch.device | str | None,
+        dtype: torch.dtype,
+    ) -> None:
+        super().__init__()
+        self.attn = Attention(config, layer, device, dtype)
+        self.mlp = MoE(config, quantized, device, dtype)
+
+    def forward(
+        self, x: torch.Tensor, positions: torch.Tensor, cos_sin: tuple[torch.Tensor, torch.Tensor],
+        layer_cache: LayerCacheLike | None,
+    ) -> torch.Tensor:
+        x = x + self.attn(x, positions, cos_sin, layer_cache)
+        return x + self.mlp(x)
+
+
+class GptOss(nn.Module):
+    """tokens [T] or [B, T] -> logits [T, V] / [B, T, V]. With a cache: B = 1 and positions continue it."""
+
+    def __init__(
+        self,
+        config: GptOssConfig,
+        quantized_experts: bool = False,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.bfloat16,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.dtype = dtype
+        v, h = config.vocab_size, config.hidden_size
+        self.embedding = nn.Embedding(v, h, device=device, dtype=dtype)
+        self.blocks = nn.ModuleList(
+            Block(config, i, quantized_experts, device, dtype) for i in range(config.num_hidden_layers)
+        )
+        self.norm = RMSNorm(h, config.rms_norm_eps, device)
+        self.unembedding = nn.Linear(h, v, bias=False, device=device, dtype=dtype)  # not tied to embedding
+        self.rotary = Rotary(config, device)
+
+    def set_expert_kernel(self, kernel: ExpertKernel) -> None:
+        for block in self.blocks:
+            block.mlp.kernel = kernel  # type: ignore[union-attr]
+
+    def forward(
+        self, tokens: torch.Tensor, cache: KVCache | None = None, last_only: bool = False
+    ) -> torch.Tensor:
+        squeeze = tokens.dim() == 1
+        if squeeze:
+            tokens = tokens[None]
+        _b, t = tokens.shape
+        start = 0 if cache is None else cache.length
+        positions = torch.arange(start, start + t, device=tokens.device)
+        cos_sin = self.rotary.cos_sin(positions, self.dtype)
+        x = self.embedding(tokens)  # [B, T, H]
+        for i, block in enumerate(self.blocks):
+            x = block(x, positions, cos_sin, None if cache is None else cache.layers[i])
+        if cache is not None:
+            cache.advance(t)
+        if last_only:
+            x = x[:, -1:]
+        logits = self.unembedding(self.norm(x))  # [B, T, V]
+        return logits[0] if squeeze else logits
+
+    def init_random(self, seed: int = 0, std: float = 0.02) -> None:
+        """Random weights for tests, benchmarks and training from scratch (norm scales stay 1)."""
+        g = torch.Generator(device="cpu").manual_seed(seed)
+        with torch.no_grad():
+            for name, p in self.named_parameters():
+                if name.endswith("norm.scale"):
+                    continue
+                p.copy_((torch.randn(p.shape, generator=g) * std).to(p.dtype))
+            for name, buf in self.named_buffers():
+                if name.endswith("_blocks"):
+                    buf.copy_(torch.randint(0, 256, buf.shape, generator=g, dtype=torch.uint8))
+                elif name.endswith("_scales"):  # 2**-7 .. 2**-5 times E2M1 values: std about 0.02-0.06
+                    buf.copy_(torch.randint(120, 123, buf.shape, generator=g, dtype=torch.uint8))
+
+
+class LayerCacheLike(Protocol):
+    """What attention needs from a cache layer (see ossagent.model.cache)."""
+
+    def update(
+        self, k: torch.Tensor, v: torch.Tensor, start: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Store k/v [T, nkv, d] for positions start.. and return (keys, values, key positions) to attend to."""
+        ...
