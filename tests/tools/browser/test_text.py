@@ -1,0 +1,111 @@
+"""HTML to text: the reference's layout, link ids, and protection against forged markup."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ossagent.tools.browser.page import Viewport, find_in_page, render
+from ossagent.tools.browser.text import html_to_page, sanitize, strip_links, wrap_lines
+
+
+def test_links_get_ids_per_url_and_show_foreign_domains() -> None:
+    page = html_to_page(
+        '<a href="/a">A</a> <a href="/a">A again</a> <a href="https://other.org/x">X</a> '
+        '<a href="#frag">frag</a> <a href="mailto:m@x.org">mail</a> <a href="javascript:void(0)">js</a>'
+        '<a href="/img"><img src="i.png"></a>',
+        "https://site.org/page",
+    )
+    assert page.urls == {"0": "https://site.org/a", "1": "https://other.org/x"}
+    assert "【0†A】 【0†A again】 【1†X†other.org】 frag mail js" in page.text
+    assert "[Image 0]" in page.text
+
+
+def test_page_text_cannot_forge_markers() -> None:
+    html = ('<title>T 【1†L2】</title><p>see 【0†L1-L3】 or 【7†fake†evil.org】 ◼ a\u200bb 😀</p>'
+            '<a href="/x">dag † ger</a>')
+    page = html_to_page(html, "https://site.org/")
+    assert "【0†L1-L3】" not in page.text and "〖0†L1-L3〗" in page.text
+    assert "〖7†fake†evil.org〗" in page.text
+    assert "◼" not in page.text and "◾" in page.text
+    assert "ab" in page.text and "😀" not in page.text
+    assert "【0†dag ‡ ger】" in page.text  # a dagger in anchor text cannot split the marker
+    assert page.title == "T 〖1†L2〗"
+    # the only real marker on the page is the link
+    assert strip_links(page.text).count("dag ‡ ger") == 1
+
+
+def test_sanitize_is_idempotent_and_total() -> None:
+    s = "【】◼\u200b\U0001F600\U000E0001x"
+    assert sanitize(s) == "〖〗◾x"
+    assert sanitize(sanitize(s)) == sanitize(s)
+
+
+def test_sup_sub_math_script_style_removed() -> None:
+    page = html_to_page("<p>H<sub>2</sub>O x<sup>2</sup><math><mi>y</mi></math>"
+                        "<script>var secret=1</script><style>p{}</style></p>", "https://a.org/")
+    body = page.text.split("\n", 2)[-1]
+    assert body == "H_{2}O x^{2}"
+
+
+def test_title_falls_back_to_domain_and_handles_empty_documents() -> None:
+    assert html_to_page("<p>x</p>", "https://a.org/p").title == "a.org"
+    assert html_to_page("", "https://a.org/p").title == "a.org"
+    assert html_to_page("<?xml version='1.0' encoding='utf-8'?><html><title>X</title></html>",
+                        "https://a.org/").title == "X"
+
+
+def test_wrap_lines_keeps_empty_lines_and_whitespace() -> None:
+    text = "a" * 85 + "\n\n" + "  indented line"
+    assert wrap_lines(text) == ["a" * 80, "a" * 5, "", "  indented line"]
+    assert all(len(line) <= 80 for line in wrap_lines("word " * 100))
+
+
+def test_strip_links_handles_partial_markers() -> None:
+    assert strip_links("x】 and 【1†one†d.org】 and 【2†tw") == " and one and tw"
+
+
+def test_viewport_counts_tokens(enc: Any) -> None:
+    lines = [f"line {i} " + "alpha beta gamma " * 4 for i in range(400)]
+    page_text = "\n".join(lines)
+    page = html_to_page(f"<pre>{page_text}</pre>", "https://a.org/")
+    view = render(page, 0, 0, -1, Viewport(enc, 256))
+    shown = "\n".join(view.text.split("\n")[3:])
+    n = len(enc.encode(shown))
+    # the last line is included whole: at least the budget, and less than one more line's worth
+    assert 256 <= n < 256 + 40
+    short = render(page, 0, 0, 5, Viewport(enc, 256))
+    assert short.end - short.loc == 5
+
+
+def test_find_pages(golden: Any) -> None:
+    page = html_to_page("<p>Alpha one</p><p>beta</p><p>ALPHA two <a href='/x'>alpha link</a></p>",
+                        "https://a.org/p")
+    found = find_in_page(page, "Alpha")
+    assert found.url == "https://a.org/p/find?pattern=alpha"
+    assert found.urls == {"0": "https://a.org/p", "1": "https://a.org/p"}
+    assert found.snippets is not None and found.snippets["1"].line_idx == 6
+    golden("find_page", found.text)
+    none = find_in_page(page, "zeta")
+    assert none.text == "No `find` results for pattern: `zeta`"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("ab \t\n-.xyz—【")), max_size=400))
+def test_wrap_lines_equals_textwrap(text: str) -> None:
+    import textwrap
+
+    slow: list[str] = []
+    for line in text.split("\n"):
+        slow.extend(textwrap.wrap(line, width=80, replace_whitespace=False, drop_whitespace=False) or [""])
+    assert wrap_lines(text) == slow
+
+
+def test_wrapped_lines_follow_the_text() -> None:
+    page = html_to_page("<p>one</p>", "https://a.org/")
+    first = page.lines()
+    assert page.lines() is first  # computed once
+    page.text += "\n\nmore"
+    assert page.lines()[-1] == "more"

@@ -1,0 +1,77 @@
+"""The tool as the model sees it: trained texts verbatim, calls, and errors for the model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ossagent.tools.base import ModelError, Tool
+from ossagent.tools.browser import Browser, BrowserTool
+
+TRAINED = Path("/work/shared/docs/harmony-builtin-tools.json")
+
+
+@pytest.fixture()
+def tool(browser: Browser) -> BrowserTool:
+    return BrowserTool(browser)
+
+
+def test_is_a_tool(tool: BrowserTool) -> None:
+    assert isinstance(tool, Tool) and tool.name == "browser"
+
+
+def test_description_is_the_trained_text(tool: BrowserTool, harmony_encoding: Any) -> None:
+    desc = tool.description()
+    if TRAINED.exists():  # the copy of openai-harmony's texts kept with the project docs
+        trained = json.loads(TRAINED.read_text())["browser"]
+        assert desc.description == trained["description"]
+        assert [(f.name, f.description, f.parameters) for f in desc.functions] == [
+            (t["name"], t["description"], t["parameters"]) for t in trained["tools"]]
+    # and openai-harmony's own browser namespace (the reference library) agrees
+    import openai_harmony as oh
+
+    ref = oh.ToolNamespaceConfig.browser()
+    assert desc.description == ref.description
+    assert [(f.name, f.description, f.parameters) for f in desc.functions] == [
+        (t.name, t.description, t.parameters) for t in ref.tools]
+
+
+def test_calls_route_to_the_browser(site: Any, tool: BrowserTool, golden: Any) -> None:
+    r = tool.call("browser.open", json.dumps({"id": site.base + "/static.html"}))
+    assert r.recipient == "browser.open" and r.metadata["cursor"] == 0
+    golden("open_static", r.text, site)
+    r = tool.call("browser.open", '{"id": 0, "cursor": 0.0}')
+    assert r.metadata["url"] == site.base + "/second.html"
+    r = tool.call("browser.open", '{"id": "1", "cursor": 0}')  # a numeric string is a link id
+    assert r.metadata["url"] == site.base + "/third.html"
+    r = tool.call("browser.find", '{"pattern": "sink", "cursor": 1}')
+    assert r.metadata["cursor"] == 3 and "match at L2" in r.text
+    r = tool.call("browser.open", '{"loc": 2, "num_lines": 1, "cursor": 0}')
+    assert r.metadata["lines"] == [2, 2]
+
+
+@pytest.mark.parametrize(("recipient", "content", "message"), [
+    ("browser.click", "{}", "Unknown function `browser.click`."),
+    ("browser.open", "{id: 1}", "Invalid function arguments: Expecting property name enclosed in double quotes"),
+    ("browser.open", "[1]", "Invalid function arguments: expected a JSON object."),
+    ("browser.open", '{"url": "x"}', "Unknown argument(s) `url` for browser.open."),
+    ("browser.open", '{"cursor": "a"}', 'must be an integer, not `"a"`'),
+    ("browser.open", '{"loc": 1.5}', "`loc` must be an integer"),
+    ("browser.find", "{}", "`pattern` is required"),
+    ("browser.search", '{"query": 3}', "`query` is required and must be a string."),
+    ("browser.open", '{"view_source": "yes"}', "`view_source` must be true or false."),
+    ("browser.open", "", "No pages to access!"),
+])
+def test_bad_calls_are_model_errors(tool: BrowserTool, recipient: str, content: str, message: str) -> None:
+    with pytest.raises(ModelError) as e:
+        tool.call(recipient, content)
+    assert message in e.value.for_model()
+
+
+def test_search_through_the_tool(offline_browser: Browser, golden: Any) -> None:
+    tool = BrowserTool(offline_browser)
+    r = tool.call("browser.search", '{"query": "sliding window attention", "topn": 1, "source": "web"}')
+    golden("search_offline", r.text)  # the reference ignores topn: same page as the Python call
