@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from ossagent.model.hooks import StepHook
@@ -22,6 +22,11 @@ class GenerationParams:
     top_k: int = 0
     seed: int | None = None
     stop_tokens: frozenset[int] = field(default_factory=lambda: frozenset({200002, 200012}))
+    # The structured form of the prompt's system and developer messages (an
+    # ``ossagent.agent.prompt.PromptConfig``) and the run's tool choice, for backends that speak another
+    # protocol (RemoteBackend); token backends ignore them.
+    prompt_config: Any = field(default=None, compare=False)
+    tool_choice: Any = field(default="auto", compare=False)
 
 
 class Backend(Protocol):

@@ -1,12 +1,17 @@
-"""The ``ossagent`` command line."""
+"""The ``ossagent`` command line: run, chat, serve, download, doctor."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 from ossagent.agent.settings import Settings
+from ossagent.tools.base import UserError
 
 
 def _cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
@@ -18,9 +23,150 @@ def _cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if all(c.ok for c in checks if c.name in essential) else 1
 
 
-def _not_yet(name: str) -> int:
-    print(f"ossagent {name}: not available in this version yet", file=sys.stderr)
-    return 2
+@contextmanager
+def _status(console: Any, quiet: bool) -> Iterator[Callable[[str], None]]:
+    """Progress for model loading: a spinner with the current step (stderr)."""
+    if quiet:
+        yield lambda _msg: None
+        return
+    with console.status("starting", spinner="dots") as status:
+        yield lambda msg: status.update(msg)
+
+
+def _backend(args: argparse.Namespace, settings: Settings, console: Any) -> Any:
+    from ossagent.agent.factory import build_backend
+
+    with _status(console, getattr(args, "quiet", False)) as progress:
+        return build_backend(settings, model=args.model, remote=args.remote, remote_model=args.remote_model,
+                             api_key=args.api_key, scripted=args.scripted, progress=progress)
+
+
+def _schema(value: str | None) -> Any:
+    if not value:
+        return None
+    path = Path(value)
+    try:
+        text = path.read_text(encoding="utf-8") if path.is_file() else value
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"--schema must be a JSON Schema (a file or inline JSON): {exc}") from exc
+
+
+def _agent(args: argparse.Namespace, settings: Settings, backend: Any) -> Any:
+    from ossagent.agent.factory import build_tools
+    from ossagent.agent.limits import Limits
+    from ossagent.agent.loop import Agent
+
+    tools = build_tools([t for t in (args.tools or "").split(",") if t], Path(args.workspace), settings,
+                        search=args.search, allow_private=args.allow_private)
+    limits = Limits(max_turns=args.max_turns, max_tokens=args.max_tokens, max_time=args.timeout)
+    return Agent(backend, tools=tools, instructions=args.instructions, reasoning=args.reasoning,
+                 response_format=_schema(getattr(args, "schema", None)), limits=limits, seed=args.seed)
+
+
+def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from rich.console import Console
+
+    from ossagent.agent.cli_render import EventPrinter
+    from ossagent.agent.transcript import Transcript
+
+    err = Console(stderr=True, highlight=False)
+    agent = _agent(args, settings, _backend(args, settings, err))
+    transcript = Transcript.load(args.resume) if args.resume else None
+    stream = agent.stream(args.task, transcript=transcript)
+    printer = EventPrinter(err, show_reasoning=args.verbose, show_final=False)
+    try:
+        for ev in stream:
+            if not args.quiet:
+                printer.on(ev)
+        result = stream.result()
+    finally:
+        agent.close()
+        if args.transcript:
+            stream.transcript.save(args.transcript)
+    if args.output == "json":
+        out = result.output.model_dump(mode="json") if hasattr(result.output, "model_dump") else result.output
+        print(json.dumps({
+            "text": result.text, "output": out, "stop_reason": result.stop_reason,
+            "usage": {k: v for k, v in result.usage.to_dict().items() if k != "type"},
+            "citations": result.citations, "tool_calls": [c.to_dict() for c in result.tool_calls],
+            "errors": [e.to_dict() for e in result.errors],
+        }, ensure_ascii=False, indent=2))
+    else:
+        print(result.text)
+    return 0 if result.stop_reason in ("final", "tool_calls") else 3
+
+
+def _cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
+    from rich.console import Console
+
+    from ossagent.agent.cli_chat import chat
+
+    console = Console(highlight=False)
+    agent = _agent(args, settings, _backend(args, settings, console))
+    try:
+        return chat(agent, console, show_reasoning=args.verbose, save=args.transcript)
+    finally:
+        agent.close()
+
+
+def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from rich.console import Console
+
+    from ossagent.agent.factory import build_tools
+    from ossagent.agent.server import ServerConfig, create_app
+    from ossagent.agent.server.serve import serve_forever
+
+    console = Console(stderr=True, highlight=False)
+    backend = _backend(args, settings, console)
+    names = [t for t in (args.tools or "").split(",") if t]
+    build_tools(names, Path(args.workspace), settings, search=args.search)  # fail now, not at the first request
+
+    def tools() -> list[Any]:
+        return build_tools(names, Path(args.workspace), settings, search=args.search,
+                           allow_private=args.allow_private)
+
+    slots = args.slots or (1 if getattr(backend, "takes_hooks", False) else 8)
+    config = ServerConfig(backend=backend, model_id=args.model_id, tools_factory=tools if names else None,
+                          slots=slots, api_key=args.server_api_key, max_turns=args.max_turns,
+                          default_reasoning=args.reasoning, encoding=getattr(backend, "encoding", None))
+    console.print(f"serving {args.model_id} on http://{args.host}:{args.port}/v1 ({slots} slot(s))")
+    serve_forever(create_app(config), args.host, args.port)
+    return 0
+
+
+def _cmd_download(args: argparse.Namespace, settings: Settings) -> int:
+    from ossagent.agent.download import download
+
+    target = Path(args.dir) if args.dir else settings.home / "models" / args.model_id.split("/")[-1]
+    path = download(args.model_id, target, include=args.include, offline=args.offline)
+    print(f"downloaded {args.model_id} to {path}\nrun it with: ossagent run --model {path} \"your task\"")
+    return 0
+
+
+def _backend_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--model", help="checkpoint folder (default: OSSAGENT_MODEL, then the download folder)")
+    g.add_argument("--remote", help="an OpenAI-compatible server's base URL (e.g. http://localhost:8000/v1)")
+    g.add_argument("--remote-model", help="model name on the remote server (default gpt-oss-20b)")
+    g.add_argument("--api-key", help="API key for --remote")
+    g.add_argument("--scripted", help="a JSON file of scripted model replies (tests and demos)")
+
+
+def _agent_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--reasoning", choices=("low", "medium", "high"), default="medium")
+    p.add_argument("--tools", default="", help="comma-separated built-in tools: python,files,browser")
+    p.add_argument("--workspace", default=".", help="folder the python and files tools work in (/mnt/data)")
+    p.add_argument("--search", help="browser search: a SearXNG URL or a folder of documents to search offline")
+    p.add_argument("--allow-private", action="store_true", help="let the browser open private/loopback addresses")
+    p.add_argument("--instructions", help="developer instructions")
+    p.add_argument("--max-turns", type=int, default=20)
+    p.add_argument("--max-tokens", type=int, help="completion tokens for the whole run")
+    p.add_argument("--timeout", type=float, help="wall-clock seconds for the whole run")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--transcript", help="save the transcript (JSONL) here")
+    p.add_argument("-v", "--verbose", action="store_true", help="show the reasoning")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the answer")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,19 +175,43 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("doctor", help="report what this machine offers (tokenizer, torch, sandbox, browser, model)")
     run = sub.add_parser("run", help="run one agent task")
     run.add_argument("task")
-    sub.add_parser("chat", help="interactive chat")
-    sub.add_parser("serve", help="OpenAI-compatible HTTP server")
-    dl = sub.add_parser("download", help="download a checkpoint")
+    _backend_args(run)
+    _agent_args(run)
+    run.add_argument("--schema", help="JSON Schema (file or inline) the answer must follow")
+    run.add_argument("--output", choices=("text", "json"), default="text")
+    run.add_argument("--resume", help="continue the conversation of a saved transcript")
+    chat = sub.add_parser("chat", help="interactive chat (streaming; /help inside)")
+    _backend_args(chat)
+    _agent_args(chat)
+    serve = sub.add_parser("serve", help="OpenAI-compatible HTTP server")
+    _backend_args(serve)
+    _agent_args(serve)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--model-id", default="gpt-oss-20b", help="the name clients use in 'model'")
+    serve.add_argument("--slots", type=int, help="concurrent generations (default 1 for a local model)")
+    serve.add_argument("--server-api-key", help="require this bearer token from clients")
+    dl = sub.add_parser("download", help="download a checkpoint from Hugging Face")
     dl.add_argument("model_id")
+    dl.add_argument("--dir", help="target folder (default ~/.cache/ossagent/models/NAME)")
+    dl.add_argument("--include", action="append", help="only files matching this pattern (repeatable)")
+    dl.add_argument("--offline", action="store_true", help="only check the local cache")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = Settings.from_env()
-    if args.command == "doctor":
-        return _cmd_doctor(args, settings)
-    return _not_yet(args.command)
+    commands = {"doctor": _cmd_doctor, "run": _cmd_run, "chat": _cmd_chat, "serve": _cmd_serve,
+                "download": _cmd_download}
+    try:
+        return commands[args.command](args, settings)
+    except UserError as exc:
+        print(f"ossagent {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -1,0 +1,139 @@
+"""Build backends and tools from what a person typed (the CLI, ``make demo``, examples)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from ossagent.agent.backend import Backend
+from ossagent.agent.settings import Settings
+from ossagent.tools.base import Tool, UserError
+
+TOOL_NAMES = ("python", "files", "browser")
+
+NO_MODEL_HELP = """\
+No gpt-oss checkpoint was found. To get one (about 13 GB):
+
+    ossagent download openai/gpt-oss-20b        # needs network access and huggingface-hub
+
+or point ossagent at a folder you already have:
+
+    ossagent run --model /path/to/gpt-oss-20b "your task"     (or set OSSAGENT_MODEL)
+
+A remote OpenAI-compatible server works too:
+
+    ossagent run --remote http://host:8000/v1 --remote-model gpt-oss-20b "your task"
+"""
+
+
+def find_model(settings: Settings) -> Path | None:
+    from ossagent.agent.doctor import _is_checkpoint, model_candidates
+
+    return next((p for p in model_candidates(settings) if _is_checkpoint(p)), None)
+
+
+def load_script(path: str | Path) -> list[str]:
+    """A scripted model's replies: a JSON array of harmony strings, or one JSON string per line."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"cannot read script {p}: {exc}") from exc
+    try:
+        data = json.loads(text)
+        steps = data if isinstance(data, list) else [data]
+    except json.JSONDecodeError:
+        try:
+            steps = [json.loads(line) for line in text.splitlines() if line.strip()]
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{p}: not a JSON array nor JSON lines of strings: {exc}") from exc
+    if not all(isinstance(s, str) for s in steps):
+        raise UserError(f"{p}: every step must be a string of harmony text")
+    return steps
+
+
+def build_backend(
+    settings: Settings, *, model: str | None = None, remote: str | None = None, remote_model: str | None = None,
+    api_key: str | None = None, scripted: str | None = None, progress: Callable[[str], None] | None = None,
+) -> Backend:
+    """Pick the backend: a script, a remote server, or a local checkpoint (the default)."""
+    if scripted:
+        from ossagent.agent.scripted import ScriptedBackend
+
+        return ScriptedBackend(load_script(scripted))
+    if remote:
+        from ossagent.agent.remote import RemoteBackend
+
+        return RemoteBackend(remote, remote_model or "gpt-oss-20b", api_key=api_key)
+    folder = Path(model).expanduser() if model else find_model(settings)
+    if folder is None:
+        raise UserError(NO_MODEL_HELP)
+    from ossagent.agent.local import LocalBackend
+
+    return LocalBackend.from_pretrained(folder, device=settings.device, tokenizer=settings.tokenizer,
+                                        tiktoken_cache_dir=settings.tiktoken_cache_dir, progress=progress)
+
+
+def build_tools(
+    names: Sequence[str], workspace: Path, settings: Settings, *, search: str | None = None,
+    allow_private: bool = False,
+) -> list[Tool]:
+    """Instantiate built-in tools by name; a machine that cannot run one is a clear :class:`UserError`."""
+    unknown = [n for n in names if n not in TOOL_NAMES]
+    if unknown:
+        raise UserError(f"unknown tools {unknown}; choose from {', '.join(TOOL_NAMES)}")
+    workspace.mkdir(parents=True, exist_ok=True)
+    tools: list[Tool] = []
+    for name in dict.fromkeys(names):
+        if name == "python":
+            from ossagent.tools.python import PythonTool
+
+            tools.append(PythonTool(workspace))
+        elif name == "files":
+            from ossagent.tools.files import FilesTool
+
+            tools.append(FilesTool(workspace))
+        elif name == "browser":
+            tools.append(_browser(settings, search, allow_private))
+    return tools
+
+
+def _browser(settings: Settings, search: str | None, allow_private: bool) -> Tool:
+    from ossagent.tools.browser import Browser, BrowserConfig, BrowserTool, OfflineBackend, SearxngBackend
+    from ossagent.tools.browser.chromium import ChromiumConfig
+    from ossagent.tools.browser.policy import UrlPolicy
+
+    backend = None
+    if search and search.startswith(("http://", "https://")):
+        backend = SearxngBackend(search)
+    elif search:
+        backend = OfflineBackend(search)
+    chromium = ChromiumConfig(executable=settings.chromium) if settings.chromium else ChromiumConfig()
+    config = BrowserConfig(policy=UrlPolicy(allow_private=allow_private), chromium=chromium)
+    return BrowserTool(Browser(backend, config))
+
+
+def example_backend(script: Sequence[str], *, use_model: bool = True, quiet: bool = False) -> tuple[Backend, bool]:
+    """For examples and ``make demo``: the configured model when there is one, else ``script`` replayed.
+
+    Returns (backend, scripted). Reads the environment (an entry point's job) through :class:`Settings`.
+    """
+    import sys
+
+    from ossagent.agent.scripted import ScriptedBackend
+
+    settings = Settings.from_env()
+    folder = find_model(settings) if use_model else None
+    if folder is not None:
+        from ossagent.agent.local import LocalBackend
+
+        if not quiet:
+            print(f"[using the model at {folder}]", file=sys.stderr)
+        return LocalBackend.from_pretrained(folder, device=settings.device, tokenizer=settings.tokenizer,
+                                            tiktoken_cache_dir=settings.tiktoken_cache_dir), False
+    if use_model and not quiet:
+        print("[no gpt-oss checkpoint configured: replaying a scripted model so you can see the whole flow]\n"
+              "[to use a real model: `ossagent download openai/gpt-oss-20b` or set OSSAGENT_MODEL=/path]\n",
+              file=sys.stderr)
+    return ScriptedBackend(list(script)), True

@@ -1,0 +1,77 @@
+"""The local engine as a :class:`~ossagent.agent.backend.Backend` (torch is imported only when used).
+
+The engine keeps one KV cache and reuses the longest common prefix of consecutive prompts, so an agent
+that resends the conversation each turn pays only for the new tokens (``cache_stats`` shows it).
+One generation at a time: the server gives a local backend a single slot.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ossagent.agent.backend import GenerationParams
+from ossagent.tools.base import UserError
+
+if TYPE_CHECKING:
+    from ossagent.model.engine import Engine
+    from ossagent.model.hooks import StepHook
+
+
+class LocalBackend:
+    takes_hooks = True  # the Agent constrains decoding by default
+
+    def __init__(self, engine: Engine, encoding: Any = None) -> None:
+        self.engine = engine
+        if encoding is None:
+            from ossagent.model.tokenizer import o200k_harmony
+
+            encoding = o200k_harmony()
+        self.encoding = encoding
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_pretrained(
+        cls, path: str | Path, *, device: str | None = None, tokenizer: str | None = None,
+        tiktoken_cache_dir: str | None = None, progress: Callable[[str], None] | None = None,
+    ) -> LocalBackend:
+        """Load a model folder (Hugging Face or ``original/`` layout); ``progress`` gets status lines."""
+        folder = Path(path).expanduser()
+        if not folder.is_dir():
+            raise UserError(
+                f"model folder {folder} does not exist. Get gpt-oss-20b with `ossagent download openai/gpt-oss-20b`"
+                " or pass the folder of a downloaded checkpoint."
+            )
+        from ossagent.model.engine import Engine
+        from ossagent.model.tokenizer import load_tokenizer
+
+        say = progress or (lambda _msg: None)
+        say(f"loading tokenizer for {folder}")
+        enc = load_tokenizer(tokenizer, folder, tiktoken_cache_dir).encoding
+        say(f"loading weights from {folder} (device: {device or 'auto'})")
+        engine = Engine.from_pretrained(folder, device=device)
+        say("model ready")
+        return cls(engine, enc)
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.engine.model.config.vocab_size)
+
+    @property
+    def cache_stats(self) -> Any:
+        return self.engine.cache_stats
+
+    def generate(
+        self, prompt: Sequence[int], params: GenerationParams, hook: StepHook | None = None
+    ) -> Iterator[int]:
+        from ossagent.model.engine import SamplingParams
+
+        sp = SamplingParams(max_tokens=params.max_tokens, temperature=params.temperature, top_p=params.top_p,
+                            top_k=params.top_k, seed=params.seed, stop_tokens=tuple(params.stop_tokens))
+        return self._locked(prompt, sp, hook)
+
+    def _locked(self, prompt: Sequence[int], sp: Any, hook: StepHook | None) -> Iterator[int]:
+        with self._lock:
+            yield from self.engine.generate(prompt, sp, hook)

@@ -1,0 +1,513 @@
+"""The agent loop: render, generate, parse, dispatch, append, repeat.
+
+:class:`Agent` holds what frames a run (backend, tools, instructions, reasoning effort, limits, answer
+format). :meth:`Agent.stream` yields typed events (:mod:`ossagent.agent.events`) as the model produces
+them; :meth:`Agent.run` collects them into a :class:`RunResult`.
+
+CoT follows harmony: during a tool chain every message stays and the next prompt is the previous prompt
+plus exactly the tokens the model produced plus the tool's answer, so the engine's KV prefix cache
+computes only the new tokens. When a turn ends in a final answer, the chain of thought before it is
+dropped from later prompts (the transcript keeps it).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from ossagent.agent import prompt as hp
+from ossagent.agent.backend import Backend, GenerationParams
+from ossagent.agent.dispatch import Dispatcher
+from ossagent.agent.events import (
+    ErrorEvent,
+    Event,
+    FinalDelta,
+    PreambleDelta,
+    ReasoningDelta,
+    Stopped,
+    ToolCall,
+    ToolCallDelta,
+    ToolCallStarted,
+    ToolResultEvent,
+    Usage,
+)
+from ossagent.agent.functions import NAMESPACE, Functions
+from ossagent.agent.limits import Limits, StopMatcher, check_effort
+from ossagent.agent.output import OutputError
+from ossagent.agent.output import response_format as response_format_from
+from ossagent.agent.transcript import Msg, Transcript, tool_result, user
+from ossagent.tools.base import Tool, UserError
+
+if TYPE_CHECKING:
+    from ossagent.model.hooks import StepHook
+
+ToolChoice = str | tuple[str, str]  # "auto" | "none" | "required" | ("function", NAME)
+
+
+@dataclass(frozen=True)
+class ConstraintRequest:
+    """What a constrained-decoding hook needs to know about one model call."""
+
+    config: hp.PromptConfig
+    tool_choice: ToolChoice
+    encoding: Any
+
+
+HookFactory = Callable[[ConstraintRequest], "StepHook | None"]
+
+
+@dataclass
+class RunResult:
+    """What a run produced. ``transcript`` is always complete, whatever ``stop_reason`` says."""
+
+    text: str
+    stop_reason: str
+    transcript: Transcript
+    usage: Usage
+    output: Any = None  # the structured answer (a pydantic instance or parsed JSON) when a format was set
+    citations: list[dict[str, Any]] = field(default_factory=list)
+    tool_calls: list[ToolCall] = field(default_factory=list)  # calls returned to the caller
+    errors: list[ErrorEvent] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.stop_reason == "final" and not any(e.kind == "output" for e in self.errors)
+
+
+class Agent:
+    """A gpt-oss agent over any :class:`~ossagent.agent.backend.Backend`.
+
+    tools: built-in tools (``PythonTool``, ``BrowserTool``, ``FilesTool``) that run here.
+    functions: function tools (``functions.NAME``): Python callables, pydantic models,
+        :class:`~ossagent.agent.functions.FunctionTool` objects or a ``Functions`` namespace. Those with
+        an implementation run here; a call to one without ends the run with ``stop_reason == "tool_calls"``
+        so the caller can run it and resume with ``tool_outputs``.
+    response_format: a pydantic model class or a JSON Schema (dict) the final answer must follow.
+    constrained: constrain decoding with grammars (valid calls and formats, ``tool_choice``); the default
+        (None) does it when the backend takes step hooks (the local engine).
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        tools: Sequence[Tool] = (),
+        functions: Functions | Iterable[Any] = (),
+        instructions: str | None = None,
+        reasoning: str | None = "medium",
+        response_format: Any = None,
+        limits: Limits | None = None,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        stop: Sequence[str] = (),
+        tool_choice: ToolChoice = "auto",
+        tool_timeout: float | None = 120.0,
+        model_identity: str | None = None,
+        current_date: str | None = None,
+        constrained: bool | None = None,
+        reasoning_budget: int | None = None,
+        hook_factory: HookFactory | None = None,
+        encoding: Any = None,
+    ) -> None:
+        self.backend = backend
+        self.reasoning = check_effort(reasoning)
+        self.limits = limits or Limits()
+        if not 0.0 <= temperature <= 2.0:
+            raise UserError(f"temperature must be within [0, 2], not {temperature}")
+        if not 0.0 < top_p <= 1.0:
+            raise UserError(f"top_p must be within (0, 1], not {top_p}")
+        self.temperature, self.top_p, self.seed = temperature, top_p, seed
+        self.stop = tuple(stop)
+        StopMatcher(self.stop)  # validates
+        if any(t.name == NAMESPACE for t in tools):
+            raise UserError("pass function tools as functions=, not tools=")
+        self.functions = functions if isinstance(functions, Functions) else Functions(functions)
+        caller = frozenset(f.name for f in self.functions if f.implementation is None)
+        local = [self.functions] if len(caller) < len(self.functions) else []
+        self.dispatcher = Dispatcher([*tools, *local], caller, tool_timeout)
+        self.answer = response_format_from(response_format)
+        self.config = hp.PromptConfig(
+            reasoning=self.reasoning,
+            instructions=instructions,
+            builtin_tools=tuple(t.description() for t in tools),
+            function_tools=self.functions.description().functions,
+            response_format=(self.answer.name, self.answer.schema, self.answer.description or None)
+            if self.answer else None,
+            model_identity=model_identity,
+            current_date=current_date,
+        )
+        self.tool_choice = _check_tool_choice(tool_choice, self.config)
+        self.builtin_recipients = tuple(
+            f"{t.name}.{f.name}" if f else t.name
+            for t in self.config.builtin_tools for f in (t.functions or (None,))
+        )
+        if hook_factory is None and (constrained or (constrained is None and getattr(backend, "takes_hooks", False))):
+            hook_factory = GrammarHooks(self, reasoning_budget)
+        self.hook_factory = hook_factory
+        self._encoding = encoding
+
+    @property
+    def encoding(self) -> Any:
+        if self._encoding is None:
+            self._encoding = getattr(self.backend, "encoding", None) or hp.default_encoding()
+        return self._encoding
+
+    def run(self, task: str | None = None, **kwargs: Any) -> RunResult:
+        """Run to a final answer, a call for the caller, or a limit; see :meth:`stream`."""
+        return self.stream(task, **kwargs).result()
+
+    def stream(
+        self,
+        task: str | None = None,
+        *,
+        transcript: Transcript | None = None,
+        tool_outputs: Sequence[tuple[str, str]] = (),
+        reasoning: str | None = None,
+        limits: Limits | None = None,
+    ) -> RunStream:
+        """Events of one run (iterate); the last two are :class:`Usage` and :class:`Stopped`.
+
+        transcript: continue this conversation (it is copied; the result carries the new one).
+        tool_outputs: answers to calls returned earlier, as (recipient, text), appended first.
+        reasoning: this run's effort, overriding the agent's.
+        """
+        run = _Run(self, transcript, reasoning, limits)
+        for recipient, text in tool_outputs:
+            run.transcript.append(tool_result(recipient, text, channel="commentary"))
+        if task is not None:
+            run.transcript.append(user(task))
+        if not run.transcript.messages:
+            raise UserError("nothing to do: give a task or a transcript that ends with one")
+        return RunStream(run)
+
+    def close(self) -> None:
+        self.dispatcher.close()
+
+
+class _Run:
+    """The state of one :meth:`Agent.stream` call."""
+
+    def __init__(
+        self, agent: Agent, transcript: Transcript | None, reasoning: str | None, limits: Limits | None
+    ) -> None:
+        self.agent = agent
+        self.limits = limits or agent.limits
+        effort = check_effort(reasoning) if reasoning is not None else agent.reasoning
+        self.config = replace(agent.config, reasoning=effort)
+        self.transcript = transcript.copy() if transcript is not None else Transcript()
+        self.transcript.settings = {**self.transcript.settings, **self.config.settings()}
+        self.usage = Usage()
+        self.started = time.monotonic()
+        self.prev_tokens: list[int] = []  # last prompt + what the model produced (the engine's KV prefix)
+
+    def _timed_out(self) -> bool:
+        lim = self.limits.max_time
+        return lim is not None and time.monotonic() - self.started > lim
+
+    def _budget(self) -> int:
+        per_turn = self.limits.max_turn_tokens
+        if self.limits.max_tokens is None:
+            return per_turn
+        return min(per_turn, self.limits.max_tokens - self.usage.completion_tokens)
+
+    def events(self) -> Generator[Event, None, None]:
+        agent, enc = self.agent, self.agent.encoding
+        chain: list[int] | None = None
+        while True:
+            reason = self._limit_reason()
+            if reason:
+                yield ErrorEvent("limit", f"run stopped: {reason.replace('_', ' ')} reached")
+                yield from self._stop(reason)
+                return
+            prompt = chain if chain is not None else hp.render_prompt(self.config, self.transcript, enc)
+            cached = _common_prefix(prompt, self.prev_tokens)
+            choice = agent.tool_choice if chain is None else "auto"  # forced only for the first call
+            params = GenerationParams(
+                max_tokens=self._budget(), temperature=agent.temperature, top_p=agent.top_p,
+                seed=agent.seed, prompt_config=self.config, tool_choice=choice,
+            )
+            hook = agent.hook_factory(ConstraintRequest(self.config, choice, enc)) if agent.hook_factory else None
+            turn = _Turn(self, enc)
+            try:
+                yield from turn.generate(prompt, params, hook)
+            except AssertionError:  # a test's script was not followed: that is not the model's doing
+                self.transcript.extend(turn.finish())
+                raise
+            except Exception as exc:  # the backend failed: keep what we have and report
+                self.transcript.extend(turn.finish())
+                self._count(prompt, cached, turn.generated)
+                yield ErrorEvent("backend", f"{type(exc).__name__}: {exc}")
+                yield from self._stop("error")
+                return
+            new_msgs = turn.finish()
+            self.transcript.extend(new_msgs)
+            self._count(prompt, cached, turn.generated)
+            self.prev_tokens = prompt + turn.generated
+            if turn.stop_hit:
+                yield from self._stop("stop")
+                return
+            if turn.timed_out:
+                yield ErrorEvent("limit", "run stopped: max time reached")
+                yield from self._stop("timeout")
+                return
+            last = new_msgs[-1] if new_msgs else None
+            ended = bool(turn.generated) and turn.generated[-1] in params.stop_tokens
+            if last is None or not ended:
+                yield ErrorEvent("limit", "the model's output was cut off by the token limit")
+                yield from self._stop("max_tokens")
+                return
+            if not last.is_tool_call:
+                yield from self._finish_final(last)
+                return
+            recipient = last.recipient or ""
+            if agent.dispatcher.returns_to_caller(recipient):
+                yield from self._stop("tool_calls")
+                return
+            result = agent.dispatcher.call(recipient, last.text)
+            msg = tool_result(recipient, result.text, channel=last.channel, call_id=last.meta.get("call_id"),
+                              is_error=result.is_error, metadata=result.metadata)
+            self.transcript.append(msg)
+            yield ToolResultEvent(last.meta.get("call_id", ""), recipient, result.text, result.is_error,
+                                  dict(result.metadata))
+            chain = self.prev_tokens + hp.render_message(msg, enc) + hp.assistant_start(enc)
+
+    def _limit_reason(self) -> str | None:
+        if self.usage.turns >= self.limits.max_turns:
+            return "max_turns"
+        if self.limits.max_tokens is not None and self.usage.completion_tokens >= self.limits.max_tokens:
+            return "max_tokens"
+        if self._timed_out():
+            return "timeout"
+        return None
+
+    def _count(self, prompt: list[int], cached: int, generated: list[int]) -> None:
+        u = self.usage
+        self.usage = Usage(u.prompt_tokens + len(prompt), u.completion_tokens + len(generated),
+                           u.cached_tokens + cached, u.turns + 1)
+
+    def _finish_final(self, last: Msg) -> Iterator[Event]:
+        answer = self.agent.answer
+        if answer is not None and last.channel == "final":
+            try:
+                answer.parse(last.text)
+            except OutputError as exc:
+                yield ErrorEvent("output", str(exc))
+        yield from self._stop("final" if last.channel in ("final", None) else "incomplete")
+
+    def _stop(self, reason: str) -> Iterator[Event]:
+        yield self.usage
+        yield Stopped(reason)
+
+
+class _Turn:
+    """One model call: tokens in, events and messages out."""
+
+    def __init__(self, run: _Run, encoding: Any) -> None:
+        self.run = run
+        self.parser = hp.TurnParser(encoding)
+        self.generated: list[int] = []
+        self.matcher = StopMatcher(run.agent.stop)
+        self.stop_hit = False
+        self.timed_out = False
+        self._call_id: str | None = None
+        self._msgs: list[Msg] = []
+
+    def generate(self, prompt: list[int], params: GenerationParams, hook: StepHook | None) -> Iterator[Event]:
+        stream = self.run.agent.backend.generate(prompt, params, hook)
+        try:
+            for tok in stream:
+                self.generated.append(tok)
+                for item in self.parser.feed(tok):
+                    yield from self._on(item)
+                if self.matcher.hit:
+                    self.stop_hit = True
+                    return
+                if self.run._timed_out():
+                    self.timed_out = True
+                    return
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
+
+    def _on(self, item: hp.Delta | Msg) -> Iterator[Event]:
+        if isinstance(item, Msg):
+            yield from self._message_done(item)
+            return
+        if item.recipient:
+            if self._call_id is None:
+                self._call_id = "call_" + uuid.uuid4().hex[:24]
+                yield ToolCallStarted(self._call_id, item.recipient, item.channel)
+            if item.text:
+                yield ToolCallDelta(self._call_id, item.text)
+        elif item.channel == "analysis":
+            yield ReasoningDelta(item.text)
+        elif item.channel == "commentary":
+            yield PreambleDelta(item.text)
+        else:
+            text = self.matcher.feed(item.text)
+            if text:
+                yield FinalDelta(text)
+
+    def _message_done(self, msg: Msg) -> Iterator[Event]:
+        if msg.is_tool_call:
+            call_id = self._call_id or "call_" + uuid.uuid4().hex[:24]
+            msg = msg.with_meta(call_id=call_id)
+            yield ToolCall(call_id, msg.recipient or "", msg.text, msg.channel, msg.content_type)
+        elif msg.channel in ("final", None) and msg.role == "assistant":
+            tail = self.matcher.flush()
+            if tail:
+                yield FinalDelta(tail)
+        self._call_id = None
+        self._msgs.append(msg)
+
+    def finish(self) -> list[Msg]:
+        """Messages of this turn, including a partial last one (cut by a limit or a stop sequence)."""
+        partial = self.parser.finish()
+        msgs = self._msgs + partial
+        if self.stop_hit and msgs and msgs[-1].channel in ("final", None):
+            text = msgs[-1].text
+            cut = min((i for i in (text.find(s) for s in self.matcher.stops) if i >= 0), default=len(text))
+            msgs[-1] = replace(msgs[-1], text=text[:cut])
+        self._msgs = []
+        return msgs
+
+
+class GrammarHooks:
+    """The default hook factory: grammar-constrained turns (:mod:`ossagent.agent.constrain`), compiled once
+    per tool choice and reused across the run's calls."""
+
+    def __init__(self, agent: Agent, free_text_limit: int | None = None) -> None:
+        self.agent = agent
+        self.free_text_limit = free_text_limit
+        self._compiled: dict[Any, Any] = {}
+
+    def __call__(self, req: ConstraintRequest) -> StepHook | None:
+        from ossagent.agent.constrain import TurnConstraints
+
+        choice = req.tool_choice
+        key = choice
+        tc = self._compiled.get(key)
+        if tc is None:
+            spec: Any = {"type": "function", "name": choice[1]} if isinstance(choice, tuple) else choice
+            tc = TurnConstraints(
+                self.agent.functions, encoding=req.encoding,
+                vocab_size=getattr(self.agent.backend, "vocab_size", None), tool_choice=spec,
+                response_format=self.agent.answer, builtin_recipients=self.agent.builtin_recipients,
+                free_text_limit=self.free_text_limit,
+            )
+            self._compiled[key] = tc
+        return tc.hook()
+
+
+def _resolve_citations(agent: Agent, text: str) -> list[dict[str, Any]]:
+    """Citation markers (``【3†L10-L15】``) in the answer, resolved by the browser that showed the pages."""
+    out: list[dict[str, Any]] = []
+    for tool in agent.dispatcher.tools:
+        resolve = getattr(getattr(tool, "browser", None), "resolve_citations", None)
+        if resolve is None or "【" not in text:
+            continue
+        for c in resolve(text):
+            out.append({"cursor": c.cursor, "url": c.url, "title": c.title,
+                        "lines": list(c.lines) if c.lines else None, "quote": c.quote})
+    return out
+
+
+def _check_tool_choice(choice: ToolChoice, config: hp.PromptConfig) -> ToolChoice:
+    names = {f.name for f in config.function_tools}
+    if isinstance(choice, tuple):
+        if len(choice) != 2 or choice[0] != "function" or choice[1] not in names:
+            raise UserError(f"tool_choice {choice!r} does not name one of the functions {sorted(names)}")
+        return choice
+    if choice not in ("auto", "none", "required"):
+        raise UserError(f"tool_choice must be auto, none, required or ('function', NAME), not {choice!r}")
+    if choice == "required" and not (names or config.builtin_tools):
+        raise UserError("tool_choice is 'required' but the agent has no tools")
+    return choice
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+class RunStream:
+    """The events of one run, as an iterator; ``transcript`` and ``usage`` are live while it runs."""
+
+    def __init__(self, run: _Run) -> None:
+        self._run = run
+        self._events = run.events()
+        self.stop_reason: str | None = None
+        self._result = _Collector(run.agent)
+
+    @property
+    def transcript(self) -> Transcript:
+        return self._run.transcript
+
+    @property
+    def usage(self) -> Usage:
+        return self._run.usage
+
+    def __iter__(self) -> RunStream:
+        return self
+
+    def __next__(self) -> Event:
+        ev = next(self._events)
+        self._result.add(ev)
+        return ev
+
+    def close(self) -> None:
+        """Stop early (a client went away); the transcript keeps what was produced."""
+        self._events.close()
+
+    def result(self) -> RunResult:
+        """Run to the end (if not there yet) and fold the events into a :class:`RunResult`."""
+        for _ in self:
+            pass
+        return self._result.result(self._run.transcript)
+
+
+class _Collector:
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        self.final: list[str] = []
+        self.usage = Usage()
+        self.reason = "error"
+        self.citations: list[dict[str, Any]] = []
+        self.calls: list[ToolCall] = []
+        self.errors: list[ErrorEvent] = []
+
+    def add(self, ev: Event) -> None:
+        if isinstance(ev, FinalDelta):
+            self.final.append(ev.text)
+        elif isinstance(ev, Usage):
+            self.usage = ev
+        elif isinstance(ev, Stopped):
+            self.reason = ev.reason
+        elif isinstance(ev, ToolCall):
+            self.calls.append(ev)
+        elif isinstance(ev, ToolResultEvent):
+            self.calls = [c for c in self.calls if c.call_id != ev.call_id]
+            self.citations += list(ev.metadata.get("citations", []))
+        elif isinstance(ev, ErrorEvent):
+            self.errors.append(ev)
+
+    def result(self, transcript: Transcript) -> RunResult:
+        text = "".join(self.final)
+        output = None
+        if self.agent.answer is not None and self.reason == "final":
+            try:
+                output = self.agent.answer.parse(text)
+            except OutputError:
+                output = None
+        calls = self.calls if self.reason == "tool_calls" else []
+        self.citations += _resolve_citations(self.agent, text)
+        return RunResult(text, self.reason, transcript, self.usage, output, self.citations, calls,
+                         self.errors)

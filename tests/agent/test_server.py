@@ -1,0 +1,192 @@
+"""The official openai client against ``ossagent serve`` on loopback, with a scripted model behind it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from ossagent.agent.scripted import ScriptedBackend, Step
+from ossagent.agent.server import ServerConfig, create_app
+from ossagent.agent.server.serve import RunningServer, start_in_thread
+
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "Current weather in a city.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+CALL = ("<|channel|>analysis<|message|>Need the weather.<|end|><|start|>assistant to=functions.get_weather"
+        "<|channel|>commentary <|constrain|>json<|message|>{\"city\":\"Paris\"}<|call|>")
+
+
+def answer(text: str, think: str = "Easy.") -> str:
+    return f"<|channel|>analysis<|message|>{think}<|end|><|start|>assistant<|channel|>final<|message|>{text}<|return|>"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[RunningServer]:
+    app = create_app(ServerConfig(backend=ScriptedBackend([]), model_id="gpt-oss-test"))
+    running = start_in_thread(app)
+    running.app = app  # type: ignore[attr-defined]
+    yield running
+    running.stop()
+
+
+def script(server: RunningServer, steps: list[Any]) -> ScriptedBackend:
+    backend = ScriptedBackend(steps)
+    server.app.state.server.config.backend = backend  # type: ignore[attr-defined]
+    return backend
+
+
+@pytest.fixture()
+def client(server: RunningServer) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.url, api_key="unused", max_retries=0)
+
+
+def test_models(client: openai.OpenAI) -> None:
+    assert [m.id for m in client.models.list()] == ["gpt-oss-test"]
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("nope")
+
+
+def test_chat_plain_with_reasoning_and_usage(server: RunningServer, client: openai.OpenAI) -> None:
+    backend = script(server, [Step(answer("Hello!"), expect=["Be brief.", "Reasoning: high", "Hi"])])
+    r = client.chat.completions.create(
+        model="gpt-oss-test", reasoning_effort="high",
+        messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}])
+    msg = r.choices[0].message
+    assert msg.content == "Hello!" and r.choices[0].finish_reason == "stop"
+    assert msg.model_extra["reasoning_content"] == "Easy."
+    assert r.usage.prompt_tokens == len(backend.prompts[0])
+    assert r.usage.completion_tokens == len(backend.outputs[0])
+    backend.assert_consumed()
+
+
+def test_chat_streaming(server: RunningServer, client: openai.OpenAI) -> None:
+    script(server, [answer("one two three")])
+    stream = client.chat.completions.create(model="gpt-oss-test", stream=True,
+                                            stream_options={"include_usage": True},
+                                            messages=[{"role": "user", "content": "count"}])
+    content, reasoning, finish, usage = [], [], None, None
+    for chunk in stream:
+        if chunk.usage:
+            usage = chunk.usage
+        for c in chunk.choices:
+            content.append(c.delta.content or "")
+            reasoning.append((c.delta.model_extra or {}).get("reasoning_content") or "")
+            finish = c.finish_reason or finish
+    assert "".join(content) == "one two three" and "".join(reasoning) == "Easy."
+    assert finish == "stop" and usage is not None and usage.completion_tokens > 5
+
+
+def test_chat_tools_round_trip(server: RunningServer, client: openai.OpenAI) -> None:
+    script(server, [
+        Step(CALL, expect="type get_weather = (_: {\ncity: string,\n}) => any;"),
+        Step(answer("It is sunny in Paris."),
+             expect="<|start|>functions.get_weather to=assistant<|channel|>commentary<|message|>sunny"),
+    ])
+    messages: list[Any] = [{"role": "user", "content": "Weather in Paris?"}]
+    r = client.chat.completions.create(model="gpt-oss-test", messages=messages, tools=[WEATHER],
+                                       tool_choice="required")
+    choice = r.choices[0]
+    assert choice.finish_reason == "tool_calls"
+    (call,) = choice.message.tool_calls
+    assert call.function.name == "get_weather" and json.loads(call.function.arguments) == {"city": "Paris"}
+    messages += [choice.message.model_dump(exclude_none=True),
+                 {"role": "tool", "tool_call_id": call.id, "content": "sunny"}]
+    r2 = client.chat.completions.create(model="gpt-oss-test", messages=messages, tools=[WEATHER])
+    assert r2.choices[0].message.content == "It is sunny in Paris."
+
+
+def test_chat_streaming_tool_call_argument_deltas(server: RunningServer, client: openai.OpenAI) -> None:
+    script(server, [CALL])
+    stream = client.chat.completions.create(model="gpt-oss-test", stream=True, tools=[WEATHER],
+                                            messages=[{"role": "user", "content": "Weather?"}])
+    deltas = [tc for ch in stream for c in ch.choices for tc in (c.delta.tool_calls or [])]
+    assert deltas[0].function.name == "get_weather" and deltas[0].id.startswith("call_")
+    assert len(deltas) > 2
+    assert json.loads("".join(d.function.arguments or "" for d in deltas)) == {"city": "Paris"}
+
+
+def test_chat_response_format(server: RunningServer, client: openai.OpenAI) -> None:
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    script(server, [Step(answer('{"n": 4}'), expect=["# Response Formats", "## count", '"required":["n"]'])])
+    r = client.chat.completions.create(
+        model="gpt-oss-test", messages=[{"role": "user", "content": "2+2 as JSON"}],
+        response_format={"type": "json_schema", "json_schema": {"name": "count", "schema": schema}})
+    assert json.loads(r.choices[0].message.content) == {"n": 4}
+
+
+def test_responses_plain_and_function_call(server: RunningServer, client: openai.OpenAI) -> None:
+    script(server, [Step(answer("Bonjour"), expect=["Speak French.", "Reasoning: low"])])
+    r = client.responses.create(model="gpt-oss-test", input="Hello", instructions="Speak French.",
+                                reasoning={"effort": "low"})
+    assert r.output_text == "Bonjour" and r.status == "completed"
+    assert [o.type for o in r.output] == ["reasoning", "message"]
+    assert r.usage.output_tokens > 0
+    tools: Any = [{"type": "function", **WEATHER["function"]}]
+    script(server, [CALL, Step(answer("Sunny."), expect="<|start|>functions.get_weather to=assistant")])
+    r = client.responses.create(model="gpt-oss-test", input="Weather?", tools=tools, tool_choice="required")
+    call = next(o for o in r.output if o.type == "function_call")
+    assert call.name == "get_weather" and json.loads(call.arguments) == {"city": "Paris"}
+    r2 = client.responses.create(model="gpt-oss-test", previous_response_id=r.id, tools=tools,
+                                 input=[{"type": "function_call_output", "call_id": call.call_id, "output": "sunny"}])
+    assert r2.output_text == "Sunny."
+
+
+def test_responses_streaming_events(server: RunningServer, client: openai.OpenAI) -> None:
+    script(server, [answer("Hi there")])
+    events = list(client.responses.create(model="gpt-oss-test", input="Hi", stream=True))
+    kinds = [e.type for e in events]
+    assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
+    assert kinds.index("response.output_item.added") < kinds.index("response.reasoning_text.delta")
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert text == "Hi there" and events[-1].response.output_text == "Hi there"
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    tools: Any = [{"type": "function", **WEATHER["function"]}]
+    script(server, [CALL])
+    events = list(client.responses.create(model="gpt-oss-test", input="Weather?", stream=True, tools=tools))
+    args = "".join(e.delta for e in events if e.type == "response.function_call_arguments.delta")
+    assert json.loads(args) == {"city": "Paris"}
+    done = [e for e in events if e.type == "response.function_call_arguments.done"]
+    assert done and done[0].arguments == args
+
+
+def test_structured_output_via_responses(server: RunningServer, client: openai.OpenAI) -> None:
+    schema = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"],
+              "additionalProperties": False}
+    script(server, [Step(answer('{"ok":true}'), expect="## verdict")])
+    r = client.responses.create(model="gpt-oss-test", input="ok?", text={
+        "format": {"type": "json_schema", "name": "verdict", "schema": schema, "strict": True}})
+    assert json.loads(r.output_text) == {"ok": True}
+
+
+@pytest.mark.parametrize(("body", "status", "param"), [
+    ({"model": "gpt-oss-test", "messages": []}, 400, "messages"),
+    ({"model": "gpt-oss-test", "messages": [{"role": "user", "content": "x"}], "temperature": 5}, 400, "temperature"),
+    ({"model": "other", "messages": [{"role": "user", "content": "x"}]}, 404, None),
+    ({"model": "gpt-oss-test", "messages": [{"role": "user", "content": "x"}], "tool_choice": "required"}, 400,
+     "tool_choice"),
+    ({"model": "gpt-oss-test", "messages": [{"role": "user", "content": "x"}], "reasoning_effort": "max"}, 400,
+     "reasoning_effort"),
+    ({"model": "gpt-oss-test", "messages": [{"role": "wizard", "content": "x"}]}, 400, "messages[0].role"),
+])
+def test_openai_shaped_errors(server: RunningServer, body: dict[str, Any], status: int, param: str | None) -> None:
+    r = httpx.post(server.url + "/chat/completions", json=body)
+    assert r.status_code == status
+    err = r.json()["error"]
+    assert err["message"] and err["type"] and err["param"] == param
+
+
+def test_bad_json_and_unknown_route(server: RunningServer) -> None:
+    r = httpx.post(server.url + "/chat/completions", content=b"{not json")
+    assert r.status_code == 400 and "not valid JSON" in r.json()["error"]["message"]
+    assert httpx.get(server.url + "/nothing").json()["error"]["type"] == "not_found"
+
+
+def test_client_errors_surface_in_the_openai_client(server: RunningServer, client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model="gpt-oss-test", messages=[{"role": "user", "content": "x"}], top_p=0)
+    assert info.value.param == "top_p"
