@@ -2,9 +2,10 @@
 
     .venv/bin/python -m scripts.demo.evaluate --model model/demo_weights --n 100
 
-Prints success per family and per reasoning effort, and decode tokens/s on CPU. Each task runs as an agent
-would: the model writes messages until ``<|call|>`` or ``<|return|>``; a call goes to the toolbox and its
-result is appended as a tool message; the final answer is checked against the task's expected values.
+Prints success per family and per reasoning effort, and tokens/s on CPU. Each task runs through the real
+agent loop (:class:`ossagent.agent.loop.Agent` with the local engine and its default constrained decoding) and
+the real tools (python in the sandbox, the browser over the offline search backend, function tools), in a
+fresh world; the final answer is checked against the task's expected values.
 """
 
 from __future__ import annotations
@@ -12,17 +13,16 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scripts.demo.simtools import Msg, SimToolbox, Toolbox
 from scripts.demo.tasks import EFFORTS, FAMILIES, Task, generate
 
-RETURN, CALL, START, END = 200002, 200012, 200006, 200007
 CITATION = re.compile(r"【\d+†L\d+(-L\d+)?】")
 
 
@@ -44,7 +44,7 @@ def check(task: Task, final: str | None, calls: list[tuple[str, str]]) -> tuple[
         try:
             got = json.loads(final)
         except json.JSONDecodeError:
-            return False, "final answer is not JSON"
+            return False, f"final answer is not JSON: {final!r}"
         return (got == task.expected_json, "" if got == task.expected_json else f"JSON differs: {final}")
     if task.expected_call is not None:
         name, args = task.expected_call
@@ -66,132 +66,88 @@ def _loads(s: str) -> Any:
         return None
 
 
-def run_task(task: Task, generate_fn: Callable[[list[int], int], list[int]], toolbox: Toolbox,
-             max_turns: int = 8, max_tokens: int = 400) -> Outcome:
-    """A minimal harmony agent loop over token ids (the product's loop lives in ossagent.agent)."""
-    import openai_harmony as oh
+def run_task(task: Task, backend: Any, temperature: float = 0.0) -> Outcome:
+    """One task through the real agent loop and tools, in a fresh world (workspace files, offline site)."""
+    from ossagent.agent.limits import Limits
+    from scripts.demo.realgen import make_agent, make_tools, write_world
 
-    from scripts.demo.render import harmony_encoding, render_prompt, to_harmony
-
-    enc = harmony_encoding()
-    tokens = render_prompt(task)
-    calls: list[tuple[str, str]] = []
-    n_gen, t0 = 0, time.perf_counter()
-    for _ in range(max_turns):
-        out = generate_fn(tokens, max_tokens)
-        n_gen += len(out)
+    t0 = time.perf_counter()
+    with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="ossagent-demo-eval-") as tmp:
+        ws, site = write_world(task, Path(tmp))
+        tools = make_tools(task, ws, site, stack)
+        agent = make_agent(task, backend, tools, constrained=None, temperature=temperature)
         try:
-            msgs = enc.parse_messages_from_completion_tokens(out, oh.Role.ASSISTANT)
-        except Exception as e:  # the model wrote something that is not harmony
-            return Outcome(False, None, calls, n_gen, time.perf_counter() - t0, f"unparsable output: {e}")
-        tokens = tokens + out
-        if not msgs:
-            break
-        last = msgs[-1]
-        text = "".join(c.text for c in last.content if hasattr(c, "text"))
-        if out[-1] == CALL and last.recipient:
-            calls.append((last.recipient, text))
-            result = toolbox.call(last.recipient, text)
-            tool = Msg("tool", result, channel=last.channel, recipient="assistant", author=last.recipient)
-            tokens = tokens + list(enc.render(to_harmony(tool))) + [START, *enc.encode("assistant", allowed_special=set())]
-            continue
-        if last.channel == "final":
-            ok, why = check(task, text, calls)
-            return Outcome(ok, text, calls, n_gen, time.perf_counter() - t0, why)
-        break
-    return Outcome(False, None, calls, n_gen, time.perf_counter() - t0, "ran out of turns or stopped without answer")
+            result = agent.run(task.user, limits=Limits(max_turns=8, max_tokens=1200))
+        except Exception as exc:  # a crash is a failed task, reported with its reason
+            return Outcome(False, None, [], 0, time.perf_counter() - t0, f"{type(exc).__name__}: {exc}")
+    calls = [(m.recipient, m.text) for m in result.transcript.messages if m.is_tool_call]
+    final = result.text if result.stop_reason == "final" else None
+    ok, why = check(task, final, calls)
+    if result.stop_reason != "final":
+        why = f"stopped: {result.stop_reason} {[getattr(e, 'message', e) for e in result.errors]}"
+    return Outcome(ok, final, calls, result.usage.completion_tokens, time.perf_counter() - t0, why)
 
 
-def hf_generator(model_dir: Path) -> Callable[[list[int], int], list[int]]:
-    """Greedy decoding with transformers' gpt-oss on the dequantised checkpoint (stand-in for the core's engine)."""
-    import torch
+def decode_speed(backend: Any, n_prompt: int = 400, n_new: int = 64) -> tuple[float, float]:
+    """(prefill tokens/s, decode tokens/s) of the local engine: greedy, no hook, stop tokens off."""
+    from ossagent.agent.backend import GenerationParams
 
-    model = load_hf(model_dir)
-
-    @torch.no_grad()
-    def gen(prompt: list[int], max_tokens: int) -> list[int]:
-        out: list[int] = []
-        ids = torch.tensor([prompt])
-        past = None
-        for _ in range(max_tokens):
-            res = model(input_ids=ids, past_key_values=past, use_cache=True)
-            past = res.past_key_values
-            nxt = int(res.logits[0, -1].argmax())
-            out.append(nxt)
-            if nxt in (RETURN, CALL):
-                break
-            ids = torch.tensor([[nxt]])
-        return out
-
-    return gen
+    prompt = [200006, 17360, 200008] + [1000 + i % 500 for i in range(n_prompt - 3)]
+    eng = backend.engine
+    eng.reset()
+    t0 = time.perf_counter()
+    eng.prefill(prompt)
+    t1 = time.perf_counter()
+    eng.reset()
+    params = GenerationParams(max_tokens=n_new, temperature=0.0, stop_tokens=frozenset())
+    t2 = time.perf_counter()
+    n = sum(1 for _ in backend.generate(prompt, params))
+    t3 = time.perf_counter()
+    decode_s = (t3 - t2) - (t1 - t0)
+    return len(prompt) / (t1 - t0), n / decode_s if decode_s > 0 else float("nan")
 
 
-def load_hf(model_dir: Path) -> Any:
-    """transformers' GptOssForCausalLM from a demo checkpoint, experts dequantised from MXFP4."""
-    import torch
-    from safetensors.torch import load_file
-    from transformers import GptOssConfig, GptOssForCausalLM
+def evaluate(model_dir: Path, n: int, seed: int, temperature: float = 0.0, verbose: bool = False,
+             device: str = "cpu") -> dict[str, Any]:
+    from ossagent.agent.local import LocalBackend
 
-    from scripts.demo import mxfp4
-
-    cfg = json.loads((model_dir / "config.json").read_text())
-    rope = cfg.pop("rope_scaling")
-    keep = {k: v for k, v in cfg.items() if k not in ("quantization_config", "torch_dtype", "experts_per_token",
-                                                      "initial_context_length", "model_type", "architectures",
-                                                      "rope_theta")}
-    conf = GptOssConfig(**keep, rope_parameters={**rope, "rope_theta": cfg["rope_theta"]})
-    conf._attn_implementation = "eager"
-    model = GptOssForCausalLM(conf)
-    sd = load_file(str(model_dir / "model.safetensors"))
-    state: dict[str, torch.Tensor] = {}
-    for k, v in sd.items():
-        if k.endswith("_blocks"):
-            base = k[: -len("_blocks")]
-            state[base] = mxfp4.dequantize(v, sd[base + "_scales"]).transpose(1, 2).contiguous()
-        elif not k.endswith("_scales"):
-            state[k] = v.float()
-    model.load_state_dict(state, strict=True)
-    return model.eval()
-
-
-def evaluate(model_dir: Path, n: int, seed: int, toolbox_factory: Callable[[Task], Toolbox] = SimToolbox,
-             verbose: bool = False) -> dict[str, Any]:
-    gen = hf_generator(model_dir)
-    by_family: dict[str, list[bool]] = defaultdict(list)
-    by_effort: dict[str, list[bool]] = defaultdict(list)
+    backend = LocalBackend.from_pretrained(model_dir, device=device)
+    prefill_tps, decode_tps = decode_speed(backend)
     by_pair: dict[tuple[str, str], list[bool]] = defaultdict(list)
     toks, secs = 0, 0.0
     failures = []
     for task in generate(n, seed, "eval"):
-        tb = toolbox_factory(task)
-        try:
-            o = run_task(task, gen, tb)
-        finally:
-            tb.close()
-        by_family[task.family].append(o.ok)
-        by_effort[task.effort].append(o.ok)
+        o = run_task(task, backend, temperature)
         by_pair[(task.family, task.effort)].append(o.ok)
         toks, secs = toks + o.tokens, secs + o.seconds
         if not o.ok:
             failures.append(f"[{task.family}/{task.effort}] {task.user!r}: {o.reason}")
             if verbose:
                 print(failures[-1], flush=True)
-    allv = [v for vs in by_family.values() for v in vs]
-    return {"overall": sum(allv) / len(allv), "n": len(allv),
-            "family": {f: sum(v) / len(v) for f, v in by_family.items()},
-            "effort": {e: sum(v) / len(v) for e, v in by_effort.items()},
-            "pair": {f"{f}/{e}": sum(v) / len(v) for (f, e), v in by_pair.items()},
-            "tokens_per_s": toks / secs if secs else 0.0, "failures": failures}
+
+    def rate(vs: list[bool]) -> float:
+        return sum(vs) / len(vs)
+
+    fam = {f: rate([v for (ff, _), vs in by_pair.items() if ff == f for v in vs]) for f in FAMILIES}
+    eff = {e: rate([v for (_, ee), vs in by_pair.items() if ee == e for v in vs]) for e in EFFORTS}
+    allv = [v for vs in by_pair.values() for v in vs]
+    return {"overall": rate(allv), "n": len(allv), "family": fam, "effort": eff,
+            "pair": {f"{f}/{e}": rate(v) for (f, e), v in by_pair.items()},
+            "counts": {f"{f}/{e}": len(v) for (f, e), v in by_pair.items()},
+            "run_tokens_per_s": toks / secs if secs else 0.0, "prefill_tokens_per_s": prefill_tps,
+            "decode_tokens_per_s": decode_tps, "temperature": temperature, "failures": failures}
 
 
 def print_report(r: dict[str, Any]) -> None:
-    print(f"overall: {r['overall']:.0%} of {r['n']} held-out tasks; decode {r['tokens_per_s']:.1f} tokens/s (CPU)")
+    print(f"overall: {r['overall']:.0%} of {r['n']} held-out tasks (temperature {r['temperature']})")
+    print(f"speed (CPU): prefill {r['prefill_tokens_per_s']:.0f} tokens/s, decode {r['decode_tokens_per_s']:.1f} "
+          f"tokens/s; whole runs incl. tools and constrained decoding {r['run_tokens_per_s']:.1f} tokens/s")
     print(f"{'family':10s} " + " ".join(f"{e:>7s}" for e in EFFORTS) + "      all")
     for f in FAMILIES:
         cells = [r["pair"].get(f"{f}/{e}") for e in EFFORTS]
         print(f"{f:10s} " + " ".join(f"{c:7.0%}" if c is not None else "      -" for c in cells)
-              + f"  {r['family'].get(f, 0):7.0%}")
-    print(f"{'all':10s} " + " ".join(f"{r['effort'].get(e, 0):7.0%}" for e in EFFORTS))
+              + f"  {r['family'][f]:7.0%}")
+    print(f"{'all':10s} " + " ".join(f"{r['effort'][e]:7.0%}" for e in EFFORTS) + f"  {r['overall']:7.0%}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -202,11 +158,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("-v", "--verbose", action="store_true")
+    ap.add_argument("--temperature", type=float, default=0.0)
+    ap.add_argument("--json", type=Path, help="also write the report (with every failure) here")
+    ap.add_argument("-v", "--verbose", action="store_true", help="print each failure as it happens")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    r = evaluate(args.model, args.n, args.seed, verbose=args.verbose)
+    r = evaluate(args.model, args.n, args.seed, args.temperature, verbose=args.verbose)
     print_report(r)
+    if args.json:
+        args.json.write_text(json.dumps(r, indent=2) + "\n")
     return 0
 
 

@@ -22,34 +22,12 @@ from typing import Any
 FAMILIES = ("python", "files", "browser", "json", "function")
 EFFORTS = ("low", "medium", "high")
 
-_FIRST = (
-    "Alice Bruno Chen Dana Elena Farid Greta Hugo Ines Jonas Kira Liam Maya Nils Omar Paula Quinn Rosa Sven "
-    "Tara Umar Vera Wanda Xavier Yara Zoe Anton Bianca Carlos Diego Emma Felix Hanna Ivan Julia Karl Lena "
-    "Marco Nora Oscar Petra Rafael Sara Tomas Ursula Viktor Willa Yusuf Zara Amir Beatrice Cyrus Delia"
-).split()
-_CITIES = (
-    "Oslo Lima Cairo Quito Porto Riga Turin Dakar Hanoi Perth Accra Bergen Lyon Graz Malmo Tartu Cork Split "
-    "Bilbao Ghent Leeds Krakow Nantes Padua Basel Aarhus Tromso Sevilla Utrecht Vilnius Kyoto Osaka Denver "
-    "Austin Boston Halifax Regina Hobart Dunedin Nagoya"
-).split()
-_PROJECTS = (
-    "orion apollo falcon harbor maple cedar nova atlas comet delta ember fjord granite helix indigo juniper "
-    "kestrel lumen meteor nectar onyx pelican quartz raven sierra tundra umbra vortex willow zenith aurora "
-    "beacon cobalt dune echo"
-).split()
-_PRODUCTS = (
-    "lamp kettle backpack helmet keyboard blender tripod compass lantern notebook teapot stapler monitor "
-    "scooter toaster umbrella whistle jacket camera speaker"
-).split()
-_TOWNS = (
-    "Ashford Brackley Carnmoor Dunmere Elsworth Fenwick Glenholt Harwick Ivybridge Kelmarsh Larkfield Merrow "
-    "Northam Oakhurst Pendle Quarrybank Redmire Saltash Thornbury Upton Valemont Westerly Yarrowby Zennor "
-    "Ambleside Birchwood Coldharbour Dovecote Eastwick Foxley"
-).split()
-_FILLER = (
-    "the report was reviewed by the team last week and several small issues were fixed before release "
-    "please keep this file up to date when anything changes in the plan or schedule for the next quarter"
-).split()
+_FIRST = ["Alice", "Bruno", "Chen", "Dana", "Elena", "Farid", "Greta", "Hugo", "Ines", "Jonas", "Kira", "Liam", "Maya", "Nils", "Omar", "Paula", "Quinn", "Rosa", "Sven", "Tara", "Umar", "Vera", "Wanda", "Xavier", "Yara", "Zoe", "Anton", "Bianca", "Carlos", "Diego", "Emma", "Felix", "Hanna", "Ivan", "Julia", "Karl", "Lena", "Marco", "Nora", "Oscar", "Petra", "Rafael", "Sara", "Tomas", "Ursula", "Viktor", "Willa", "Yusuf", "Zara", "Amir", "Beatrice", "Cyrus", "Delia"]
+_CITIES = ["Oslo", "Lima", "Cairo", "Quito", "Porto", "Riga", "Turin", "Dakar", "Hanoi", "Perth", "Accra", "Bergen", "Lyon", "Graz", "Malmo", "Tartu", "Cork", "Split", "Bilbao", "Ghent", "Leeds", "Krakow", "Nantes", "Padua", "Basel", "Aarhus", "Tromso", "Sevilla", "Utrecht", "Vilnius", "Kyoto", "Osaka", "Denver", "Austin", "Boston", "Halifax", "Regina", "Hobart", "Dunedin", "Nagoya"]
+_PROJECTS = ["orion", "apollo", "falcon", "harbor", "maple", "cedar", "nova", "atlas", "comet", "delta", "ember", "fjord", "granite", "helix", "indigo", "juniper", "kestrel", "lumen", "meteor", "nectar", "onyx", "pelican", "quartz", "raven", "sierra", "tundra", "umbra", "vortex", "willow", "zenith", "aurora", "beacon", "cobalt", "dune", "echo"]
+_PRODUCTS = ["lamp", "kettle", "backpack", "helmet", "keyboard", "blender", "tripod", "compass", "lantern", "notebook", "teapot", "stapler", "monitor", "scooter", "toaster", "umbrella", "whistle", "jacket", "camera", "speaker"]
+_TOWNS = ["Ashford", "Brackley", "Carnmoor", "Dunmere", "Elsworth", "Fenwick", "Glenholt", "Harwick", "Ivybridge", "Kelmarsh", "Larkfield", "Merrow", "Northam", "Oakhurst", "Pendle", "Quarrybank", "Redmire", "Saltash", "Thornbury", "Upton", "Valemont", "Westerly", "Yarrowby", "Zennor", "Ambleside", "Birchwood", "Coldharbour", "Dovecote", "Eastwick", "Foxley"]
+_FILLER = ["the", "report", "was", "reviewed", "by", "the", "team", "last", "week", "and", "several", "small", "issues", "were", "fixed", "before", "release", "please", "keep", "this", "file", "up", "to", "date", "when", "anything", "changes", "in", "the", "plan", "or", "schedule", "for", "the", "next", "quarter"]
 
 
 def _split_pool(pool: list[str], split: str) -> list[str]:
@@ -91,6 +69,9 @@ class Task:
     expected: tuple[str, ...] = ()  # substrings the final answer must contain (case-insensitive)
     expected_json: dict[str, Any] | None = None
     expected_call: tuple[str, dict[str, Any]] | None = None
+    # training data only: restart the python process before this call number (0-based) so the transcript
+    # shows the real tool's state-lost note; the model learns to carry on (the files are kept)
+    python_restart_before: int | None = None
 
 
 def _think(rng: random.Random, effort: str, low: str, medium: str, high: str) -> str:
@@ -206,13 +187,14 @@ def _files_task(rng: random.Random, effort: str, split: str) -> Task:
                 f"files, so I will list them with python, open the plan for {target}, and read the {label} line.",
             ),
         ),
-        Step("analysis", "import os\nprint(sorted(os.listdir('.')))", recipient="python"),
+        Step("analysis", "import os\nprint(sorted(os.listdir('/mnt/data')))", recipient="python"),
         Step("analysis", f"The file {fname} should have it. Read it."),
-        Step("analysis", f"print(open('{fname}').read())", recipient="python"),
+        Step("analysis", f"print(open('/mnt/data/{fname}').read())", recipient="python"),
         Step("final", lambda obs: _files_answer(obs[-1], target, key, fname)),
     ]
+    restart = 1 if rng.random() < 0.3 else None
     return Task("files", effort, user, builtin_tools=("python",), files=files, steps=steps,
-                expected=(facts[target][key],))
+                expected=(facts[target][key],), python_restart_before=restart)
 
 
 def _files_answer(obs: str, project: str, key: str, fname: str) -> str:
@@ -240,7 +222,7 @@ def _town_page(rng: random.Random, town: str, names: list[str]) -> tuple[str, di
         f"The current mayor of {town} is {facts['mayor']}.",
         f"{town} lies on {facts['river']}.",
     ]
-    body = [lines[0]] + rng.sample(lines[1:], 4)
+    body = [lines[0], *rng.sample(lines[1:], 4)]
     return "\n\n".join(body), facts
 
 

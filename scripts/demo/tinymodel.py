@@ -80,16 +80,18 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         b, t, _ = x.shape
         s = self.s
-        q = _rope(self.q_proj(x).view(b, t, s.heads, s.head_dim), cos, sin)
+        rep = s.heads // s.kv_heads
+        # query head h uses kv head h // rep: group the query heads as [kv, rep]
+        q = _rope(self.q_proj(x).view(b, t, s.heads, s.head_dim), cos, sin) * (1.0 / math.sqrt(s.head_dim))
         k = _rope(self.k_proj(x).view(b, t, s.kv_heads, s.head_dim), cos, sin)
         v = self.v_proj(x).view(b, t, s.kv_heads, s.head_dim)
-        rep = s.heads // s.kv_heads
-        k = k.repeat_interleave(rep, dim=2)
-        v = v.repeat_interleave(rep, dim=2)
-        scores = torch.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(s.head_dim) + mask
-        sink = self.sinks.view(1, -1, 1, 1).expand(b, -1, t, 1)
-        w = torch.softmax(torch.cat([scores, sink], dim=-1), dim=-1)[..., :-1]
-        out = torch.einsum("bhqk,bkhd->bqhd", w, v).reshape(b, t, -1)
+        q = q.view(b, t, s.kv_heads, rep, s.head_dim)
+        scores = torch.einsum("bqgrd,bkgd->bgrqk", q, k) + mask
+        sink = self.sinks.view(1, s.kv_heads, rep, 1, 1)
+        # softmax over [scores, sink] without building the concatenation
+        lse = torch.logaddexp(torch.logsumexp(scores, dim=-1, keepdim=True), sink)
+        w = torch.exp(scores - lse)
+        out = torch.einsum("bgrqk,bkgd->bqgrd", w, v).reshape(b, t, -1)
         return self.o_proj(out)
 
 

@@ -30,8 +30,7 @@ from typing import Any
 import torch
 
 from scripts.demo import mxfp4
-from scripts.demo.render import render_training
-from scripts.demo.simtools import SimToolbox, run_gold
+from scripts.demo.realgen import gold_sequence
 from scripts.demo.tasks import generate
 from scripts.demo.tinymodel import Shape, TinyGptOss
 
@@ -40,7 +39,7 @@ VOCAB = 201088
 
 @dataclass(frozen=True)
 class DemoConfig:
-    hidden: int = 128
+    hidden: int = 64
     layers: int = 4
     experts: int = 4
     top_k: int = 2
@@ -49,7 +48,7 @@ class DemoConfig:
     kv_heads: int = 2
     head_dim: int = 32
     n_tasks: int = 3000
-    steps: int = 700
+    steps: int = 600
     batch: int = 4
     lr: float = 3e-3
     warmup: int = 50
@@ -99,18 +98,22 @@ def hf_config(cfg: DemoConfig, vocab: int = VOCAB) -> dict[str, Any]:
     }
 
 
-def build_data(cfg: DemoConfig) -> tuple[list[tuple[list[int], list[bool]]], list[int]]:
-    """Rendered training transcripts and the sorted token ids they use."""
+def build_data(cfg: DemoConfig, log: bool = False) -> tuple[list[tuple[list[int], list[bool]]], list[int]]:
+    """Gold transcripts run through the real agent loop and tools, and the sorted token ids they use."""
+    from ossagent.model.tokenizer import o200k_harmony
+
+    enc = o200k_harmony()
     data = []
     used: set[int] = set()
-    for task in generate(cfg.n_tasks, cfg.seed, "train"):
-        tb = SimToolbox(task)
-        try:
-            toks, mask = render_training(task, run_gold(task, tb))
-        finally:
-            tb.close()
+    t0 = time.time()
+    for i, task in enumerate(generate(cfg.n_tasks, cfg.seed, "train")):
+        toks, mask, result = gold_sequence(task, enc)
+        if result.stop_reason != "final":
+            raise RuntimeError(f"gold run of {task.user!r} stopped with {result.stop_reason}")
         data.append((toks, mask))
         used.update(toks)
+        if log and i % 250 == 249:
+            print(f"  {i + 1} transcripts ({time.time() - t0:.0f}s)", flush=True)
     return data, sorted(used)
 
 
@@ -153,13 +156,28 @@ def _epoch_order(data: list[tuple[list[int], list[bool]]], batch: int, rng: rand
     return [i for g in groups for i in g]
 
 
-def train(cfg: DemoConfig, log: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, Any], list[float]]:
+def cached_data(cfg: DemoConfig, cache: Path | None, log: bool = False
+                ) -> tuple[list[tuple[list[int], list[bool]]], list[int]]:
+    """:func:`build_data`, stored in ``cache`` (a JSON file keyed by the task count and seed) when given."""
+    key = {"n_tasks": cfg.n_tasks, "seed": cfg.seed}
+    if cache is not None and cache.exists():
+        blob = json.loads(cache.read_text())
+        if blob["key"] == key:
+            return [(t, [bool(x) for x in m]) for t, m in blob["data"]], blob["used"]
+    data, used = build_data(cfg, log)
+    if cache is not None:
+        cache.write_text(json.dumps({"key": key, "used": used, "data": [(t, [int(x) for x in m]) for t, m in data]}))
+    return data, used
+
+
+def train(cfg: DemoConfig, log: bool = True, cache: Path | None = None
+          ) -> tuple[dict[str, torch.Tensor], dict[str, Any], list[float]]:
     """Run training; returns the HF-layout tensors, the config.json dict and the loss curve."""
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     torch.use_deterministic_algorithms(True)
     t0 = time.time()
-    data, used = build_data(cfg)
+    data, used = cached_data(cfg, cache, log)
     remap = {t: i for i, t in enumerate(used)}
     if log:
         n_tok = sum(len(t) for t, _ in data)
@@ -222,23 +240,42 @@ def export(model: torch.nn.Module, used: list[int], cfg: DemoConfig) -> dict[str
 
 
 def save(tensors: dict[str, torch.Tensor], config: dict[str, Any], out: Path, meta: dict[str, str]) -> None:
+    """Three shards (embedding | blocks | unembedding, each under 30 MB) with the HF index file."""
     from safetensors.torch import save_file
 
     out.mkdir(parents=True, exist_ok=True)
-    save_file(dict(sorted(tensors.items())), str(out / "model.safetensors"), metadata={"format": "pt", **meta})
+    groups = [
+        {k: v for k, v in tensors.items() if k == "model.embed_tokens.weight"},
+        {k: v for k, v in tensors.items() if k not in ("model.embed_tokens.weight", "lm_head.weight")},
+        {k: v for k, v in tensors.items() if k == "lm_head.weight"},
+    ]
+    names = [f"model-{i + 1:05d}-of-{len(groups):05d}.safetensors" for i in range(len(groups))]
+    weight_map = {}
+    for name, group in zip(names, groups, strict=True):
+        save_file(dict(sorted(group.items())), str(out / name), metadata={"format": "pt", **meta})
+        weight_map.update({k: name for k in group})
+    total = sum((out / n).stat().st_size for n in names)
+    index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
+    (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n")
     (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--preset", choices=sorted(PRESETS), default="full")
-    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--out", type=Path, default=Path("model/demo_weights"))
     ap.add_argument("--steps", type=int, help="override the preset's step count")
+    ap.add_argument("--data-cache", type=Path, help="JSON file keeping the generated transcripts between runs")
+    ap.add_argument("--data-only", action="store_true", help="generate (and cache) the data, do not train")
     args = ap.parse_args(argv)
     cfg = PRESETS[args.preset]
     if args.steps is not None:
         cfg = DemoConfig(**{**asdict(cfg), "steps": args.steps})
-    tensors, config, losses = train(cfg)
+    if args.data_only:
+        data, used = cached_data(cfg, args.data_cache, log=True)
+        print(f"{len(data)} transcripts, {sum(len(t) for t, _ in data)} tokens, {len(used)} distinct ids")
+        return 0
+    tensors, config, losses = train(cfg, cache=args.data_cache)
     save(tensors, config, args.out, {"demo_config": json.dumps(asdict(cfg), sort_keys=True)})
     print(f"saved {args.out} (final loss {losses[-1]:.4f})")
     return 0
