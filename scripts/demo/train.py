@@ -48,7 +48,7 @@ class DemoConfig:
     kv_heads: int = 2
     head_dim: int = 32
     n_tasks: int = 3000
-    steps: int = 600
+    steps: int = 800
     batch: int = 4
     lr: float = 3e-3
     warmup: int = 50
