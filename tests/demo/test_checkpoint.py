@@ -51,3 +51,29 @@ def test_exported_checkpoint_loads_through_the_real_loader_and_computes_the_same
     others = torch.ones(VOCAB, dtype=torch.bool)
     others[used] = False
     assert torch.all(logits[:, others] == 0), "tokens never seen in training have all-zero rows, so logit 0"
+
+
+def test_shipped_demo_checkpoint_loads_is_small_and_speaks_harmony() -> None:
+    import pytest
+
+    from ossagent.model.demo import demo_model_dir
+    from ossagent.model.tokenizer import o200k_harmony
+
+    folder = demo_model_dir()
+    if folder is None:
+        pytest.skip("this checkout carries no demo checkpoint (model/demo_weights)")
+    for f in folder.iterdir():
+        assert f.stat().st_size < 30_000_000, f"{f.name} is larger than 30 MB"
+    model = load_model(folder, dtype=torch.float32)
+    emb = model.embedding.weight
+    seen = int((emb.abs().sum(-1) > 0).sum())
+    assert 1000 < seen < 5000, "only the rows of tokens seen in training are non-zero"
+    enc = o200k_harmony()
+    prompt = enc.encode(
+        "<|start|>system<|message|>You are ChatGPT, a large language model trained by OpenAI.\nKnowledge cutoff: "
+        "2024-06\nCurrent date: 2026-11-30\n\nReasoning: low\n\n# Valid channels: analysis, commentary, final. "
+        "Channel must be included for every message.<|end|><|start|>user<|message|>What is 12 * 34?<|end|>"
+        "<|start|>assistant", allowed_special="all")
+    with torch.no_grad():
+        first = int(model(torch.tensor(prompt))[-1].argmax())
+    assert first == 200005, "the demo model starts its answer with <|channel|>"

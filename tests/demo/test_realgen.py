@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from ossagent.model.tokenizer import o200k_harmony
@@ -29,7 +31,7 @@ def test_every_family_runs_to_a_correct_final_answer_reproducibly(enc) -> None: 
         assert not mask[0]
         # the loss covers exactly what the model writes: split at <|start|> and look at each header
         starts = [i for i, t in enumerate(tokens) if t == START] + [len(tokens)]
-        for a, b in zip(starts, starts[1:], strict=False):
+        for a, b in itertools.pairwise(starts):
             header = enc.decode(tokens[a + 1 : a + 3])
             if header.startswith("assistant"):  # the loop itself may write <|start|>assistant
                 assert all(mask[a + 2 : b]), (header, task.user)
@@ -41,7 +43,7 @@ def test_every_family_runs_to_a_correct_final_answer_reproducibly(enc) -> None: 
 
 def test_files_task_with_forced_restart_shows_the_real_state_lost_note(enc) -> None:  # type: ignore[no-untyped-def]
     task = next(t for t in generate(200, seed=0) if t.family == "files" and t.python_restart_before == 1)
-    tokens, _, result = gold_sequence(task, enc)
+    _tokens, _, result = gold_sequence(task, enc)
     tool_texts = [m.text for m in result.transcript.messages if m.role == "tool"]
     assert "restarted" in tool_texts[1] and "restarted" not in tool_texts[0]
     assert check(task, result.text, [])[0]
