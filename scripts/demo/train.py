@@ -59,6 +59,8 @@ class DemoConfig:
 
 PRESETS = {
     "full": DemoConfig(),
+    # stage 2: started from the stage-1 ("full") checkpoint with --init
+    "continue": DemoConfig(steps=400, lr=2e-3, warmup=10, seed=0),
     "micro": DemoConfig(hidden=32, layers=2, experts=2, top_k=1, intermediate=32, heads=2, kv_heads=1,
                         head_dim=16, n_tasks=10, steps=6, batch=2, warmup=2, qat_frac=0.34),
 }
@@ -170,7 +172,27 @@ def cached_data(cfg: DemoConfig, cache: Path | None, log: bool = False
     return data, used
 
 
-def train(cfg: DemoConfig, log: bool = True, cache: Path | None = None
+def load_init(model: TinyGptOss, folder: Path, used: list[int]) -> None:
+    """Start from a checkpoint this script wrote (a second training stage)."""
+    from safetensors.torch import load_file
+
+    sd: dict[str, torch.Tensor] = {}
+    for f in sorted(folder.glob("*.safetensors")):
+        sd.update(load_file(str(f)))
+    state = {}
+    for k, v in sd.items():
+        if k.endswith("_blocks"):
+            base = k[: -len("_blocks")]
+            state[base] = mxfp4.dequantize(v, sd[base + "_scales"]).transpose(1, 2).contiguous()
+        elif k in ("model.embed_tokens.weight", "lm_head.weight"):
+            state[k] = v.float()[torch.tensor(used)]
+        elif not k.endswith("_scales"):
+            state[k] = v.float()
+    model.load_state_dict(state, strict=True)
+    model.lm_head.weight = model.model.embed_tokens.weight
+
+
+def train(cfg: DemoConfig, log: bool = True, cache: Path | None = None, init: Path | None = None
           ) -> tuple[dict[str, torch.Tensor], dict[str, Any], list[float]]:
     """Run training; returns the HF-layout tensors, the config.json dict and the loss curve."""
     torch.manual_seed(cfg.seed)
@@ -183,6 +205,8 @@ def train(cfg: DemoConfig, log: bool = True, cache: Path | None = None
         n_tok = sum(len(t) for t, _ in data)
         print(f"data: {len(data)} transcripts, {n_tok} tokens, {len(used)} distinct ids ({time.time() - t0:.0f}s)")
     model = build_model(cfg, len(used))
+    if init is not None:
+        load_init(model, init, used)
     model.train()
     expert_names = [n for n, _ in model.named_parameters() if ".experts.gate_up_proj" in n or ".experts.down_proj" in n]
     expert_names = [n for n in expert_names if not n.endswith("_bias")]
@@ -267,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, help="override the preset's step count")
     ap.add_argument("--data-cache", type=Path, help="JSON file keeping the generated transcripts between runs")
     ap.add_argument("--data-only", action="store_true", help="generate (and cache) the data, do not train")
+    ap.add_argument("--init", type=Path, help="start from this checkpoint (stage 2, preset 'continue')")
     args = ap.parse_args(argv)
     cfg = PRESETS[args.preset]
     if args.steps is not None:
@@ -275,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         data, used = cached_data(cfg, args.data_cache, log=True)
         print(f"{len(data)} transcripts, {sum(len(t) for t, _ in data)} tokens, {len(used)} distinct ids")
         return 0
-    tensors, config, losses = train(cfg, cache=args.data_cache)
+    tensors, config, losses = train(cfg, cache=args.data_cache, init=args.init)
     save(tensors, config, args.out, {"demo_config": json.dumps(asdict(cfg), sort_keys=True)})
     print(f"saved {args.out} (final loss {losses[-1]:.4f})")
     return 0
