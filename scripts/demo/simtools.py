@@ -109,7 +109,8 @@ class SimToolbox:
         try:
             os.chdir(self._dir.name)
             with contextlib.redirect_stdout(buf):
-                exec(code, self._globals)  # our own generated code only (gold policy)
+                # our own generated code only (gold policy); /mnt/data is where the real tool mounts the workspace
+                exec(code.replace("/mnt/data", self._dir.name), self._globals)
         except Exception as e:
             buf.write(f"{type(e).__name__}: {e}\n")
         finally:
