@@ -276,12 +276,15 @@ def save(tensors: dict[str, torch.Tensor], config: dict[str, Any], out: Path, me
     names = [f"model-{i + 1:05d}-of-{len(groups):05d}.safetensors" for i in range(len(groups))]
     weight_map = {}
     for name, group in zip(names, groups, strict=True):
-        save_file(dict(sorted(group.items())), str(out / name), metadata={"format": "pt", **meta})
+        # one metadata key only: safetensors writes its metadata map in hash order, which varies per process
+        save_file(dict(sorted(group.items())), str(out / name), metadata={"format": "pt"})
         weight_map.update({k: name for k in group})
     total = sum((out / n).stat().st_size for n in names)
     index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
     (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n")
     (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    if meta:
+        (out / "demo_training.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
