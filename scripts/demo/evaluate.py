@@ -1,0 +1,174 @@
+"""Evaluate the demo model on held-out generated tasks (unseen seed, answer names from held-out pools).
+
+    .venv/bin/python -m scripts.demo.evaluate --model model/demo_weights --n 100
+
+Prints success per family and per reasoning effort, and tokens/s on CPU. Each task runs through the real
+agent loop (:class:`ossagent.agent.loop.Agent` with the local engine and its default constrained decoding) and
+the real tools (python in the sandbox, the browser over the offline search backend, function tools), in a
+fresh world; the final answer is checked against the task's expected values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import tempfile
+import time
+from collections import defaultdict
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from scripts.demo.tasks import EFFORTS, FAMILIES, Task, generate
+
+CITATION = re.compile(r"【\d+†L\d+(-L\d+)?】")
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    final: str | None
+    calls: list[tuple[str, str]] = field(default_factory=list)
+    tokens: int = 0
+    seconds: float = 0.0
+    reason: str = ""
+
+
+def check(task: Task, final: str | None, calls: list[tuple[str, str]]) -> tuple[bool, str]:
+    """Whether a run solved ``task``; the reason when it did not."""
+    if final is None:
+        return False, "no final answer"
+    if task.expected_json is not None:
+        try:
+            got = json.loads(final)
+        except json.JSONDecodeError:
+            return False, f"final answer is not JSON: {final!r}"
+        return (got == task.expected_json, "" if got == task.expected_json else f"JSON differs: {final}")
+    if task.expected_call is not None:
+        name, args = task.expected_call
+        made = [(r, c) for r, c in calls if r == f"functions.{name}"]
+        if not made or _loads(made[0][1]) != args:
+            return False, f"expected call functions.{name}({args}), got {calls}"
+    missing = [e for e in task.expected if e.lower() not in final.lower()]
+    if missing:
+        return False, f"missing {missing} in {final!r}"
+    if task.family == "browser" and not CITATION.search(final):
+        return False, f"no citation in {final!r}"
+    return True, ""
+
+
+def _loads(s: str) -> Any:
+    try:
+        return json.loads(s)
+    except json.JSONDecodeError:
+        return None
+
+
+def run_task(task: Task, backend: Any, temperature: float = 0.0) -> Outcome:
+    """One task through the real agent loop and tools, in a fresh world (workspace files, offline site)."""
+    from ossagent.agent.limits import Limits
+    from scripts.demo.realgen import make_agent, make_tools, write_world
+
+    t0 = time.perf_counter()
+    with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="ossagent-demo-eval-") as tmp:
+        ws, site = write_world(task, Path(tmp))
+        tools = make_tools(task, ws, site, stack)
+        agent = make_agent(task, backend, tools, constrained=None, temperature=temperature)
+        try:
+            result = agent.run(task.user, limits=Limits(max_turns=8, max_tokens=1200))
+        except Exception as exc:  # a crash is a failed task, reported with its reason
+            return Outcome(False, None, [], 0, time.perf_counter() - t0, f"{type(exc).__name__}: {exc}")
+    calls = [(m.recipient, m.text) for m in result.transcript.messages if m.is_tool_call]
+    final = result.text if result.stop_reason == "final" else None
+    ok, why = check(task, final, calls)
+    if result.stop_reason != "final":
+        why = f"stopped: {result.stop_reason} {[getattr(e, 'message', e) for e in result.errors]}"
+    return Outcome(ok, final, calls, result.usage.completion_tokens, time.perf_counter() - t0, why)
+
+
+def decode_speed(backend: Any, n_prompt: int = 400, n_new: int = 64) -> tuple[float, float]:
+    """(prefill tokens/s, decode tokens/s) of the local engine: greedy, no hook, stop tokens off."""
+    from ossagent.agent.backend import GenerationParams
+
+    prompt = [200006, 17360, 200008] + [1000 + i % 500 for i in range(n_prompt - 3)]
+    eng = backend.engine
+    eng.reset()
+    t0 = time.perf_counter()
+    eng.prefill(prompt)
+    t1 = time.perf_counter()
+    eng.reset()
+    params = GenerationParams(max_tokens=n_new, temperature=0.0, stop_tokens=frozenset())
+    t2 = time.perf_counter()
+    n = sum(1 for _ in backend.generate(prompt, params))
+    t3 = time.perf_counter()
+    decode_s = (t3 - t2) - (t1 - t0)
+    return len(prompt) / (t1 - t0), n / decode_s if decode_s > 0 else float("nan")
+
+
+def evaluate(model_dir: Path, n: int, seed: int, temperature: float = 0.0, verbose: bool = False,
+             device: str = "cpu") -> dict[str, Any]:
+    from ossagent.agent.local import LocalBackend
+
+    backend = LocalBackend.from_pretrained(model_dir, device=device)
+    prefill_tps, decode_tps = decode_speed(backend)
+    by_pair: dict[tuple[str, str], list[bool]] = defaultdict(list)
+    toks, secs = 0, 0.0
+    failures = []
+    for task in generate(n, seed, "eval"):
+        o = run_task(task, backend, temperature)
+        by_pair[(task.family, task.effort)].append(o.ok)
+        toks, secs = toks + o.tokens, secs + o.seconds
+        if not o.ok:
+            failures.append(f"[{task.family}/{task.effort}] {task.user!r}: {o.reason}")
+            if verbose:
+                print(failures[-1], flush=True)
+
+    def rate(vs: list[bool]) -> float:
+        return sum(vs) / len(vs)
+
+    fam = {f: rate([v for (ff, _), vs in by_pair.items() if ff == f for v in vs]) for f in FAMILIES}
+    eff = {e: rate([v for (_, ee), vs in by_pair.items() if ee == e for v in vs]) for e in EFFORTS}
+    allv = [v for vs in by_pair.values() for v in vs]
+    return {"overall": rate(allv), "n": len(allv), "family": fam, "effort": eff,
+            "pair": {f"{f}/{e}": rate(v) for (f, e), v in by_pair.items()},
+            "counts": {f"{f}/{e}": len(v) for (f, e), v in by_pair.items()},
+            "run_tokens_per_s": toks / secs if secs else 0.0, "prefill_tokens_per_s": prefill_tps,
+            "decode_tokens_per_s": decode_tps, "temperature": temperature, "failures": failures}
+
+
+def print_report(r: dict[str, Any]) -> None:
+    print(f"overall: {r['overall']:.0%} of {r['n']} held-out tasks (temperature {r['temperature']})")
+    print(f"speed (CPU): prefill {r['prefill_tokens_per_s']:.0f} tokens/s, decode {r['decode_tokens_per_s']:.1f} "
+          f"tokens/s; whole runs incl. tools and constrained decoding {r['run_tokens_per_s']:.1f} tokens/s")
+    print(f"{'family':10s} " + " ".join(f"{e:>7s}" for e in EFFORTS) + "      all")
+    for f in FAMILIES:
+        cells = [r["pair"].get(f"{f}/{e}") for e in EFFORTS]
+        print(f"{f:10s} " + " ".join(f"{c:7.0%}" if c is not None else "      -" for c in cells)
+              + f"  {r['family'][f]:7.0%}")
+    print(f"{'all':10s} " + " ".join(f"{r['effort'][e]:7.0%}" for e in EFFORTS) + f"  {r['overall']:7.0%}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    import torch
+
+    ap = argparse.ArgumentParser(description="evaluate the demo model on held-out tasks")
+    ap.add_argument("--model", type=Path, default=Path("model/demo_weights"))
+    ap.add_argument("--n", type=int, default=100)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--temperature", type=float, default=0.0)
+    ap.add_argument("--json", type=Path, help="also write the report (with every failure) here")
+    ap.add_argument("-v", "--verbose", action="store_true", help="print each failure as it happens")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    r = evaluate(args.model, args.n, args.seed, args.temperature, verbose=args.verbose)
+    print_report(r)
+    if args.json:
+        args.json.write_text(json.dumps(r, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

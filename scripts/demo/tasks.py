@@ -1,0 +1,442 @@
+"""Task families for the demo model: a task is what the user asks plus the world it runs in, and a gold
+policy (the assistant messages a correct agent sends, computed from the real tool results).
+
+Families: ``python`` (arithmetic and data via the python tool), ``files`` (list and read workspace files via
+python), ``browser`` (search, open, find on a local site, answer with a citation), ``json`` (structured answer
+for a response-format schema), ``function`` (call a declared function, then answer).
+
+Held-out evaluation tasks come from a different seed *and* from name pools that training never uses as
+answers (``split="eval"``); their tokens still occur in training as filler text, so the model has embeddings
+for them.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+FAMILIES = ("python", "files", "browser", "json", "function")
+EFFORTS = ("low", "medium", "high")
+
+_FIRST = ["Alice", "Bruno", "Chen", "Dana", "Elena", "Farid", "Greta", "Hugo", "Ines", "Jonas", "Kira", "Liam", "Maya", "Nils", "Omar", "Paula", "Quinn", "Rosa", "Sven", "Tara", "Umar", "Vera", "Wanda", "Xavier", "Yara", "Zoe", "Anton", "Bianca", "Carlos", "Diego", "Emma", "Felix", "Hanna", "Ivan", "Julia", "Karl", "Lena", "Marco", "Nora", "Oscar", "Petra", "Rafael", "Sara", "Tomas", "Ursula", "Viktor", "Willa", "Yusuf", "Zara", "Amir", "Beatrice", "Cyrus", "Delia"]
+_CITIES = ["Oslo", "Lima", "Cairo", "Quito", "Porto", "Riga", "Turin", "Dakar", "Hanoi", "Perth", "Accra", "Bergen", "Lyon", "Graz", "Malmo", "Tartu", "Cork", "Split", "Bilbao", "Ghent", "Leeds", "Krakow", "Nantes", "Padua", "Basel", "Aarhus", "Tromso", "Sevilla", "Utrecht", "Vilnius", "Kyoto", "Osaka", "Denver", "Austin", "Boston", "Halifax", "Regina", "Hobart", "Dunedin", "Nagoya"]
+_PROJECTS = ["orion", "apollo", "falcon", "harbor", "maple", "cedar", "nova", "atlas", "comet", "delta", "ember", "fjord", "granite", "helix", "indigo", "juniper", "kestrel", "lumen", "meteor", "nectar", "onyx", "pelican", "quartz", "raven", "sierra", "tundra", "umbra", "vortex", "willow", "zenith", "aurora", "beacon", "cobalt", "dune", "echo"]
+_PRODUCTS = ["lamp", "kettle", "backpack", "helmet", "keyboard", "blender", "tripod", "compass", "lantern", "notebook", "teapot", "stapler", "monitor", "scooter", "toaster", "umbrella", "whistle", "jacket", "camera", "speaker"]
+_TOWNS = ["Ashford", "Brackley", "Carnmoor", "Dunmere", "Elsworth", "Fenwick", "Glenholt", "Harwick", "Ivybridge", "Kelmarsh", "Larkfield", "Merrow", "Northam", "Oakhurst", "Pendle", "Quarrybank", "Redmire", "Saltash", "Thornbury", "Upton", "Valemont", "Westerly", "Yarrowby", "Zennor", "Ambleside", "Birchwood", "Coldharbour", "Dovecote", "Eastwick", "Foxley"]
+_FILLER = ["the", "report", "was", "reviewed", "by", "the", "team", "last", "week", "and", "several", "small", "issues", "were", "fixed", "before", "release", "please", "keep", "this", "file", "up", "to", "date", "when", "anything", "changes", "in", "the", "plan", "or", "schedule", "for", "the", "next", "quarter"]
+
+
+def _split_pool(pool: list[str], split: str) -> list[str]:
+    """Train uses the first 80% of a pool as answers, eval the rest (unseen as answers)."""
+    cut = max(1, int(len(pool) * 0.8))
+    return pool[:cut] if split == "train" else pool[cut:]
+
+
+@dataclass(frozen=True)
+class Function:
+    name: str
+    description: str
+    parameters: dict[str, Any]
+    impl: Callable[[dict[str, Any]], str]
+
+
+@dataclass
+class Step:
+    """One gold assistant message. ``text`` may depend on the tool results seen so far."""
+
+    channel: str  # analysis | commentary | final
+    text: str | Callable[[list[str]], str]
+    recipient: str | None = None
+    content_type: str | None = None
+
+
+@dataclass
+class Task:
+    family: str
+    effort: str
+    user: str
+    builtin_tools: tuple[str, ...] = ()  # "python", "browser"
+    functions: tuple[Function, ...] = ()
+    instructions: str | None = None
+    response_format: tuple[str, dict[str, Any]] | None = None
+    files: dict[str, str] = field(default_factory=dict)
+    pages: dict[str, tuple[str, str]] = field(default_factory=dict)  # url -> (title, text)
+    steps: list[Step] = field(default_factory=list)
+    expected: tuple[str, ...] = ()  # substrings the final answer must contain (case-insensitive)
+    expected_json: dict[str, Any] | None = None
+    expected_call: tuple[str, dict[str, Any]] | None = None
+    # training data only: restart the python process before this call number (0-based) so the transcript
+    # shows the real tool's state-lost note; the model learns to carry on (the files are kept)
+    python_restart_before: int | None = None
+
+
+def _think(rng: random.Random, effort: str, low: str, medium: str, high: str) -> str:
+    """Analysis text: one clause at low, a short plan at medium, a restated plan at high."""
+    return {"low": low, "medium": medium, "high": high}[effort]
+
+
+# --------------------------------------------------------------------------------------------- python
+
+
+def _python_task(rng: random.Random, effort: str, split: str) -> Task:
+    kind = rng.choice(["expr", "expr", "mean", "sum", "max"])
+    if kind == "expr":
+        a, b, c = rng.randint(12, 999), rng.randint(3, 99), rng.randint(1, 999)
+        op = rng.choice(["*", "+", "-"])
+        expr = f"{a} {op} {b} * {c}" if rng.random() < 0.5 else f"({a} {op} {b}) * {c}"
+        user = rng.choice(
+            [
+                f"What is {expr}?",
+                f"Compute {expr}.",
+                f"Please calculate {expr} for me.",
+                f"Use python to evaluate {expr}.",
+                f"I need the value of {expr}.",
+            ]
+        )
+        code = f"print({expr})"
+        what = f"the value of {expr}"
+    else:
+        xs = [rng.randint(1, 500) for _ in range(rng.randint(4, 7))]
+        listed = ", ".join(map(str, xs))
+        word = {"mean": "average", "sum": "total", "max": "largest value"}[kind]
+        user = rng.choice(
+            [
+                f"What is the {word} of these numbers: {listed}?",
+                f"Here are some measurements: {listed}. What is their {word}?",
+                f"Find the {word} of {listed}.",
+            ]
+        )
+        fn = {"mean": "sum(xs) / len(xs)", "sum": "sum(xs)", "max": "max(xs)"}[kind]
+        code = f"xs = [{listed}]\nprint({fn})"
+        what = f"the {word} of the list"
+    plan = _think(
+        rng,
+        effort,
+        "Use python.",
+        f"The user wants {what}. I will compute it with python.",
+        f"The user wants {what}. Doing this by hand is error-prone, so I will write a short python program "
+        f"that prints the result, then read the output and report it.",
+    )
+    steps = [
+        Step("analysis", plan),
+        Step("analysis", code, recipient="python"),
+    ]
+    if effort == "high":
+        steps.append(Step("analysis", lambda obs: f"The program printed {obs[-1].strip()}. That is the answer."))
+    steps.append(Step("final", lambda obs: f"The answer is {obs[-1].strip()}."))
+    # expected answer is computed by really running the code (see tools.run_gold / evaluation)
+    return Task("python", effort, user, builtin_tools=("python",), steps=steps, expected=(_py_value(code),))
+
+
+def _py_value(code: str) -> str:
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        exec(code, {})  # our own generated arithmetic, no input from outside
+    return buf.getvalue().strip()
+
+
+# ---------------------------------------------------------------------------------------------- files
+
+
+def _files_task(rng: random.Random, effort: str, split: str) -> Task:
+    projects = rng.sample(_PROJECTS, 4)
+    target = projects[0]
+    names = _split_pool(_FIRST, split)
+    files: dict[str, str] = {}
+    facts: dict[str, dict[str, str]] = {}
+    for p in projects:
+        owner = rng.choice(names)
+        facts[p] = {
+            "owner": owner,
+            "budget": str(rng.randint(10, 990) * 100),
+            "deadline": f"2026-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
+        }
+        filler = " ".join(rng.choice(_FILLER + _FIRST + _TOWNS + _CITIES) for _ in range(rng.randint(4, 10)))
+        files[f"{p}_plan.txt"] = (
+            f"Project: {p}\nOwner: {owner}\nBudget: {facts[p]['budget']}\nDeadline: {facts[p]['deadline']}\n"
+            f"Notes: {filler}\n"
+        )
+    files["readme.md"] = "Project plans live in the *_plan.txt files.\n"
+    key = rng.choice(["owner", "budget", "deadline"])
+    ask = {"owner": "Who owns", "budget": "What is the budget of", "deadline": "What is the deadline of"}[key]
+    user = rng.choice(
+        [
+            f"{ask} project {target}? The plans are in the workspace files.",
+            f"Look at the files in the workspace. {ask} project {target}?",
+            f"{ask} the {target} project? Check the workspace.",
+        ]
+    )
+    fname = f"{target}_plan.txt"
+    label = key.capitalize()
+    steps = [
+        Step(
+            "analysis",
+            _think(
+                rng,
+                effort,
+                "List the files.",
+                f"I need the {key} of project {target}. First I list the workspace files.",
+                f"The user asks for the {key} of project {target}. The answer should be in one of the workspace "
+                f"files, so I will list them with python, open the plan for {target}, and read the {label} line.",
+            ),
+        ),
+        Step("analysis", "import os\nprint(sorted(os.listdir('/mnt/data')))", recipient="python"),
+        Step("analysis", f"The file {fname} should have it. Read it."),
+        Step("analysis", f"print(open('/mnt/data/{fname}').read())", recipient="python"),
+        Step("final", lambda obs: _files_answer(obs[-1], target, key, fname)),
+    ]
+    restart = 1 if rng.random() < 0.3 else None
+    return Task("files", effort, user, builtin_tools=("python",), files=files, steps=steps,
+                expected=(facts[target][key],), python_restart_before=restart)
+
+
+def _files_answer(obs: str, project: str, key: str, fname: str) -> str:
+    m = re.search(rf"{key.capitalize()}: (.+)", obs)
+    value = m.group(1).strip() if m else "unknown"
+    return f"The {key} of project {project} is {value} (from {fname})."
+
+
+# -------------------------------------------------------------------------------------------- browser
+
+_TOWN_FACTS = ("founded", "population", "mayor", "river")
+
+
+def _town_page(rng: random.Random, town: str, names: list[str]) -> tuple[str, dict[str, str]]:
+    facts = {
+        "founded": str(rng.randint(1100, 1950)),
+        "population": str(rng.randint(1200, 98000)),
+        "mayor": f"{rng.choice(names)} {rng.choice(_TOWNS)}",
+        "river": f"the {rng.choice(_PROJECTS).capitalize()} River",
+    }
+    lines = [
+        f"{town} is a small town known for its market and old bridge. It is twinned with {rng.choice(_TOWNS)}.",
+        f"{town} was founded in {facts['founded']}.",
+        f"The population of {town} is {facts['population']}.",
+        f"The current mayor of {town} is {facts['mayor']}.",
+        f"{town} lies on {facts['river']}.",
+    ]
+    body = [lines[0], *rng.sample(lines[1:], 4)]
+    return "\n\n".join(body), facts
+
+
+def _browser_task(rng: random.Random, effort: str, split: str) -> Task:
+    towns = rng.sample(_split_pool(_TOWNS, split), 3)
+    names = _split_pool(_FIRST, split)
+    pages: dict[str, tuple[str, str]] = {}
+    facts: dict[str, dict[str, str]] = {}
+    for t in towns:
+        text, facts[t] = _town_page(rng, t, names)
+        pages[f"http://localsite/{t.lower()}.html"] = (f"{t} town guide", text)
+    target = towns[0]
+    key = rng.choice(_TOWN_FACTS)
+    q = {
+        "founded": f"When was {target} founded?",
+        "population": f"What is the population of {target}?",
+        "mayor": f"Who is the mayor of {target}?",
+        "river": f"Which river does {target} lie on?",
+    }[key]
+    user = rng.choice([q, f"Search the local site: {q}", f"{q} Use the browser and cite your source."])
+    pattern = {"founded": "founded", "population": "population", "mayor": "mayor", "river": "lies on"}[key]
+    steps = [
+        Step(
+            "analysis",
+            _think(
+                rng,
+                effort,
+                "Search the site.",
+                f"I should search the local site for {target}.",
+                f"The user asks about {target} ({key}). I will search the local site, open the {target} page, "
+                f"find the line about it and answer with a citation.",
+            ),
+        ),
+        Step("analysis", json.dumps({"query": f"{target} {key}"}), recipient="browser.search"),
+        Step("analysis", lambda obs: json.dumps({"id": _link_id(obs[-1], target)}), recipient="browser.open"),
+    ]
+    if effort == "high":
+        steps.append(Step("analysis", json.dumps({"pattern": pattern}), recipient="browser.find"))
+    steps.append(Step("final", lambda obs: _browser_answer(obs, target, key, facts[target][key], pattern)))
+    return Task("browser", effort, user, builtin_tools=("browser",), pages=pages, steps=steps,
+                expected=(facts[target][key],))
+
+
+def _link_id(search_page: str, title_word: str) -> int:
+    m = re.search(rf"【(\d+)†{re.escape(title_word)}", search_page)
+    return int(m.group(1)) if m else 0
+
+
+def _browser_answer(obs: list[str], town: str, key: str, value: str, pattern: str) -> str:
+    page = obs[-1]
+    cur = re.match(r"\[(\d+)\]", page)
+    cursor = cur.group(1) if cur else "0"
+    line = "0"
+    for m in re.finditer(r"L(\d+): (.*)", page):
+        if value in m.group(2) or pattern in m.group(2).lower():
+            line = m.group(1)
+            break
+    sentence = {
+        "founded": f"{town} was founded in {value}",
+        "population": f"The population of {town} is {value}",
+        "mayor": f"The mayor of {town} is {value}",
+        "river": f"{town} lies on {value}",
+    }[key]
+    return f"{sentence} 【{cursor}†L{line}】."
+
+
+# ----------------------------------------------------------------------------------------------- json
+
+_SCHEMAS: dict[str, dict[str, Any]] = {
+    "person": {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "city": {"type": "string"}, "age": {"type": "integer"}},
+        "required": ["name", "city", "age"],
+    },
+    "product": {
+        "type": "object",
+        "properties": {"product": {"type": "string"}, "price": {"type": "number"}, "quantity": {"type": "integer"}},
+        "required": ["product", "price", "quantity"],
+    },
+}
+
+
+def _json_task(rng: random.Random, effort: str, split: str) -> Task:
+    names = _split_pool(_FIRST, split)
+    kind = rng.choice(list(_SCHEMAS))
+    if kind == "person":
+        value: dict[str, Any] = {"name": rng.choice(names), "city": rng.choice(_CITIES), "age": rng.randint(18, 90)}
+        text = rng.choice(
+            [
+                f"{value['name']} is {value['age']} years old and lives in {value['city']}.",
+                f"Living in {value['city']}, {value['name']} turned {value['age']} this year.",
+            ]
+        )
+    else:
+        value = {"product": rng.choice(_PRODUCTS), "price": rng.randint(2, 400) + rng.choice([0, 0.5, 0.99]),
+                 "quantity": rng.randint(1, 60)}
+        text = rng.choice(
+            [
+                f"Order: {value['quantity']} units of {value['product']} at {value['price']} each.",
+                f"We bought {value['quantity']} of the {value['product']} for {value['price']} per piece.",
+            ]
+        )
+    user = rng.choice([f"Extract the details: {text}", f"Turn this into JSON: {text}", f"Parse: {text}"])
+    steps = [
+        Step(
+            "analysis",
+            _think(
+                rng,
+                effort,
+                "Fill the schema.",
+                f"I fill the {kind} schema from the text.",
+                f"The user wants the {kind} fields from the sentence. I copy each value exactly from the text "
+                f"and answer with JSON that matches the schema.",
+            ),
+        ),
+        Step("final", json.dumps(value)),
+    ]
+    return Task("json", effort, user, instructions="Answer with JSON that matches the response format.",
+                response_format=(kind, _SCHEMAS[kind]), steps=steps, expected_json=value)
+
+
+# ------------------------------------------------------------------------------------------- function
+
+
+def _weather(args: dict[str, Any]) -> str:
+    city = str(args.get("city", ""))
+    seed = sum(map(ord, city))
+    return json.dumps({"city": city, "temperature": seed % 35 - 5, "conditions": ["sunny", "cloudy", "rainy"][seed % 3]})
+
+
+def _stock(args: dict[str, Any]) -> str:
+    item = str(args.get("item", ""))
+    return json.dumps({"item": item, "in_stock": sum(map(ord, item)) % 97})
+
+
+FUNCTIONS = {
+    "get_weather": Function(
+        "get_weather",
+        "Gets the current weather for a city.",
+        {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+        _weather,
+    ),
+    "check_stock": Function(
+        "check_stock",
+        "Returns how many units of an item are in stock.",
+        {"type": "object", "properties": {"item": {"type": "string"}}, "required": ["item"]},
+        _stock,
+    ),
+}
+
+
+def _function_task(rng: random.Random, effort: str, split: str) -> Task:
+    fn = rng.choice(list(FUNCTIONS.values()))
+    if fn.name == "get_weather":
+        arg = rng.choice(_CITIES)
+        args: dict[str, Any] = {"city": arg}
+        user = rng.choice([f"What is the weather in {arg}?", f"How warm is it in {arg} right now?"])
+        out = json.loads(fn.impl(args))
+        answer = f"It is {out['temperature']} degrees and {out['conditions']} in {arg}."
+        expected = (str(out["temperature"]), out["conditions"])
+    else:
+        arg = rng.choice(_PRODUCTS)
+        args = {"item": arg}
+        user = rng.choice([f"How many {arg} units are in stock?", f"Check the stock for {arg}."])
+        out = json.loads(fn.impl(args))
+        answer = f"There are {out['in_stock']} units of {arg} in stock."
+        expected = (str(out["in_stock"]),)
+    steps = [
+        Step(
+            "analysis",
+            _think(
+                rng,
+                effort,
+                f"Call {fn.name}.",
+                f"I can answer this with the {fn.name} function.",
+                f"The user asks something the declared function {fn.name} answers. I call it with the argument "
+                f"from the question, then report its result.",
+            ),
+        ),
+        Step("commentary", json.dumps(args), recipient=f"functions.{fn.name}", content_type="<|constrain|>json"),
+        Step("final", lambda obs, a=answer: a),
+    ]
+    others = tuple(f for f in FUNCTIONS.values() if f.name != fn.name)
+    declared = (fn, *others) if rng.random() < 0.5 else (*others, fn)
+    return Task("function", effort, user, functions=declared, steps=steps, expected=expected,
+                expected_call=(fn.name, args))
+
+
+_BUILDERS = {
+    "python": _python_task,
+    "files": _files_task,
+    "browser": _browser_task,
+    "json": _json_task,
+    "function": _function_task,
+}
+
+
+def make_task(family: str, effort: str, rng: random.Random, split: str = "train") -> Task:
+    if family not in _BUILDERS:
+        raise ValueError(f"unknown family {family!r}; choose from {', '.join(FAMILIES)}")
+    if effort not in EFFORTS:
+        raise ValueError(f"unknown reasoning effort {effort!r}; choose from {', '.join(EFFORTS)}")
+    return _BUILDERS[family](rng, effort, split)
+
+
+def generate(n: int, seed: int, split: str = "train") -> Iterator[Task]:
+    """``n`` tasks cycling through every (family, effort) pair, reproducible from ``seed``."""
+    rng = random.Random(f"{split}:{seed}")
+    pairs = [(f, e) for f in FAMILIES for e in EFFORTS]
+    for i in range(n):
+        f, e = pairs[i % len(pairs)]
+        yield make_task(f, e, rng, split)
+
+
+def vocabulary_text() -> str:
+    """Every pool word, so each token a held-out task can contain also occurs in training data."""
+    return " ".join(_FIRST + _CITIES + _PROJECTS + _PRODUCTS + _TOWNS + _FILLER)

@@ -1,0 +1,313 @@
+"""Train the demo model: a tiny gpt-oss (same architecture, tokenizer and harmony format) on generated tasks.
+
+    .venv/bin/python -m scripts.demo.train --out model/demo_weights        # the shipped checkpoint
+    .venv/bin/python -m scripts.demo.train --preset micro --out /tmp/micro # seconds; used by the tests
+
+Reproducible bit-for-bit on one machine: fixed seeds, one thread, deterministic algorithms, data generated from
+the seed. How the 201,088-row vocabulary stays small: training runs over the ``V`` token ids that occur in the
+training data (remapped to 0..V-1). The loss is still the exact full-vocabulary cross-entropy, because every
+other row of the saved embedding and unembedding is zero, so those tokens all have logit 0: the softmax
+denominator is ``sum(exp(used logits)) + (201088 - V) * exp(0)``, which the loss adds as one extra column
+``log(201088 - V)``. The embedding and unembedding are tied while training (so a token seen only in inputs can
+still be copied to the output) and saved as the two separate tensors gpt-oss has. Zero rows compress to
+almost nothing in git.
+
+Expert weights are trained in float32, then rounded to MXFP4 and frozen for the last ``qat_frac`` of the steps
+while everything else adapts to the rounding; the saved experts are exactly those rounded values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from scripts.demo import mxfp4
+from scripts.demo.realgen import gold_sequence
+from scripts.demo.tasks import generate
+from scripts.demo.tinymodel import Shape, TinyGptOss
+
+VOCAB = 201088
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    hidden: int = 64
+    layers: int = 4
+    experts: int = 4
+    top_k: int = 2
+    intermediate: int = 128
+    heads: int = 4
+    kv_heads: int = 2
+    head_dim: int = 32
+    n_tasks: int = 3000
+    steps: int = 800
+    batch: int = 4
+    lr: float = 3e-3
+    warmup: int = 50
+    qat_frac: float = 0.15
+    seed: int = 0
+    threads: int = 1
+
+
+PRESETS = {
+    "full": DemoConfig(),
+    # stage 2: started from the stage-1 ("full") checkpoint with --init
+    "continue": DemoConfig(steps=400, lr=2e-3, warmup=10, seed=0),
+    "micro": DemoConfig(hidden=32, layers=2, experts=2, top_k=1, intermediate=32, heads=2, kv_heads=1,
+                        head_dim=16, n_tasks=10, steps=6, batch=2, warmup=2, qat_frac=0.34),
+}
+
+
+def hf_config(cfg: DemoConfig, vocab: int = VOCAB) -> dict[str, Any]:
+    """The Hugging Face ``config.json`` of a gpt-oss model with these sizes."""
+    return {
+        "architectures": ["GptOssForCausalLM"],
+        "model_type": "gpt_oss",
+        "vocab_size": vocab,
+        "hidden_size": cfg.hidden,
+        "intermediate_size": cfg.intermediate,
+        "num_hidden_layers": cfg.layers,
+        "num_local_experts": cfg.experts,
+        "num_experts_per_tok": cfg.top_k,
+        "experts_per_token": cfg.top_k,
+        "num_attention_heads": cfg.heads,
+        "num_key_value_heads": cfg.kv_heads,
+        "head_dim": cfg.head_dim,
+        "sliding_window": 128,
+        "layer_types": ["sliding_attention" if i % 2 == 0 else "full_attention" for i in range(cfg.layers)],
+        "rms_norm_eps": 1e-5,
+        "rope_theta": 150000.0,
+        "rope_scaling": {"rope_type": "yarn", "factor": 32.0, "beta_fast": 32.0, "beta_slow": 1.0,
+                         "truncate": False, "original_max_position_embeddings": 4096},
+        "max_position_embeddings": 131072,
+        "initial_context_length": 4096,
+        "swiglu_limit": 7.0,
+        "attention_bias": True,
+        "tie_word_embeddings": False,
+        "eos_token_id": 200002,
+        "pad_token_id": 199999,
+        "torch_dtype": "bfloat16",
+        "quantization_config": {"quant_method": "mxfp4", "modules_to_not_convert": [
+            "model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens", "lm_head"]},
+    }
+
+
+def build_data(cfg: DemoConfig, log: bool = False) -> tuple[list[tuple[list[int], list[bool]]], list[int]]:
+    """Gold transcripts run through the real agent loop and tools, and the sorted token ids they use."""
+    from ossagent.model.tokenizer import o200k_harmony
+
+    enc = o200k_harmony()
+    data = []
+    used: set[int] = set()
+    t0 = time.time()
+    for i, task in enumerate(generate(cfg.n_tasks, cfg.seed, "train")):
+        toks, mask, result = gold_sequence(task, enc)
+        if result.stop_reason != "final":
+            raise RuntimeError(f"gold run of {task.user!r} stopped with {result.stop_reason}")
+        data.append((toks, mask))
+        used.update(toks)
+        if log and i % 250 == 249:
+            print(f"  {i + 1} transcripts ({time.time() - t0:.0f}s)", flush=True)
+    return data, sorted(used)
+
+
+def build_model(cfg: DemoConfig, vocab: int) -> TinyGptOss:
+    """The trainable gpt-oss (HF parameter names), with the embedding and unembedding tied while training."""
+    model = TinyGptOss(Shape(vocab, cfg.hidden, cfg.layers, cfg.experts, cfg.top_k, cfg.intermediate, cfg.heads,
+                             cfg.kv_heads, cfg.head_dim))
+    model.lm_head.weight = model.model.embed_tokens.weight
+    return model
+
+
+def loss_fn(hidden: torch.Tensor, head: torch.Tensor, targets: torch.Tensor, n_unused: int) -> torch.Tensor:
+    """Full-vocabulary cross-entropy where the ``n_unused`` zero rows are one column of logit log(n_unused)."""
+    logits = hidden @ head.t()
+    extra = torch.full((*logits.shape[:-1], 1), math.log(n_unused), dtype=logits.dtype)
+    return torch.nn.functional.cross_entropy(torch.cat([logits, extra], dim=-1), targets)
+
+
+def _batch(data: list[tuple[list[int], list[bool]]], idx: list[int], remap: dict[int, int]
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ids (causal attention never looks at the padding) and the mask of trained targets."""
+    n = max(len(data[i][0]) for i in idx)
+    ids = torch.zeros(len(idx), n, dtype=torch.long)
+    tgt_mask = torch.zeros(len(idx), n, dtype=torch.bool)
+    for r, i in enumerate(idx):
+        toks, mask = data[i]
+        ids[r, : len(toks)] = torch.tensor([remap[t] for t in toks])
+        tgt_mask[r, : len(toks) - 1] = torch.tensor(mask[1:])
+    return ids, tgt_mask
+
+
+def _epoch_order(data: list[tuple[list[int], list[bool]]], batch: int, rng: random.Random) -> list[int]:
+    """A shuffled epoch whose consecutive ``batch``-sized groups have similar lengths (less padding)."""
+    perm = rng.sample(range(len(data)), len(data))
+    groups = []
+    for s in range(0, len(perm), batch * 32):
+        chunk = sorted(perm[s : s + batch * 32], key=lambda i: len(data[i][0]))
+        groups += [chunk[j : j + batch] for j in range(0, len(chunk), batch) if len(chunk[j : j + batch]) == batch]
+    rng.shuffle(groups)
+    return [i for g in groups for i in g]
+
+
+def cached_data(cfg: DemoConfig, cache: Path | None, log: bool = False
+                ) -> tuple[list[tuple[list[int], list[bool]]], list[int]]:
+    """:func:`build_data`, stored in ``cache`` (a JSON file keyed by the task count and seed) when given."""
+    key = {"n_tasks": cfg.n_tasks, "seed": cfg.seed}
+    if cache is not None and cache.exists():
+        blob = json.loads(cache.read_text())
+        if blob["key"] == key:
+            return [(t, [bool(x) for x in m]) for t, m in blob["data"]], blob["used"]
+    data, used = build_data(cfg, log)
+    if cache is not None:
+        cache.write_text(json.dumps({"key": key, "used": used, "data": [(t, [int(x) for x in m]) for t, m in data]}))
+    return data, used
+
+
+def load_init(model: TinyGptOss, folder: Path, used: list[int]) -> None:
+    """Start from a checkpoint this script wrote (a second training stage)."""
+    from safetensors.torch import load_file
+
+    sd: dict[str, torch.Tensor] = {}
+    for f in sorted(folder.glob("*.safetensors")):
+        sd.update(load_file(str(f)))
+    state = {}
+    for k, v in sd.items():
+        if k.endswith("_blocks"):
+            base = k[: -len("_blocks")]
+            state[base] = mxfp4.dequantize(v, sd[base + "_scales"]).transpose(1, 2).contiguous()
+        elif k in ("model.embed_tokens.weight", "lm_head.weight"):
+            state[k] = v.float()[torch.tensor(used)]
+        elif not k.endswith("_scales"):
+            state[k] = v.float()
+    model.load_state_dict(state, strict=True)
+    model.lm_head.weight = model.model.embed_tokens.weight
+
+
+def train(cfg: DemoConfig, log: bool = True, cache: Path | None = None, init: Path | None = None
+          ) -> tuple[dict[str, torch.Tensor], dict[str, Any], list[float]]:
+    """Run training; returns the HF-layout tensors, the config.json dict and the loss curve."""
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    torch.use_deterministic_algorithms(True)
+    t0 = time.time()
+    data, used = cached_data(cfg, cache, log)
+    remap = {t: i for i, t in enumerate(used)}
+    if log:
+        n_tok = sum(len(t) for t, _ in data)
+        print(f"data: {len(data)} transcripts, {n_tok} tokens, {len(used)} distinct ids ({time.time() - t0:.0f}s)")
+    model = build_model(cfg, len(used))
+    if init is not None:
+        load_init(model, init, used)
+    model.train()
+    expert_names = [n for n, _ in model.named_parameters() if ".experts.gate_up_proj" in n or ".experts.down_proj" in n]
+    expert_names = [n for n in expert_names if not n.endswith("_bias")]
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0, betas=(0.9, 0.98))
+    rng = random.Random(cfg.seed)
+    order: list[int] = []
+    qat_step = int(cfg.steps * (1 - cfg.qat_frac))
+    losses: list[float] = []
+    params = dict(model.named_parameters())
+    for step in range(cfg.steps):
+        if step == qat_step:
+            with torch.no_grad():
+                for n in expert_names:
+                    p = params[n]
+                    p.copy_(mxfp4.fake_quantize(p.transpose(1, 2)).transpose(1, 2))
+                    p.requires_grad_(False)
+        lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / cfg.steps)))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        if len(order) < cfg.batch:
+            order += _epoch_order(data, cfg.batch, rng)
+        idx, order = order[: cfg.batch], order[cfg.batch :]
+        ids, tmask = _batch(data, idx, remap)
+        hidden = model(ids)
+        h = hidden[:, :-1][tmask[:, :-1]]
+        tgt = ids[:, 1:][tmask[:, :-1]]
+        loss = loss_fn(h, model.lm_head.weight, tgt, VOCAB - len(used))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
+        opt.step()
+        losses.append(loss.item())
+        if log and (step % 50 == 0 or step == cfg.steps - 1):
+            print(f"step {step:5d} loss {loss.item():.4f} lr {lr:.2e} ({time.time() - t0:.0f}s)", flush=True)
+    tensors = export(model, used, cfg)
+    return tensors, hf_config(cfg), losses
+
+
+def export(model: torch.nn.Module, used: list[int], cfg: DemoConfig) -> dict[str, torch.Tensor]:
+    """HF-layout tensors: bf16 everywhere, MXFP4 experts, full 201,088-row (mostly zero) vocabulary."""
+    out: dict[str, torch.Tensor] = {}
+    ids = torch.tensor(used)
+    for name, p in model.state_dict().items():
+        t = p.detach().float()
+        if name in ("model.embed_tokens.weight", "lm_head.weight"):
+            full = torch.zeros(VOCAB, cfg.hidden)
+            full[ids] = t
+            out[name] = full.to(torch.bfloat16).contiguous()
+        elif name.endswith(".experts.gate_up_proj") or name.endswith(".experts.down_proj"):
+            blocks, scales = mxfp4.quantize(t.transpose(1, 2))  # [E, out, in]
+            out[name + "_blocks"], out[name + "_scales"] = blocks, scales
+        else:
+            out[name] = t.to(torch.bfloat16).contiguous()
+    return out
+
+
+def save(tensors: dict[str, torch.Tensor], config: dict[str, Any], out: Path, meta: dict[str, str]) -> None:
+    """Three shards (embedding | blocks | unembedding, each under 30 MB) with the HF index file."""
+    from safetensors.torch import save_file
+
+    out.mkdir(parents=True, exist_ok=True)
+    groups = [
+        {k: v for k, v in tensors.items() if k == "model.embed_tokens.weight"},
+        {k: v for k, v in tensors.items() if k not in ("model.embed_tokens.weight", "lm_head.weight")},
+        {k: v for k, v in tensors.items() if k == "lm_head.weight"},
+    ]
+    names = [f"model-{i + 1:05d}-of-{len(groups):05d}.safetensors" for i in range(len(groups))]
+    weight_map = {}
+    for name, group in zip(names, groups, strict=True):
+        # one metadata key only: safetensors writes its metadata map in hash order, which varies per process
+        save_file(dict(sorted(group.items())), str(out / name), metadata={"format": "pt"})
+        weight_map.update({k: name for k in group})
+    total = sum((out / n).stat().st_size for n in names)
+    index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
+    (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2) + "\n")
+    (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    if meta:
+        (out / "demo_training.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="full")
+    ap.add_argument("--out", type=Path, default=Path("model/demo_weights"))
+    ap.add_argument("--steps", type=int, help="override the preset's step count")
+    ap.add_argument("--data-cache", type=Path, help="JSON file keeping the generated transcripts between runs")
+    ap.add_argument("--data-only", action="store_true", help="generate (and cache) the data, do not train")
+    ap.add_argument("--init", type=Path, help="start from this checkpoint (stage 2, preset 'continue')")
+    args = ap.parse_args(argv)
+    cfg = PRESETS[args.preset]
+    if args.steps is not None:
+        cfg = DemoConfig(**{**asdict(cfg), "steps": args.steps})
+    if args.data_only:
+        data, used = cached_data(cfg, args.data_cache, log=True)
+        print(f"{len(data)} transcripts, {sum(len(t) for t, _ in data)} tokens, {len(used)} distinct ids")
+        return 0
+    tensors, config, losses = train(cfg, cache=args.data_cache, init=args.init)
+    save(tensors, config, args.out, {"demo_config": json.dumps(asdict(cfg), sort_keys=True)})
+    print(f"saved {args.out} (final loss {losses[-1]:.4f})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,101 @@
+"""The task generator: reproducible, every family renders to harmony that parses back, gold runs pass."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from scripts.demo.evaluate import check
+from scripts.demo.render import harmony_encoding, render_prompt, render_training
+from scripts.demo.simtools import SimToolbox, run_gold
+from scripts.demo.tasks import EFFORTS, FAMILIES, generate, make_task
+
+RETURN, CALL = 200002, 200012
+
+
+def _gold(task: Any) -> list[Any]:
+    tb = SimToolbox(task)
+    try:
+        return run_gold(task, tb)
+    finally:
+        tb.close()
+
+
+def test_generation_is_reproducible_and_covers_every_pair() -> None:
+    a = [(t.family, t.effort, t.user) for t in generate(30, seed=3)]
+    b = [(t.family, t.effort, t.user) for t in generate(30, seed=3)]
+    c = [(t.family, t.effort, t.user) for t in generate(30, seed=4)]
+    assert a == b
+    assert a != c
+    assert {(f, e) for f, e, _ in a} == {(f, e) for f in FAMILIES for e in EFFORTS}
+
+
+def test_unknown_family_or_effort_is_a_clear_error() -> None:
+    import random
+
+    with pytest.raises(ValueError, match="unknown family"):
+        make_task("poetry", "low", random.Random(0))
+    with pytest.raises(ValueError, match="reasoning effort"):
+        make_task("python", "extreme", random.Random(0))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_transcripts_render_and_parse_back(family: str) -> None:
+    import openai_harmony as oh
+
+    enc = harmony_encoding()
+    for task in generate(15, seed=7):
+        if task.family != family:
+            continue
+        msgs = _gold(task)
+        tokens, mask = render_training(task, msgs)
+        prompt = render_prompt(task)
+        # the prompt is the transcript's prefix up to the first assistant header
+        assert tokens[: len(prompt) - 2] == prompt[:-2]
+        assert tokens[-1] == RETURN and mask[-1]
+        assert not any(mask[: len(prompt) - 2]), "no loss on system/developer/user tokens"
+        completion = tokens[len(prompt) :]
+        parsed = enc.parse_messages_from_completion_tokens(completion, oh.Role.ASSISTANT)
+        assert [m.author.role for m in parsed][-1] == oh.Role.ASSISTANT
+        assert parsed[-1].channel == "final"
+        texts = [m.content[0].text for m in parsed]
+        assert texts == [m.text for m in msgs]
+        # tool messages carry the real tool output, never the model's own text
+        for m in msgs:
+            if m.role == "tool":
+                assert m.text.strip(), f"empty tool output in {task.user!r}"
+
+
+def test_analysis_length_follows_reasoning_effort() -> None:
+    lengths: dict[str, list[int]] = {e: [] for e in EFFORTS}
+    for task in generate(60, seed=11):
+        msgs = _gold(task)
+        lengths[task.effort].append(sum(len(m.text) for m in msgs if m.channel == "analysis" and not m.recipient
+                                        and m.role == "assistant"))
+    mean = {e: sum(v) / len(v) for e, v in lengths.items()}
+    assert mean["low"] < mean["medium"] < mean["high"]
+
+
+def test_gold_runs_pass_the_checker_and_wrong_answers_fail() -> None:
+    for task in generate(45, seed=5, split="eval"):
+        msgs = _gold(task)
+        final = msgs[-1].text
+        calls = [(m.recipient, m.text) for m in msgs if m.role == "assistant" and m.recipient]
+        ok, why = check(task, final, calls)
+        assert ok, (task.user, why)
+        if task.expected_json is not None:
+            wrong = json.dumps({**task.expected_json, next(iter(task.expected_json)): "nobody"})
+        else:
+            wrong = "I do not know."
+        assert not check(task, wrong, calls)[0]
+
+
+def test_python_answers_come_from_running_the_code() -> None:
+    task = next(t for t in generate(15, seed=2) if t.family == "python")
+    msgs = _gold(task)
+    code = next(m.text for m in msgs if m.recipient == "python")
+    out = next(m.text for m in msgs if m.role == "tool")
+    assert out.strip() == task.expected[0]
+    assert "print(" in code

@@ -1,0 +1,95 @@
+"""The demo trainer: its model is gpt-oss (differential vs transformers), its loss is the exact full-vocabulary
+cross-entropy, its MXFP4 matches the reference decoder, and a micro run is bit-for-bit reproducible."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from scripts.demo import mxfp4
+from scripts.demo.tinymodel import Shape, TinyGptOss
+from scripts.demo.train import PRESETS, VOCAB, hf_config, loss_fn, save, train
+
+
+def _hf_model(shape: Shape) -> torch.nn.Module:
+    from transformers import GptOssConfig, GptOssForCausalLM
+
+    conf = GptOssConfig(vocab_size=shape.vocab, hidden_size=shape.hidden, intermediate_size=shape.intermediate,
+                        num_hidden_layers=shape.layers, num_local_experts=shape.experts,
+                        num_experts_per_tok=shape.top_k, num_attention_heads=shape.heads,
+                        num_key_value_heads=shape.kv_heads, head_dim=shape.head_dim, sliding_window=128,
+                        rope_parameters={"rope_type": "yarn", "factor": 32.0, "beta_fast": 32.0, "beta_slow": 1.0,
+                                         "truncate": False, "original_max_position_embeddings": 4096,
+                                         "rope_theta": 150000.0})
+    conf._attn_implementation = "eager"
+    return GptOssForCausalLM(conf).eval()
+
+
+def test_tiny_model_matches_transformers_gpt_oss() -> None:
+    torch.manual_seed(0)
+    shape = Shape(300, 64, 4, 4, 2, 64, 4, 2, 32)
+    ref = _hf_model(shape)
+    with torch.no_grad():
+        for n, p in ref.named_parameters():
+            p.copy_(torch.randn_like(p) * 0.1 + (1.0 if n.endswith("norm.weight") else 0.0))
+    ours = TinyGptOss(shape).eval()
+    ours.load_state_dict(ref.state_dict(), strict=True)  # same names and layouts
+    ids = torch.randint(0, 300, (2, 200))  # longer than the 128-token window
+    with torch.no_grad():
+        a = ref.model(input_ids=ids).last_hidden_state
+        b = ours(ids)
+    torch.testing.assert_close(b, a, atol=2e-5, rtol=2e-5)
+
+
+def test_loss_equals_cross_entropy_over_the_full_vocabulary() -> None:
+    torch.manual_seed(1)
+    used, hidden = 50, 8
+    h = torch.randn(7, hidden)
+    head = torch.randn(used, hidden)
+    tgt = torch.randint(0, used, (7,))
+    full = torch.zeros(1000, hidden)
+    full[:used] = head  # the other 950 rows are zero, as in the saved checkpoint
+    expected = torch.nn.functional.cross_entropy(h @ full.t(), tgt)
+    torch.testing.assert_close(loss_fn(h, head, tgt, 1000 - used), expected)
+
+
+def test_mxfp4_matches_the_reference_decoder() -> None:
+    from transformers.integrations.mxfp4 import convert_moe_packed_tensors
+
+    torch.manual_seed(2)
+    w = torch.randn(3, 8, 64) * torch.logspace(-3, 1, 8).view(1, 8, 1)  # [E, out, in]
+    blocks, scales = mxfp4.quantize(w)
+    assert blocks.shape == (3, 8, 2, 16) and scales.shape == (3, 8, 2)
+    ours = mxfp4.dequantize(blocks, scales)
+    ref = convert_moe_packed_tensors(blocks, scales, dtype=torch.float32).transpose(1, 2)  # HF returns [E, in, out]
+    torch.testing.assert_close(ours, ref.reshape(ours.shape), atol=0, rtol=0)
+    # the error is at most half the widest E2M1 gap (4 to 6) times the block scale, which is below amax / 3
+    amax = w.abs().reshape(3, 8, 2, 32).amax(-1, keepdim=True)
+    assert ((ours - w).abs().reshape(3, 8, 2, 32) <= amax / 3 + 1e-12).all()
+    assert math.isclose(float(mxfp4.fake_quantize(torch.tensor([[6.0] * 32]))[0, 0]), 6.0)
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.slow
+def test_micro_training_is_bit_for_bit_reproducible(tmp_path: Path) -> None:
+    cfg = PRESETS["micro"]
+    outs = []
+    for run in ("a", "b"):
+        tensors, config, losses = train(cfg, log=False)
+        save(tensors, config, tmp_path / run, {"demo_config": "micro"})
+        outs.append(losses)
+    assert outs[0] == outs[1]
+    for shard in sorted((tmp_path / "a").iterdir()):
+        assert _sha(shard) == _sha(tmp_path / "b" / shard.name), shard.name
+    assert config == hf_config(cfg)
+    emb = tensors["model.embed_tokens.weight"]
+    assert emb.shape == (VOCAB, cfg.hidden)
+    assert 0 < int((emb.abs().sum(-1) > 0).sum()) < 2000, "only the rows of tokens seen in training are non-zero"
+    assert torch.equal(emb, tensors["lm_head.weight"])
