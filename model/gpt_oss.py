@@ -190,6 +190,20 @@ def swiglu(h: torch.Tensor, limit: float, alpha: float = 1.702) -> torch.Tensor:
     return gate * torch.sigmoid(alpha * gate) * (lin + 1)
 
 
+def group_by_expert(
+    expert_ids: torch.Tensor,  # [N, k]
+    expert_weights: torch.Tensor,  # [N, k]
+    n_experts: int,
+) -> tuple[torch.Tensor, list[int], torch.Tensor, torch.Tensor]:
+    """The N*k (token, slot) pairs sorted by expert (stable): order [N*k], tokens per expert (list of E),
+    token index of each sorted pair [N*k], and its routing weight [N*k]."""
+    k = expert_ids.shape[1]
+    flat = expert_ids.reshape(-1)
+    order = torch.argsort(flat, stable=True)
+    counts = torch.bincount(flat, minlength=n_experts).tolist()
+    return order, counts, order // k, expert_weights.reshape(-1)[order]
+
+
 def expert_mlp(
     x: torch.Tensor,  # [N, H] normed tokens
     expert_ids: torch.Tensor,  # [N, k] selected experts per token
@@ -202,12 +216,7 @@ def expert_mlp(
 
     This is the seam for faster kernels: any function with this signature can replace it per model through
     :meth:`GptOss.set_expert_kernel`."""
-    _n, k = expert_ids.shape
-    flat_ids = expert_ids.reshape(-1)
-    order = torch.argsort(flat_ids, stable=True)
-    counts = torch.bincount(flat_ids, minlength=experts.mlp1_bias.shape[0]).tolist()
-    token_of = order // k  # token index of each sorted (token, slot) pair
-    w_sorted = expert_weights.reshape(-1)[order]
+    _, counts, token_of, w_sorted = group_by_expert(expert_ids, expert_weights, experts.mlp1_bias.shape[0])
     out = torch.zeros_like(x)
     start = 0
     for e, c in enumerate(counts):

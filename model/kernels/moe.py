@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ossagent.model import kernels
-from ossagent.model.gpt_oss import Experts, swiglu
+from ossagent.model.gpt_oss import Experts, group_by_expert, swiglu
 
 #: experts that receive at most this many tokens use the fused GEMV; more use dequant + matmul
 GEMV_MAX_TOKENS = 2
@@ -85,16 +85,13 @@ def native_expert_mlp(
         from ossagent.model.gpt_oss import expert_mlp
 
         return expert_mlp(x, expert_ids, expert_weights, experts, limit, alpha)
-    n, k = expert_ids.shape
+    n = expert_ids.shape[0]
     gemv_max = GEMV_MAX_TOKENS if x.dtype == torch.bfloat16 else 0  # the GEMV rounds activations to bf16
     if n == 1 and gemv_max:
         return _decode_one(x, expert_ids[0], expert_weights[0], experts, limit, alpha)
-    flat = expert_ids.reshape(-1)
-    order = torch.argsort(flat, stable=True)
-    counts = torch.bincount(flat, minlength=experts.mlp1_bias.shape[0]).tolist()
-    token_of = order // k
-    w_sorted = expert_weights.reshape(-1)[order].to(x.dtype)
-    sorted_ids = flat[order]
+    order, counts, token_of, w_sorted = group_by_expert(expert_ids, expert_weights, experts.mlp1_bias.shape[0])
+    w_sorted = w_sorted.to(x.dtype)
+    sorted_ids = expert_ids.reshape(-1)[order]
     # one batched GEMV call for every pair whose expert sees few tokens
     small = torch.tensor([c <= gemv_max for c in counts])[sorted_ids]
     gemv_rows = torch.nonzero(small).flatten()

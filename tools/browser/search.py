@@ -13,6 +13,7 @@ import html
 import math
 import re
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -58,6 +59,20 @@ def results_page(query: str, results: list[SearchResult]) -> PageContents:
     return page
 
 
+def _search_get(client: httpx.Client, url: str, query: str, params: Mapping[str, str | int],
+                headers: Mapping[str, str]) -> httpx.Response:
+    """GET a web search API; transport errors and non-200 answers become a ToolFailure for the model."""
+    try:
+        resp = client.get(url, params=dict(params), headers=dict(headers))
+    except httpx.HTTPError as e:
+        raise ToolFailure(f"Error during search for `{query}`: {type(e).__name__}: {e}",
+                          hint="Try again, or open a known URL directly.") from e
+    if resp.status_code != 200:
+        raise ToolFailure(f"Error during search for `{query}`: the search service answered "
+                          f"HTTP {resp.status_code}.", hint="Try again later.")
+    return resp
+
+
 class SearxngBackend:
     """A SearXNG instance's JSON API (``/search?q=…&format=json``; enable ``json`` in its settings).
 
@@ -80,15 +95,8 @@ class SearxngBackend:
         params = {"q": query, "format": "json", "categories": self.categories}
         if self.language:
             params["language"] = self.language
-        try:
-            resp = self._client.get(urljoin(self.base_url, "search"), params=params,
-                                    headers={"accept": "application/json"})
-        except httpx.HTTPError as e:
-            raise ToolFailure(f"Error during search for `{query}`: {type(e).__name__}: {e}",
-                              hint="Try again, or open a known URL directly.") from e
-        if resp.status_code != 200:
-            raise ToolFailure(f"Error during search for `{query}`: the search service answered "
-                              f"HTTP {resp.status_code}.", hint="Try again later.")
+        resp = _search_get(self._client, urljoin(self.base_url, "search"), query, params,
+                           {"accept": "application/json"})
         try:
             data = resp.json()
             rows = data["results"]
@@ -127,15 +135,8 @@ class BraveBackend:
         self._client = client or httpx.Client(trust_env=False, timeout=timeout_s, follow_redirects=False)
 
     def search(self, query: str, topn: int) -> list[SearchResult]:
-        try:
-            resp = self._client.get(urljoin(self.base_url, "res/v1/web/search"),
-                                    params={"q": query, "count": min(max(topn, 1), 20)}, headers=self._headers)
-        except httpx.HTTPError as e:
-            raise ToolFailure(f"Error during search for `{query}`: {type(e).__name__}: {e}",
-                              hint="Try again, or open a known URL directly.") from e
-        if resp.status_code != 200:
-            raise ToolFailure(f"Error during search for `{query}`: the search service answered "
-                              f"HTTP {resp.status_code}.", hint="Try again later.")
+        resp = _search_get(self._client, urljoin(self.base_url, "res/v1/web/search"), query,
+                           {"q": query, "count": min(max(topn, 1), 20)}, self._headers)
         try:
             rows = resp.json().get("web", {}).get("results", [])
         except (ValueError, AttributeError) as e:
