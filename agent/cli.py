@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -36,6 +37,10 @@ def _status(console: Any, quiet: bool) -> Iterator[Callable[[str], None]]:
 def _backend(args: argparse.Namespace, settings: Settings, console: Any) -> Any:
     from ossagent.agent.factory import build_backend
 
+    if _uses_demo(args, settings):
+        from ossagent.model.demo import DEMO_NOTICE
+
+        console.print(f"[dim]{DEMO_NOTICE}[/dim]", highlight=False)
     with _status(console, getattr(args, "quiet", False)) as progress:
         return build_backend(settings, model=args.model, remote=args.remote, remote_model=args.remote_model,
                              api_key=args.api_key, scripted=args.scripted, progress=progress)
@@ -60,8 +65,18 @@ def _agent(args: argparse.Namespace, settings: Settings, backend: Any) -> Any:
     tools = build_tools([t for t in (args.tools or "").split(",") if t], Path(args.workspace), settings,
                         search=args.search, allow_private=args.allow_private)
     limits = Limits(max_turns=args.max_turns, max_tokens=args.max_tokens, max_time=args.timeout)
+    demo = _uses_demo(args, settings)
+    temperature = args.temperature if args.temperature is not None else (0.0 if demo else 1.0)
+    # gpt-oss is trained with today's date in the system message; so was the demo model (greedy by default)
     return Agent(backend, tools=tools, instructions=args.instructions, reasoning=args.reasoning,
-                 response_format=_schema(getattr(args, "schema", None)), limits=limits, seed=args.seed)
+                 response_format=_schema(getattr(args, "schema", None)), limits=limits, seed=args.seed,
+                 temperature=temperature, current_date=datetime.date.today().isoformat())
+
+
+def _uses_demo(args: argparse.Namespace, settings: Settings) -> bool:
+    from ossagent.agent.factory import demo_fallback
+
+    return demo_fallback(settings, model=args.model, remote=args.remote, scripted=args.scripted) is not None
 
 
 def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
@@ -164,6 +179,7 @@ def _agent_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-tokens", type=int, help="completion tokens for the whole run")
     p.add_argument("--timeout", type=float, help="wall-clock seconds for the whole run")
     p.add_argument("--seed", type=int)
+    p.add_argument("--temperature", type=float, help="sampling temperature (default 1.0; 0, greedy, for the demo model)")
     p.add_argument("--transcript", help="save the transcript (JSONL) here")
     p.add_argument("-v", "--verbose", action="store_true", help="show the reasoning")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the answer")

@@ -84,7 +84,14 @@ def check_model(settings: Settings) -> Check:
     for folder in looked:
         if _is_checkpoint(folder):
             return Check("model", True, f"checkpoint at {folder}")
-    return Check("model", False, "no checkpoint; looked at: " + ", ".join(str(p) for p in looked))
+    where = ", ".join(str(p) for p in looked)
+    from ossagent.model.demo import demo_model_dir
+
+    demo = demo_model_dir() if settings.demo else None
+    if demo is not None:
+        return Check("model", True, f"no gpt-oss checkpoint (looked at: {where}); the built-in demo model will be "
+                                    f"used ({demo}; it knows only a few task families)")
+    return Check("model", False, "no checkpoint; looked at: " + where)
 
 
 def run_checks(settings: Settings) -> list[Check]:

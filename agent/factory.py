@@ -33,6 +33,17 @@ def find_model(settings: Settings) -> Path | None:
     return next((p for p in model_candidates(settings) if _is_checkpoint(p)), None)
 
 
+def demo_fallback(settings: Settings, *, model: str | None = None, remote: str | None = None,
+                  scripted: str | None = None) -> Path | None:
+    """The built-in demo checkpoint when nothing else is configured (no script, server, model folder or
+    downloaded checkpoint), the fallback is on (``OSSAGENT_DEMO``) and this installation carries it; else None."""
+    if not settings.demo or scripted or remote or model or find_model(settings) is not None:
+        return None
+    from ossagent.model.demo import demo_model_dir
+
+    return demo_model_dir()
+
+
 def load_script(path: str | Path) -> list[str]:
     """A scripted model's replies: a JSON array of harmony strings, or one JSON string per line."""
     p = Path(path)
@@ -57,7 +68,8 @@ def build_backend(
     settings: Settings, *, model: str | None = None, remote: str | None = None, remote_model: str | None = None,
     api_key: str | None = None, scripted: str | None = None, progress: Callable[[str], None] | None = None,
 ) -> Backend:
-    """Pick the backend: a script, a remote server, or a local checkpoint (the default)."""
+    """Pick the backend: a script, a remote server, or a local checkpoint (the default; the built-in demo
+    model when none is configured, see :func:`demo_fallback`)."""
     if scripted:
         from ossagent.agent.scripted import ScriptedBackend
 
@@ -67,6 +79,8 @@ def build_backend(
 
         return RemoteBackend(remote, remote_model or "gpt-oss-20b", api_key=api_key)
     folder = Path(model).expanduser() if model else find_model(settings)
+    if folder is None:
+        folder = demo_fallback(settings)
     if folder is None:
         raise UserError(NO_MODEL_HELP)
     from ossagent.agent.local import LocalBackend

@@ -19,6 +19,7 @@ ENV_VARS = {
     "OSSAGENT_DEVICE": "torch device for the local engine: cpu, cuda, cuda:1 (default: cuda if present)",
     "TIKTOKEN_CACHE_DIR": "tiktoken's cache folder, searched for o200k_base",
     "HF_HOME": "Hugging Face cache, searched for downloaded models",
+    "OSSAGENT_DEMO": "0 turns off the fallback to the built-in demo model when no model is configured",
 }
 
 
@@ -31,6 +32,7 @@ class Settings:
     device: str | None = None
     tiktoken_cache_dir: str | None = None
     hf_home: str | None = None
+    demo: bool = True  # fall back to the built-in demo model when no model is configured
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -44,4 +46,5 @@ class Settings:
             device=e.get("OSSAGENT_DEVICE") or None,
             tiktoken_cache_dir=e.get("TIKTOKEN_CACHE_DIR") or e.get("DATA_GYM_CACHE_DIR") or None,
             hf_home=e.get("HF_HOME") or None,
+            demo=e.get("OSSAGENT_DEMO", "1").strip().lower() not in ("0", "false", "no", "off"),
         )

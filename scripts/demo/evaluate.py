@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scripts.demo.realgen import DATE
 from scripts.demo.tasks import EFFORTS, FAMILIES, Task, generate
 
 CITATION = re.compile(r"【\d+†L\d+(-L\d+)?】")
@@ -66,7 +67,7 @@ def _loads(s: str) -> Any:
         return None
 
 
-def run_task(task: Task, backend: Any, temperature: float = 0.0) -> Outcome:
+def run_task(task: Task, backend: Any, temperature: float = 0.0, current_date: str = DATE) -> Outcome:
     """One task through the real agent loop and tools, in a fresh world (workspace files, offline site)."""
     from ossagent.agent.limits import Limits
     from scripts.demo.realgen import make_agent, make_tools, write_world
@@ -75,7 +76,8 @@ def run_task(task: Task, backend: Any, temperature: float = 0.0) -> Outcome:
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="ossagent-demo-eval-") as tmp:
         ws, site = write_world(task, Path(tmp))
         tools = make_tools(task, ws, site, stack)
-        agent = make_agent(task, backend, tools, constrained=None, temperature=temperature)
+        agent = make_agent(task, backend, tools, constrained=None, temperature=temperature,
+                           current_date=current_date)
         try:
             result = agent.run(task.user, limits=Limits(max_turns=8, max_tokens=1200))
         except Exception as exc:  # a crash is a failed task, reported with its reason
@@ -108,7 +110,7 @@ def decode_speed(backend: Any, n_prompt: int = 400, n_new: int = 64) -> tuple[fl
 
 
 def evaluate(model_dir: Path, n: int, seed: int, temperature: float = 0.0, verbose: bool = False,
-             device: str = "cpu") -> dict[str, Any]:
+             device: str = "cpu", current_date: str = DATE) -> dict[str, Any]:
     from ossagent.agent.local import LocalBackend
 
     backend = LocalBackend.from_pretrained(model_dir, device=device)
@@ -117,7 +119,7 @@ def evaluate(model_dir: Path, n: int, seed: int, temperature: float = 0.0, verbo
     toks, secs = 0, 0.0
     failures = []
     for task in generate(n, seed, "eval"):
-        o = run_task(task, backend, temperature)
+        o = run_task(task, backend, temperature, current_date)
         by_pair[(task.family, task.effort)].append(o.ok)
         toks, secs = toks + o.tokens, secs + o.seconds
         if not o.ok:
@@ -135,11 +137,13 @@ def evaluate(model_dir: Path, n: int, seed: int, temperature: float = 0.0, verbo
             "pair": {f"{f}/{e}": rate(v) for (f, e), v in by_pair.items()},
             "counts": {f"{f}/{e}": len(v) for (f, e), v in by_pair.items()},
             "run_tokens_per_s": toks / secs if secs else 0.0, "prefill_tokens_per_s": prefill_tps,
-            "decode_tokens_per_s": decode_tps, "temperature": temperature, "failures": failures}
+            "decode_tokens_per_s": decode_tps, "temperature": temperature, "current_date": current_date,
+            "failures": failures}
 
 
 def print_report(r: dict[str, Any]) -> None:
-    print(f"overall: {r['overall']:.0%} of {r['n']} held-out tasks (temperature {r['temperature']})")
+    print(f"overall: {r['overall']:.0%} of {r['n']} held-out tasks (temperature {r['temperature']}, "
+          f"current date {r['current_date']})")
     print(f"speed (CPU): prefill {r['prefill_tokens_per_s']:.0f} tokens/s, decode {r['decode_tokens_per_s']:.1f} "
           f"tokens/s; whole runs incl. tools and constrained decoding {r['run_tokens_per_s']:.1f} tokens/s")
     print(f"{'family':10s} " + " ".join(f"{e:>7s}" for e in EFFORTS) + "      all")
@@ -159,11 +163,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--temperature", type=float, default=0.0)
+    ap.add_argument("--date", default=DATE, help="the current date in the system message (training used %(default)s)")
     ap.add_argument("--json", type=Path, help="also write the report (with every failure) here")
     ap.add_argument("-v", "--verbose", action="store_true", help="print each failure as it happens")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    r = evaluate(args.model, args.n, args.seed, args.temperature, verbose=args.verbose)
+    r = evaluate(args.model, args.n, args.seed, args.temperature, verbose=args.verbose, current_date=args.date)
     print_report(r)
     if args.json:
         args.json.write_text(json.dumps(r, indent=2) + "\n")

@@ -108,13 +108,13 @@ def make_functions(task: Task) -> list[Any]:
 
 
 def make_agent(task: Task, backend: Any, tools: list[Any], constrained: bool | None = False,
-               temperature: float = 1.0) -> Any:
+               temperature: float = 1.0, current_date: str = DATE) -> Any:
     from ossagent.agent.loop import Agent
 
     return Agent(backend, tools=tools, functions=make_functions(task), instructions=task.instructions,
                  reasoning=task.effort,
                  response_format=task.response_format[1] if task.response_format else None,
-                 temperature=temperature, current_date=DATE, constrained=constrained)
+                 temperature=temperature, current_date=current_date, constrained=constrained)
 
 
 def gold_sequence(task: Task, encoding: Any) -> tuple[list[int], list[bool], Any]:

@@ -437,6 +437,16 @@ def generate(n: int, seed: int, split: str = "train") -> Iterator[Task]:
         yield make_task(f, e, rng, split)
 
 
-def vocabulary_text() -> str:
-    """Every pool word, so each token a held-out task can contain also occurs in training data."""
-    return " ".join(_FIRST + _CITIES + _PROJECTS + _PRODUCTS + _TOWNS + _FILLER)
+def vocabulary_pieces() -> list[str]:
+    """Every pool word (both splits) in the contexts a task can put it in, and every number 0..999.
+
+    BPE splits a word differently after a space, a slash or a quote, so each variant is a separate piece (to be
+    encoded on its own). The trainer gives every token of these pieces a trained embedding (through its copy
+    rows) without showing it any held-out task."""
+    words = _FIRST + _CITIES + _PROJECTS + _PRODUCTS + _TOWNS + _FILLER
+    pieces = []
+    for w in words:
+        for form in (w, w.lower(), w.capitalize()):
+            pieces += [f"{p}{form}" for p in ("", " ", "/", "'", '"', "(", "[", "_", "-", "\n")]
+            pieces += [f"{form}_plan.txt", f"{form}.html", f"{form}:", f"{form}.", f"{form},"]
+    return pieces + [str(i) for i in range(1000)] + [f" {i}" for i in range(1000)]

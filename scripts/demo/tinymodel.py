@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 
 @dataclass(frozen=True)
@@ -78,21 +79,25 @@ class Attention(nn.Module):
         self.sinks = nn.Parameter(torch.zeros(s.heads))
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``mask``: bool [t, 1 + t], column 0 is the sink (always visible), column 1 + j is key j."""
         b, t, _ = x.shape
-        s = self.s
+        s, d = self.s, self.s.head_dim
         rep = s.heads // s.kv_heads
-        # query head h uses kv head h // rep: group the query heads as [kv, rep]
-        q = _rope(self.q_proj(x).view(b, t, s.heads, s.head_dim), cos, sin) * (1.0 / math.sqrt(s.head_dim))
-        k = _rope(self.k_proj(x).view(b, t, s.kv_heads, s.head_dim), cos, sin)
-        v = self.v_proj(x).view(b, t, s.kv_heads, s.head_dim)
-        q = q.view(b, t, s.kv_heads, rep, s.head_dim)
-        scores = torch.einsum("bqgrd,bkgd->bgrqk", q, k) + mask
-        sink = self.sinks.view(1, s.kv_heads, rep, 1, 1)
-        # softmax over [scores, sink] without building the concatenation
-        lse = torch.logaddexp(torch.logsumexp(scores, dim=-1, keepdim=True), sink)
-        w = torch.exp(scores - lse)
-        out = torch.einsum("bgrqk,bkgd->bqgrd", w, v).reshape(b, t, -1)
-        return self.o_proj(out)
+        # query head h uses kv head h // rep
+        q = _rope(self.q_proj(x).view(b, t, s.heads, d), cos, sin).transpose(1, 2)  # [b, H, t, d]
+        k = _rope(self.k_proj(x).view(b, t, s.kv_heads, d), cos, sin).transpose(1, 2).repeat_interleave(rep, 1)
+        v = self.v_proj(x).view(b, t, s.kv_heads, d).transpose(1, 2).repeat_interleave(rep, 1)
+        # The learned sink is one extra logit per head in the softmax, with nothing to add to the output. Written
+        # as an extra key so the fused attention kernel does the work: queries get a constant 1 in an extra
+        # dimension, the sink key has sink * sqrt(d) there (the score scale is 1/sqrt(d)) and zeros elsewhere,
+        # and its value is zero. Real keys have 0 in the extra dimension, so their scores are unchanged.
+        one, zero = q.new_ones(b, s.heads, t, 1), q.new_zeros(b, s.heads, t, 1)
+        sink = (self.sinks * math.sqrt(d)).view(1, s.heads, 1, 1).expand(b, -1, -1, -1)
+        q = torch.cat([q, one], -1)  # [b, H, t, d + 1]
+        k = torch.cat([torch.cat([q.new_zeros(b, s.heads, 1, d), sink], -1), torch.cat([k, zero], -1)], 2)
+        v = torch.cat([q.new_zeros(b, s.heads, 1, d + 1), torch.cat([v, zero], -1)], 2)  # [b, H, 1 + t, d + 1]
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=1.0 / math.sqrt(d))[..., :d]
+        return self.o_proj(out.transpose(1, 2).reshape(b, t, -1))
 
 
 class Router(nn.Module):
@@ -173,8 +178,9 @@ class TinyGptOss(nn.Module):
         cos, sin = yarn_cos_sin(s, t)
         q = torch.arange(t)[:, None]
         k = torch.arange(t)[None, :]
-        full = torch.zeros(t, t).masked_fill(k > q, float("-inf"))
-        band = full.masked_fill(k <= q - s.sliding_window, float("-inf"))
+        sink = torch.ones(t, 1, dtype=torch.bool)
+        full = torch.cat([sink, k <= q], 1)  # [t, 1 + t]
+        band = torch.cat([sink, (k <= q) & (k > q - s.sliding_window)], 1)
         x = self.model.embed_tokens(ids)
         for layer in self.model.layers:
             mask = band if layer.self_attn.sliding else full

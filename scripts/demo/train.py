@@ -5,12 +5,18 @@
 
 Reproducible bit-for-bit on one machine: fixed seeds, one thread, deterministic algorithms, data generated from
 the seed. How the 201,088-row vocabulary stays small: training runs over the ``V`` token ids that occur in the
-training data (remapped to 0..V-1). The loss is still the exact full-vocabulary cross-entropy, because every
+training data or in :func:`scripts.demo.tasks.vocabulary_pieces` (remapped to 0..V-1). The loss is still the exact full-vocabulary cross-entropy, because every
 other row of the saved embedding and unembedding is zero, so those tokens all have logit 0: the softmax
 denominator is ``sum(exp(used logits)) + (201088 - V) * exp(0)``, which the loss adds as one extra column
-``log(201088 - V)``. The embedding and unembedding are tied while training (so a token seen only in inputs can
-still be copied to the output) and saved as the two separate tensors gpt-oss has. Zero rows compress to
-almost nothing in git.
+``log(201088 - V)``. Zero rows compress to almost nothing in git.
+
+How a model this small learns to copy (numbers, names and file names from the question or a tool result into
+code and answers, which every task family needs): training starts with a working induction circuit's two
+ends, layer 0 heads that look one and two tokens back (:func:`init_previous_token_heads`) and layer 1
+value/output maps that copy what they attend to (:func:`init_copy_heads`), the embedding and unembedding
+start equal (then train untied), and the first ``copy_warmup`` steps are synthetic copy rows only
+(:func:`copy_row`); copy rows stay in every later batch. From a plain random start the same model made no
+progress on copying in 600 steps (and the previous 1,200-step run learned templates but copied nothing).
 
 Expert weights are trained in float32, then rounded to MXFP4 and frozen for the last ``qat_frac`` of the steps
 while everything else adapts to the rounding; the saved experts are exactly those rounded values.
@@ -31,8 +37,8 @@ import torch
 
 from scripts.demo import mxfp4
 from scripts.demo.realgen import gold_sequence
-from scripts.demo.tasks import generate
-from scripts.demo.tinymodel import Shape, TinyGptOss
+from scripts.demo.tasks import generate, vocabulary_pieces
+from scripts.demo.tinymodel import Shape, TinyGptOss, _rope, yarn_cos_sin
 
 VOCAB = 201088
 
@@ -48,21 +54,30 @@ class DemoConfig:
     kv_heads: int = 2
     head_dim: int = 32
     n_tasks: int = 3000
-    steps: int = 800
+    steps: int = 4000
     batch: int = 4
     lr: float = 3e-3
     warmup: int = 50
     qat_frac: float = 0.15
     seed: int = 0
     threads: int = 1
+    copy_rows: int = 2  # synthetic copy rows added to every batch (see copy_row)
+    prev_token_init: bool = True  # see init_previous_token_heads
+    copy_layers: tuple[int, ...] = (1,)  # see init_copy_heads
+    copy_gain: float = 0.05
+    copy_warmup: int = 400  # first steps: only copy rows (copy_batch of them), so induction forms early
+    copy_batch: int = 32
+    eval_every: int = 250  # teacher-forced accuracy on held-out transcripts every this many steps (0: never)
 
 
 PRESETS = {
     "full": DemoConfig(),
+    "copy13": DemoConfig(copy_layers=(1, 3)),
     # stage 2: started from the stage-1 ("full") checkpoint with --init
     "continue": DemoConfig(steps=400, lr=2e-3, warmup=10, seed=0),
-    "micro": DemoConfig(hidden=32, layers=2, experts=2, top_k=1, intermediate=32, heads=2, kv_heads=1,
-                        head_dim=16, n_tasks=10, steps=6, batch=2, warmup=2, qat_frac=0.34),
+    "micro": DemoConfig(hidden=32, layers=2, experts=2, top_k=1, intermediate=32, heads=2, kv_heads=2,
+                        head_dim=16, n_tasks=10, steps=6, batch=2, warmup=2, qat_frac=0.34, eval_every=0,
+                        copy_warmup=3, copy_batch=4),
 }
 
 
@@ -106,7 +121,7 @@ def build_data(cfg: DemoConfig, log: bool = False) -> tuple[list[tuple[list[int]
 
     enc = o200k_harmony()
     data = []
-    used: set[int] = set()
+    used: set[int] = {t for piece in vocabulary_pieces() for t in enc.encode_ordinary(piece)}
     t0 = time.time()
     for i, task in enumerate(generate(cfg.n_tasks, cfg.seed, "train")):
         toks, mask, result = gold_sequence(task, enc)
@@ -123,8 +138,63 @@ def build_model(cfg: DemoConfig, vocab: int) -> TinyGptOss:
     """The trainable gpt-oss (HF parameter names), with the embedding and unembedding tied while training."""
     model = TinyGptOss(Shape(vocab, cfg.hidden, cfg.layers, cfg.experts, cfg.top_k, cfg.intermediate, cfg.heads,
                              cfg.kv_heads, cfg.head_dim))
-    model.lm_head.weight = model.model.embed_tokens.weight
+    with torch.no_grad():
+        model.lm_head.weight.copy_(model.model.embed_tokens.weight)  # untied, but they start equal
+    if cfg.prev_token_init:
+        init_previous_token_heads(model)
+    for layer in cfg.copy_layers:
+        init_copy_heads(model, layer, cfg.copy_gain)
     return model
+
+
+def init_copy_heads(model: TinyGptOss, layer: int, gain: float) -> None:
+    """Start the value/output maps of ``layer``'s heads as a copy: together they write back (times ``gain``)
+    the normalised input of the position they attend to. With the unembedding starting equal to the embedding,
+    attending to a token then raises that token's logit at once, so the query/key maps that find the right
+    position get a useful gradient from the first step (from a random value/output map they get none, which is
+    the plateau). Measured on the pure copy task: loss 8.4 -> 0.6 in 350 steps; random start: no progress."""
+    s = model.shape
+    d, rep = s.head_dim, s.heads // s.kv_heads
+    if s.kv_heads * d < s.hidden:
+        raise ValueError("copy init needs kv_heads * head_dim >= hidden")
+    gen = torch.Generator().manual_seed(1234 + layer)
+    u = torch.linalg.qr(torch.randn(s.kv_heads * d, s.hidden, generator=gen))[0]  # orthonormal columns
+    attn = model.model.layers[layer].self_attn
+    with torch.no_grad():
+        attn.v_proj.weight.copy_(u)
+        attn.v_proj.bias.zero_()
+        for h in range(s.heads):
+            g = h // rep
+            attn.o_proj.weight[:, h * d : (h + 1) * d] = gain * u[g * d : (g + 1) * d].t()
+
+
+def init_previous_token_heads(model: TinyGptOss, amp: float = 6.0, pairs: int = 6) -> None:
+    """Start layer 0's first KV head as position-only heads: query head 0 attends to the previous token, query
+    head 1 to the one before it (>= 99% of their weight, at every position up to 2k).
+
+    Copying a span from the context (induction) needs to know which token came before each position; from a
+    random start a small model has to discover such heads first and stays on a long plateau (measured: no
+    progress on a pure copy task in 600 steps). Here the query and key weights are zero and their biases
+    hold one fixed vector in the fastest RoPE pairs, rotated so the score peaks one (two) positions back.
+    Everything stays trainable; this is only where training starts."""
+    s = model.shape
+    d, rep = s.head_dim, s.heads // s.kv_heads
+    cos, sin = yarn_cos_sin(s, 2)
+    conc = 0.1 * math.log(s.rope_factor) + 1.0 if s.rope_factor > 1 else 1.0
+
+    def rot(v: torch.Tensor, steps: int) -> torch.Tensor:  # RoPE by +-1 position, without YaRN's gain
+        return _rope(v.view(1, 1, 1, d), cos[1:2], sin[1:2] * steps).view(d) / conc
+
+    # score(i, j) = <R(i) q, R(j) k> = <q, R(j - i) k>: with k = R(+1) base it peaks where R(j - i + 1) q = base
+    base = torch.zeros(d)
+    base[:pairs] = amp  # first half of the fastest rotary pairs
+    attn = model.model.layers[0].self_attn
+    with torch.no_grad():
+        attn.k_proj.weight[:d].zero_()
+        attn.k_proj.bias[:d] = rot(base, 1)
+        for h, q in enumerate((base, rot(base, -1))[:rep]):  # head 0: one back; head 1: two back
+            attn.q_proj.weight[h * d : (h + 1) * d].zero_()
+            attn.q_proj.bias[h * d : (h + 1) * d] = q
 
 
 def loss_fn(hidden: torch.Tensor, head: torch.Tensor, targets: torch.Tensor, n_unused: int) -> torch.Tensor:
@@ -161,7 +231,7 @@ def _epoch_order(data: list[tuple[list[int], list[bool]]], batch: int, rng: rand
 def cached_data(cfg: DemoConfig, cache: Path | None, log: bool = False
                 ) -> tuple[list[tuple[list[int], list[bool]]], list[int]]:
     """:func:`build_data`, stored in ``cache`` (a JSON file keyed by the task count and seed) when given."""
-    key = {"n_tasks": cfg.n_tasks, "seed": cfg.seed}
+    key = {"n_tasks": cfg.n_tasks, "seed": cfg.seed, "vocabulary": 2}
     if cache is not None and cache.exists():
         blob = json.loads(cache.read_text())
         if blob["key"] == key:
@@ -189,10 +259,60 @@ def load_init(model: TinyGptOss, folder: Path, used: list[int]) -> None:
         elif not k.endswith("_scales"):
             state[k] = v.float()
     model.load_state_dict(state, strict=True)
-    model.lm_head.weight = model.model.embed_tokens.weight
 
 
-def train(cfg: DemoConfig, log: bool = True, cache: Path | None = None, init: Path | None = None
+def copy_row(rng: random.Random, plain: list[int], sep: int, n: int) -> tuple[list[int], list[bool]]:
+    """A synthetic induction row over the model's vocabulary: noise, ``sep`` span, noise, ``sep`` span again;
+    the loss is on the repeated span. It makes the copy circuit (induction heads) form early and covers
+    tokens that the task transcripts only show as input (names and numbers held out from training answers)."""
+    span = rng.choices(plain, k=rng.randint(3, 24))
+    a, b = rng.choices(plain, k=rng.randint(0, 60)), rng.choices(plain, k=rng.randint(0, 60))
+    toks = [*a, sep, *span, *b, sep, *span][:n]
+    start = len(a) + 2 + len(span) + len(b)
+    return toks, [i >= start for i in range(len(toks))]
+
+
+def heldout_data(n: int) -> list[tuple[list[int], list[bool]]]:
+    """Gold transcripts of ``n`` held-out tasks (the evaluation split), for the teacher-forced progress figure."""
+    from ossagent.model.tokenizer import o200k_harmony
+
+    enc = o200k_harmony()
+    return [gold_sequence(task, enc)[:2] for task in generate(n, 1, "eval")]
+
+
+@torch.no_grad()
+def heldout_accuracy(model: TinyGptOss, data: list[tuple[list[int], list[bool]]], remap: dict[int, int]
+                     ) -> tuple[float, float]:
+    """Teacher-forced accuracy over the tokens the model writes, and the share of transcripts with none wrong."""
+    model.eval()
+    right = total = perfect = 0
+    for toks, mask in data:
+        ids = torch.tensor([[remap.get(t, 0) for t in toks]])
+        pred = (model(ids)[0, :-1] @ model.lm_head.weight.t()).argmax(-1)
+        m = torch.tensor(mask[1:])
+        ok = (pred == ids[0, 1:])[m]
+        right, total, perfect = right + int(ok.sum()), total + int(m.sum()), perfect + int(bool(ok.all()))
+    model.train()
+    return right / max(total, 1), perfect / max(len(data), 1)
+
+
+def _step(model: TinyGptOss, opt: torch.optim.Optimizer, rows: list[tuple[list[int], list[bool]]],
+          remap: dict[int, int], n_used: int) -> float:
+    """One optimiser step on ``rows``; returns the loss."""
+    ids, tmask = _batch(rows, list(range(len(rows))), remap)
+    hidden = model(ids)
+    h = hidden[:, :-1][tmask[:, :-1]]
+    tgt = ids[:, 1:][tmask[:, :-1]]
+    loss = loss_fn(h, model.lm_head.weight, tgt, VOCAB - n_used)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
+    opt.step()
+    return float(loss.item())
+
+
+def train(cfg: DemoConfig, log: bool = True, cache: Path | None = None, init: Path | None = None,
+          save_to: Path | None = None, save_every: int = 0
           ) -> tuple[dict[str, torch.Tensor], dict[str, Any], list[float]]:
     """Run training; returns the HF-layout tensors, the config.json dict and the loss curve."""
     torch.manual_seed(cfg.seed)
@@ -204,6 +324,9 @@ def train(cfg: DemoConfig, log: bool = True, cache: Path | None = None, init: Pa
     if log:
         n_tok = sum(len(t) for t, _ in data)
         print(f"data: {len(data)} transcripts, {n_tok} tokens, {len(used)} distinct ids ({time.time() - t0:.0f}s)")
+    plain = [t for t in used if t < 199998]  # copy rows use ordinary tokens only
+    sep = 200008  # <|message|>
+    held = heldout_data(30) if cfg.eval_every else []
     model = build_model(cfg, len(used))
     if init is not None:
         load_init(model, init, used)
@@ -216,6 +339,13 @@ def train(cfg: DemoConfig, log: bool = True, cache: Path | None = None, init: Pa
     qat_step = int(cfg.steps * (1 - cfg.qat_frac))
     losses: list[float] = []
     params = dict(model.named_parameters())
+    for step in range(cfg.copy_warmup):
+        for g in opt.param_groups:
+            g["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup)
+        rows = [copy_row(rng, plain, sep, 160) for _ in range(cfg.copy_batch)]
+        loss = _step(model, opt, rows, remap, len(used))
+        if log and (step % 50 == 0 or step == cfg.copy_warmup - 1):
+            print(f"copy {step:5d} loss {loss:.4f} ({time.time() - t0:.0f}s)", flush=True)
     for step in range(cfg.steps):
         if step == qat_step:
             with torch.no_grad():
@@ -229,18 +359,18 @@ def train(cfg: DemoConfig, log: bool = True, cache: Path | None = None, init: Pa
         if len(order) < cfg.batch:
             order += _epoch_order(data, cfg.batch, rng)
         idx, order = order[: cfg.batch], order[cfg.batch :]
-        ids, tmask = _batch(data, idx, remap)
-        hidden = model(ids)
-        h = hidden[:, :-1][tmask[:, :-1]]
-        tgt = ids[:, 1:][tmask[:, :-1]]
-        loss = loss_fn(h, model.lm_head.weight, tgt, VOCAB - len(used))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
-        opt.step()
-        losses.append(loss.item())
+        rows = [data[i] for i in idx] + [copy_row(rng, plain, sep, 160) for _ in range(cfg.copy_rows)]
+        loss = _step(model, opt, rows, remap, len(used))
+        losses.append(loss)
         if log and (step % 50 == 0 or step == cfg.steps - 1):
-            print(f"step {step:5d} loss {loss.item():.4f} lr {lr:.2e} ({time.time() - t0:.0f}s)", flush=True)
+            print(f"step {step:5d} loss {loss:.4f} lr {lr:.2e} ({time.time() - t0:.0f}s)", flush=True)
+        if held and (step % cfg.eval_every == cfg.eval_every - 1 or step == cfg.steps - 1):
+            acc, perfect = heldout_accuracy(model, held, remap)
+            print(f"step {step:5d} held-out teacher-forced: tokens {acc:.1%}, transcripts all right {perfect:.0%}",
+                  flush=True)
+        if save_to is not None and save_every and step % save_every == save_every - 1:
+            save(export(model, used, cfg), hf_config(cfg), save_to, {"demo_config": json.dumps(asdict(cfg)),
+                                                                       "partial_step": str(step + 1)})
     tensors = export(model, used, cfg)
     return tensors, hf_config(cfg), losses
 
@@ -294,6 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, help="override the preset's step count")
     ap.add_argument("--data-cache", type=Path, help="JSON file keeping the generated transcripts between runs")
     ap.add_argument("--data-only", action="store_true", help="generate (and cache) the data, do not train")
+    ap.add_argument("--save-every", type=int, default=0, help="also save the checkpoint every N steps")
     ap.add_argument("--init", type=Path, help="start from this checkpoint (stage 2, preset 'continue')")
     args = ap.parse_args(argv)
     cfg = PRESETS[args.preset]
@@ -303,7 +434,8 @@ def main(argv: list[str] | None = None) -> int:
         data, used = cached_data(cfg, args.data_cache, log=True)
         print(f"{len(data)} transcripts, {sum(len(t) for t, _ in data)} tokens, {len(used)} distinct ids")
         return 0
-    tensors, config, losses = train(cfg, cache=args.data_cache, init=args.init)
+    tensors, config, losses = train(cfg, cache=args.data_cache, init=args.init, save_to=args.out,
+                                    save_every=args.save_every)
     save(tensors, config, args.out, {"demo_config": json.dumps(asdict(cfg), sort_keys=True)})
     print(f"saved {args.out} (final loss {losses[-1]:.4f})")
     return 0

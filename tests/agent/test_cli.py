@@ -58,7 +58,9 @@ def test_user_errors_exit_2_with_a_message(tmp_path: Path, capsys: pytest.Captur
 
 
 def test_no_model_explains_how_to_get_one(tmp_path: Path) -> None:
-    env = {"OSSAGENT_HOME": str(tmp_path), "HF_HOME": str(tmp_path / "hf"), "PATH": "/usr/bin:/bin"}
+    # OSSAGENT_DEMO=0: no fallback to the built-in demo model (tests/demo/test_demo_cli.py covers that one)
+    env = {"OSSAGENT_HOME": str(tmp_path), "HF_HOME": str(tmp_path / "hf"), "PATH": "/usr/bin:/bin",
+           "OSSAGENT_DEMO": "0"}
     res = subprocess.run([sys.executable, "-m", "ossagent.agent.cli", "run", "hello"], capture_output=True,
                          text=True, env=env, timeout=120, check=False)
     assert res.returncode == 2
