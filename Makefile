@@ -4,11 +4,14 @@
 bootstrap:
 	@scripts/bootstrap.sh
 
-# A real agent task end to end (sandboxed Python over a CSV). With a checkpoint configured
-# (OSSAGENT_MODEL, or `ossagent download openai/gpt-oss-20b`) the model runs it; without one the example
-# says how to get one and replays a scripted model through the same loop and tools.
+# The main job: a real multi-step agent task (the model writes python, the sandbox runs it, the model reads the
+# output and answers) in a fresh workspace. It runs on the configured model (OSSAGENT_MODEL, or
+# `ossagent download openai/gpt-oss-20b`), else on the built-in demo model (model/demo_weights, trained by
+# scripts/demo/train.py). Then the CSV example: its task is beyond the demo model, so without a real model it
+# replays a scripted model through the same loop, grammar and sandbox.
 demo: bootstrap
 	.venv/bin/ossagent doctor || true
+	.venv/bin/ossagent run --workspace "$$(mktemp -d)" --tools python "What is (973 - 61) * 657?"
 	.venv/bin/python examples/02_code_assistant.py
 
 test: bootstrap

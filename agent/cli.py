@@ -14,6 +14,8 @@ from typing import Any
 from ossagent.agent.settings import Settings
 from ossagent.tools.base import UserError
 
+DEMO_MAX_TOKENS = 2000  # completion tokens per run on the built-in demo model unless --max-tokens says otherwise
+
 
 def _cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
     from ossagent.agent.doctor import format_report, run_checks
@@ -64,8 +66,10 @@ def _agent(args: argparse.Namespace, settings: Settings, backend: Any) -> Any:
 
     tools = build_tools([t for t in (args.tools or "").split(",") if t], Path(args.workspace), settings,
                         search=args.search, allow_private=args.allow_private)
-    limits = Limits(max_turns=args.max_turns, max_tokens=args.max_tokens, max_time=args.timeout)
     demo = _uses_demo(args, settings)
+    # the demo model's own runs are a few hundred tokens: a run that goes past 2,000 has lost its way
+    max_tokens = args.max_tokens if args.max_tokens is not None else (DEMO_MAX_TOKENS if demo else None)
+    limits = Limits(max_turns=args.max_turns, max_tokens=max_tokens, max_time=args.timeout)
     temperature = args.temperature if args.temperature is not None else (0.0 if demo else 1.0)
     # gpt-oss is trained with today's date in the system message; so was the demo model (greedy by default)
     return Agent(backend, tools=tools, instructions=args.instructions, reasoning=args.reasoning,

@@ -110,35 +110,60 @@ def decode_speed(backend: Any, n_prompt: int = 400, n_new: int = 64) -> tuple[fl
 
 
 def evaluate(model_dir: Path, n: int, seed: int, temperature: float = 0.0, verbose: bool = False,
-             device: str = "cpu", current_date: str = DATE) -> dict[str, Any]:
+             device: str = "cpu", current_date: str = DATE, shard: tuple[int, int] = (0, 1)) -> dict[str, Any]:
+    """Run the first ``n`` held-out tasks (those with index % shard[1] == shard[0]); the report of
+    :func:`summarize`."""
     from ossagent.agent.local import LocalBackend
 
     backend = LocalBackend.from_pretrained(model_dir, device=device)
     prefill_tps, decode_tps = decode_speed(backend)
-    by_pair: dict[tuple[str, str], list[bool]] = defaultdict(list)
+    results: list[tuple[str, str, bool]] = []
     toks, secs = 0, 0.0
     failures = []
-    for task in generate(n, seed, "eval"):
+    for i, task in enumerate(generate(n, seed, "eval")):
+        if i % shard[1] != shard[0]:
+            continue
         o = run_task(task, backend, temperature, current_date)
-        by_pair[(task.family, task.effort)].append(o.ok)
+        results.append((task.family, task.effort, o.ok))
         toks, secs = toks + o.tokens, secs + o.seconds
         if not o.ok:
             failures.append(f"[{task.family}/{task.effort}] {task.user!r}: {o.reason}")
             if verbose:
                 print(failures[-1], flush=True)
+    return summarize({"results": results, "run_tokens": toks, "run_seconds": secs,
+                      "prefill_tokens_per_s": prefill_tps, "decode_tokens_per_s": decode_tps,
+                      "temperature": temperature, "current_date": current_date, "failures": failures})
+
+
+def summarize(raw: dict[str, Any]) -> dict[str, Any]:
+    """Success rates per family, effort and pair from ``raw["results"]`` (family, effort, ok) triples."""
+    by_pair: dict[tuple[str, str], list[bool]] = defaultdict(list)
+    for f, e, ok in raw["results"]:
+        by_pair[(f, e)].append(bool(ok))
 
     def rate(vs: list[bool]) -> float:
-        return sum(vs) / len(vs)
+        return sum(vs) / len(vs) if vs else float("nan")
 
     fam = {f: rate([v for (ff, _), vs in by_pair.items() if ff == f for v in vs]) for f in FAMILIES}
     eff = {e: rate([v for (_, ee), vs in by_pair.items() if ee == e for v in vs]) for e in EFFORTS}
     allv = [v for vs in by_pair.values() for v in vs]
-    return {"overall": rate(allv), "n": len(allv), "family": fam, "effort": eff,
+    secs = raw["run_seconds"]
+    return {**raw, "overall": rate(allv), "n": len(allv), "family": fam, "effort": eff,
             "pair": {f"{f}/{e}": rate(v) for (f, e), v in by_pair.items()},
             "counts": {f"{f}/{e}": len(v) for (f, e), v in by_pair.items()},
-            "run_tokens_per_s": toks / secs if secs else 0.0, "prefill_tokens_per_s": prefill_tps,
-            "decode_tokens_per_s": decode_tps, "temperature": temperature, "current_date": current_date,
-            "failures": failures}
+            "run_tokens_per_s": raw["run_tokens"] / secs if secs else 0.0}
+
+
+def merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """One report from the reports of several shards (speeds are the shards' means)."""
+    raw = {"results": [r for rep in reports for r in rep["results"]],
+           "run_tokens": sum(r["run_tokens"] for r in reports), "run_seconds": sum(r["run_seconds"] for r in reports),
+           "failures": [f for rep in reports for f in rep["failures"]]}
+    for k in ("prefill_tokens_per_s", "decode_tokens_per_s"):
+        raw[k] = sum(r[k] for r in reports) / len(reports)
+    for k in ("temperature", "current_date"):
+        raw[k] = reports[0][k]
+    return summarize(raw)
 
 
 def print_report(r: dict[str, Any]) -> None:
@@ -165,10 +190,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--temperature", type=float, default=0.0)
     ap.add_argument("--date", default=DATE, help="the current date in the system message (training used %(default)s)")
     ap.add_argument("--json", type=Path, help="also write the report (with every failure) here")
+    ap.add_argument("--shard", default="0/1", help="K/N: run only tasks whose index %% N == K (parallel runs)")
+    ap.add_argument("--merge", type=Path, nargs="+", help="print one report from these shards' --json reports")
     ap.add_argument("-v", "--verbose", action="store_true", help="print each failure as it happens")
     args = ap.parse_args(argv)
+    if args.merge:
+        r = merge([json.loads(p.read_text()) for p in args.merge])
+        print_report(r)
+        return 0
     torch.set_num_threads(args.threads)
-    r = evaluate(args.model, args.n, args.seed, args.temperature, verbose=args.verbose, current_date=args.date)
+    k, n = (int(x) for x in args.shard.split("/"))
+    r = evaluate(args.model, args.n, args.seed, args.temperature, verbose=args.verbose, current_date=args.date,
+                 shard=(k, n))
     print_report(r)
     if args.json:
         args.json.write_text(json.dumps(r, indent=2) + "\n")

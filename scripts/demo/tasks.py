@@ -74,6 +74,12 @@ class Task:
     python_restart_before: int | None = None
 
 
+def _compact(value: Any) -> str:
+    """JSON as the model writes it: compact, as gpt-oss does and as the constrained decoder enforces
+    (``agent/schema.py`` JSON_OPTIONS); spaced JSON in the data would put every constrained run off-distribution."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
 def _think(rng: random.Random, effort: str, low: str, medium: str, high: str) -> str:
     """Analysis text: one clause at low, a short plan at medium, a restated plan at high."""
     return {"low": low, "medium": medium, "high": high}[effort]
@@ -256,11 +262,11 @@ def _browser_task(rng: random.Random, effort: str, split: str) -> Task:
                 f"find the line about it and answer with a citation.",
             ),
         ),
-        Step("analysis", json.dumps({"query": f"{target} {key}"}), recipient="browser.search"),
-        Step("analysis", lambda obs: json.dumps({"id": _link_id(obs[-1], target)}), recipient="browser.open"),
+        Step("analysis", _compact({"query": f"{target} {key}"}), recipient="browser.search"),
+        Step("analysis", lambda obs: _compact({"id": _link_id(obs[-1], target)}), recipient="browser.open"),
     ]
     if effort == "high":
-        steps.append(Step("analysis", json.dumps({"pattern": pattern}), recipient="browser.find"))
+        steps.append(Step("analysis", _compact({"pattern": pattern}), recipient="browser.find"))
     steps.append(Step("final", lambda obs: _browser_answer(obs, target, key, facts[target][key], pattern)))
     return Task("browser", effort, user, builtin_tools=("browser",), pages=pages, steps=steps,
                 expected=(facts[target][key],))
@@ -338,7 +344,7 @@ def _json_task(rng: random.Random, effort: str, split: str) -> Task:
                 f"and answer with JSON that matches the schema.",
             ),
         ),
-        Step("final", json.dumps(value)),
+        Step("final", _compact(value)),
     ]
     return Task("json", effort, user, instructions="Answer with JSON that matches the response format.",
                 response_format=(kind, _SCHEMAS[kind]), steps=steps, expected_json=value)
@@ -402,7 +408,7 @@ def _function_task(rng: random.Random, effort: str, split: str) -> Task:
                 f"from the question, then report its result.",
             ),
         ),
-        Step("commentary", json.dumps(args), recipient=f"functions.{fn.name}", content_type="<|constrain|>json"),
+        Step("commentary", _compact(args), recipient=f"functions.{fn.name}", content_type="<|constrain|>json"),
         Step("final", lambda obs, a=answer: a),
     ]
     others = tuple(f for f in FUNCTIONS.values() if f.name != fn.name)

@@ -54,16 +54,16 @@ class DemoConfig:
     kv_heads: int = 2
     head_dim: int = 32
     n_tasks: int = 3000
-    steps: int = 4000
+    steps: int = 7000
     batch: int = 4
     lr: float = 3e-3
     warmup: int = 50
     qat_frac: float = 0.15
     seed: int = 0
-    threads: int = 1
+    threads: int = 2
     copy_rows: int = 2  # synthetic copy rows added to every batch (see copy_row)
     prev_token_init: bool = True  # see init_previous_token_heads
-    copy_layers: tuple[int, ...] = (1,)  # see init_copy_heads
+    copy_layers: tuple[int, ...] = (1, 3)  # see init_copy_heads
     copy_gain: float = 0.05
     copy_warmup: int = 400  # first steps: only copy rows (copy_batch of them), so induction forms early
     copy_batch: int = 32
@@ -72,12 +72,9 @@ class DemoConfig:
 
 PRESETS = {
     "full": DemoConfig(),
-    "copy13": DemoConfig(copy_layers=(1, 3)),
-    # stage 2: started from the stage-1 ("full") checkpoint with --init
-    "continue": DemoConfig(steps=400, lr=2e-3, warmup=10, seed=0),
     "micro": DemoConfig(hidden=32, layers=2, experts=2, top_k=1, intermediate=32, heads=2, kv_heads=2,
                         head_dim=16, n_tasks=10, steps=6, batch=2, warmup=2, qat_frac=0.34, eval_every=0,
-                        copy_warmup=3, copy_batch=4),
+                        copy_warmup=3, copy_batch=4, copy_layers=(1,)),
 }
 
 
@@ -157,6 +154,8 @@ def init_copy_heads(model: TinyGptOss, layer: int, gain: float) -> None:
     d, rep = s.head_dim, s.heads // s.kv_heads
     if s.kv_heads * d < s.hidden:
         raise ValueError("copy init needs kv_heads * head_dim >= hidden")
+    if not 0 <= layer < s.layers:
+        raise ValueError(f"copy_layers: layer {layer} does not exist (the model has {s.layers})")
     gen = torch.Generator().manual_seed(1234 + layer)
     u = torch.linalg.qr(torch.randn(s.kv_heads * d, s.hidden, generator=gen))[0]  # orthonormal columns
     attn = model.model.layers[layer].self_attn
@@ -312,7 +311,7 @@ def _step(model: TinyGptOss, opt: torch.optim.Optimizer, rows: list[tuple[list[i
 
 
 def train(cfg: DemoConfig, log: bool = True, cache: Path | None = None, init: Path | None = None,
-          save_to: Path | None = None, save_every: int = 0
+          save_to: Path | None = None, save_every: int = 0, stop_at: int | None = None
           ) -> tuple[dict[str, torch.Tensor], dict[str, Any], list[float]]:
     """Run training; returns the HF-layout tensors, the config.json dict and the loss curve."""
     torch.manual_seed(cfg.seed)
@@ -371,6 +370,8 @@ def train(cfg: DemoConfig, log: bool = True, cache: Path | None = None, init: Pa
         if save_to is not None and save_every and step % save_every == save_every - 1:
             save(export(model, used, cfg), hf_config(cfg), save_to, {"demo_config": json.dumps(asdict(cfg)),
                                                                        "partial_step": str(step + 1)})
+        if stop_at is not None and step + 1 >= stop_at:
+            break
     tensors = export(model, used, cfg)
     return tensors, hf_config(cfg), losses
 
@@ -425,7 +426,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-cache", type=Path, help="JSON file keeping the generated transcripts between runs")
     ap.add_argument("--data-only", action="store_true", help="generate (and cache) the data, do not train")
     ap.add_argument("--save-every", type=int, default=0, help="also save the checkpoint every N steps")
-    ap.add_argument("--init", type=Path, help="start from this checkpoint (stage 2, preset 'continue')")
+    ap.add_argument("--stop-at", type=int, help="stop after this many steps (same schedule; to check a prefix)")
+    ap.add_argument("--init", type=Path, help="start from this checkpoint (a second stage)")
     args = ap.parse_args(argv)
     cfg = PRESETS[args.preset]
     if args.steps is not None:
@@ -435,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(data)} transcripts, {sum(len(t) for t, _ in data)} tokens, {len(used)} distinct ids")
         return 0
     tensors, config, losses = train(cfg, cache=args.data_cache, init=args.init, save_to=args.out,
-                                    save_every=args.save_every)
+                                    save_every=args.save_every, stop_at=args.stop_at)
     save(tensors, config, args.out, {"demo_config": json.dumps(asdict(cfg), sort_keys=True)})
     print(f"saved {args.out} (final loss {losses[-1]:.4f})")
     return 0
