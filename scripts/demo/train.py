@@ -3,9 +3,10 @@
     .venv/bin/python -m scripts.demo.train --out model/demo_weights        # the shipped checkpoint
     .venv/bin/python -m scripts.demo.train --preset micro --out /tmp/micro # seconds; used by the tests
 
-Reproducible bit-for-bit on one machine: fixed seeds, one thread, deterministic algorithms, data generated from
-the seed. How the 201,088-row vocabulary stays small: training runs over the ``V`` token ids that occur in the
-training data or in :func:`scripts.demo.tasks.vocabulary_pieces` (remapped to 0..V-1). The loss is still the exact full-vocabulary cross-entropy, because every
+Reproducible bit-for-bit on one machine: fixed seeds, a fixed thread count (``threads``), deterministic
+algorithms, data generated from the seed. How the 201,088-row vocabulary stays small: training runs over the
+``V`` token ids that occur in the training data or in :func:`scripts.demo.tasks.vocabulary_pieces` (remapped to
+0..V-1). The loss is still the exact full-vocabulary cross-entropy, because every
 other row of the saved embedding and unembedding is zero, so those tokens all have logit 0: the softmax
 denominator is ``sum(exp(used logits)) + (201088 - V) * exp(0)``, which the loss adds as one extra column
 ``log(201088 - V)``. Zero rows compress to almost nothing in git.
@@ -132,7 +133,7 @@ def build_data(cfg: DemoConfig, log: bool = False) -> tuple[list[tuple[list[int]
 
 
 def build_model(cfg: DemoConfig, vocab: int) -> TinyGptOss:
-    """The trainable gpt-oss (HF parameter names), with the embedding and unembedding tied while training."""
+    """The trainable gpt-oss (HF parameter names), started with the copy circuit's two ends (see the module doc)."""
     model = TinyGptOss(Shape(vocab, cfg.hidden, cfg.layers, cfg.experts, cfg.top_k, cfg.intermediate, cfg.heads,
                              cfg.kv_heads, cfg.head_dim))
     with torch.no_grad():
@@ -230,7 +231,7 @@ def _epoch_order(data: list[tuple[list[int], list[bool]]], batch: int, rng: rand
 def cached_data(cfg: DemoConfig, cache: Path | None, log: bool = False
                 ) -> tuple[list[tuple[list[int], list[bool]]], list[int]]:
     """:func:`build_data`, stored in ``cache`` (a JSON file keyed by the task count and seed) when given."""
-    key = {"n_tasks": cfg.n_tasks, "seed": cfg.seed, "vocabulary": 2}
+    key = {"n_tasks": cfg.n_tasks, "seed": cfg.seed, "version": 3}  # bump when the generated data changes
     if cache is not None and cache.exists():
         blob = json.loads(cache.read_text())
         if blob["key"] == key:
@@ -286,7 +287,7 @@ def heldout_accuracy(model: TinyGptOss, data: list[tuple[list[int], list[bool]]]
     model.eval()
     right = total = perfect = 0
     for toks, mask in data:
-        ids = torch.tensor([[remap.get(t, 0) for t in toks]])
+        ids = torch.tensor([[remap.get(t, 0) for t in toks]])  # an id outside the vocabulary counts as an error
         pred = (model(ids)[0, :-1] @ model.lm_head.weight.t()).argmax(-1)
         m = torch.tensor(mask[1:])
         ok = (pred == ids[0, 1:])[m]
