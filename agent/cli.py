@@ -36,16 +36,19 @@ def _status(console: Any, quiet: bool) -> Iterator[Callable[[str], None]]:
         yield lambda msg: status.update(msg)
 
 
-def _backend(args: argparse.Namespace, settings: Settings, console: Any) -> Any:
-    from ossagent.agent.factory import build_backend
+def _backend(args: argparse.Namespace, settings: Settings, console: Any) -> tuple[Any, bool]:
+    """The backend, and whether it is the built-in demo model (said once, on ``console``)."""
+    from ossagent.agent.factory import build_backend, demo_fallback
 
-    if _uses_demo(args, settings):
+    demo = demo_fallback(settings, model=args.model, remote=args.remote, scripted=args.scripted) is not None
+    if demo:
         from ossagent.model.demo import DEMO_NOTICE
 
         console.print(f"[dim]{DEMO_NOTICE}[/dim]", highlight=False)
     with _status(console, getattr(args, "quiet", False)) as progress:
-        return build_backend(settings, model=args.model, remote=args.remote, remote_model=args.remote_model,
-                             api_key=args.api_key, scripted=args.scripted, progress=progress)
+        backend = build_backend(settings, model=args.model, remote=args.remote, remote_model=args.remote_model,
+                                api_key=args.api_key, scripted=args.scripted, progress=progress)
+    return backend, demo
 
 
 def _schema(value: str | None) -> Any:
@@ -59,14 +62,13 @@ def _schema(value: str | None) -> Any:
         raise UserError(f"--schema must be a JSON Schema (a file or inline JSON): {exc}") from exc
 
 
-def _agent(args: argparse.Namespace, settings: Settings, backend: Any) -> Any:
+def _agent(args: argparse.Namespace, settings: Settings, backend: Any, demo: bool) -> Any:
     from ossagent.agent.factory import build_tools
     from ossagent.agent.limits import Limits
     from ossagent.agent.loop import Agent
 
     tools = build_tools([t for t in (args.tools or "").split(",") if t], Path(args.workspace), settings,
                         search=args.search, allow_private=args.allow_private)
-    demo = _uses_demo(args, settings)
     # the demo model's own runs are a few hundred tokens: a run that goes past 2,000 has lost its way
     max_tokens = args.max_tokens if args.max_tokens is not None else (DEMO_MAX_TOKENS if demo else None)
     limits = Limits(max_turns=args.max_turns, max_tokens=max_tokens, max_time=args.timeout)
@@ -77,11 +79,6 @@ def _agent(args: argparse.Namespace, settings: Settings, backend: Any) -> Any:
                  temperature=temperature, current_date=datetime.date.today().isoformat())
 
 
-def _uses_demo(args: argparse.Namespace, settings: Settings) -> bool:
-    from ossagent.agent.factory import demo_fallback
-
-    return demo_fallback(settings, model=args.model, remote=args.remote, scripted=args.scripted) is not None
-
 
 def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from rich.console import Console
@@ -90,7 +87,7 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from ossagent.agent.transcript import Transcript
 
     err = Console(stderr=True, highlight=False)
-    agent = _agent(args, settings, _backend(args, settings, err))
+    agent = _agent(args, settings, *_backend(args, settings, err))
     transcript = Transcript.load(args.resume) if args.resume else None
     stream = agent.stream(args.task, transcript=transcript)
     printer = EventPrinter(err, show_reasoning=args.verbose, show_final=False)
@@ -122,7 +119,7 @@ def _cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
     from ossagent.agent.cli_chat import chat
 
     console = Console(highlight=False)
-    agent = _agent(args, settings, _backend(args, settings, console))
+    agent = _agent(args, settings, *_backend(args, settings, console))
     try:
         return chat(agent, console, show_reasoning=args.verbose, save=args.transcript)
     finally:
@@ -137,7 +134,7 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from ossagent.agent.server.serve import serve_forever
 
     console = Console(stderr=True, highlight=False)
-    backend = _backend(args, settings, console)
+    backend, _ = _backend(args, settings, console)
     names = [t for t in (args.tools or "").split(",") if t]
     build_tools(names, Path(args.workspace), settings, search=args.search)  # fail now, not at the first request
 

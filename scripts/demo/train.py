@@ -180,7 +180,7 @@ def init_previous_token_heads(model: TinyGptOss, amp: float = 6.0, pairs: int = 
     s = model.shape
     d, rep = s.head_dim, s.heads // s.kv_heads
     cos, sin = yarn_cos_sin(s, 2)
-    conc = 0.1 * math.log(s.rope_factor) + 1.0 if s.rope_factor > 1 else 1.0
+    conc = cos[0, 0]  # YaRN's gain: the cosine at position 0 is exactly it
 
     def rot(v: torch.Tensor, steps: int) -> torch.Tensor:  # RoPE by +-1 position, without YaRN's gain
         return _rope(v.view(1, 1, 1, d), cos[1:2], sin[1:2] * steps).view(d) / conc
@@ -204,14 +204,12 @@ def loss_fn(hidden: torch.Tensor, head: torch.Tensor, targets: torch.Tensor, n_u
     return torch.nn.functional.cross_entropy(torch.cat([logits, extra], dim=-1), targets)
 
 
-def _batch(data: list[tuple[list[int], list[bool]]], idx: list[int], remap: dict[int, int]
-           ) -> tuple[torch.Tensor, torch.Tensor]:
+def _batch(rows: list[tuple[list[int], list[bool]]], remap: dict[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-padded ids (causal attention never looks at the padding) and the mask of trained targets."""
-    n = max(len(data[i][0]) for i in idx)
-    ids = torch.zeros(len(idx), n, dtype=torch.long)
-    tgt_mask = torch.zeros(len(idx), n, dtype=torch.bool)
-    for r, i in enumerate(idx):
-        toks, mask = data[i]
+    n = max(len(toks) for toks, _ in rows)
+    ids = torch.zeros(len(rows), n, dtype=torch.long)
+    tgt_mask = torch.zeros(len(rows), n, dtype=torch.bool)
+    for r, (toks, mask) in enumerate(rows):
         ids[r, : len(toks)] = torch.tensor([remap[t] for t in toks])
         tgt_mask[r, : len(toks) - 1] = torch.tensor(mask[1:])
     return ids, tgt_mask
@@ -299,7 +297,7 @@ def heldout_accuracy(model: TinyGptOss, data: list[tuple[list[int], list[bool]]]
 def _step(model: TinyGptOss, opt: torch.optim.Optimizer, rows: list[tuple[list[int], list[bool]]],
           remap: dict[int, int], n_used: int) -> float:
     """One optimiser step on ``rows``; returns the loss."""
-    ids, tmask = _batch(rows, list(range(len(rows))), remap)
+    ids, tmask = _batch(rows, remap)
     hidden = model(ids)
     h = hidden[:, :-1][tmask[:, :-1]]
     tgt = ids[:, 1:][tmask[:, :-1]]

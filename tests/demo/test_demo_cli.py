@@ -22,15 +22,32 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def test_demo_fallback_only_when_nothing_else_is_configured(tmp_path: Path) -> None:
+def test_demo_fallback_only_when_nothing_else_is_configured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ossagent.agent.doctor import check_model
+    from ossagent.model import demo
+
+    # a stand-in demo folder, so the rules are checked whether or not this checkout ships the checkpoint
+    fake = tmp_path / "demo_weights"
+    fake.mkdir()
+    (fake / "config.json").write_text("{}")
+    (fake / "model.safetensors.index.json").write_text("{}")
+    monkeypatch.setattr(demo, "DEMO_DIR", fake)
     bare = Settings(home=tmp_path / "home", hf_home=str(tmp_path / "hf"))
-    assert demo_fallback(bare) == demo_model_dir()
+    assert demo_fallback(bare) == fake
+    assert "demo model will be used" in check_model(bare).detail
     assert demo_fallback(bare, model=str(tmp_path)) is None
     assert demo_fallback(bare, remote="http://127.0.0.1:9/v1") is None
     assert demo_fallback(bare, scripted="s.json") is None
-    assert demo_fallback(Settings(home=tmp_path / "home", hf_home=str(tmp_path / "hf"), demo=False)) is None
+    off = Settings(home=tmp_path / "home", hf_home=str(tmp_path / "hf"), demo=False)
+    assert demo_fallback(off) is None and not check_model(off).ok
+    real = tmp_path / "home" / "models" / "gpt-oss-20b"  # a downloaded checkpoint wins over the demo
+    real.mkdir(parents=True)
+    (real / "config.json").write_text("{}")
+    assert demo_fallback(bare) is None
     assert Settings.from_env({"OSSAGENT_DEMO": "0"}).demo is False
     assert Settings.from_env({}).demo is True
+    (fake / "config.json").unlink()
+    assert demo.demo_model_dir() is None  # an incomplete folder is no checkpoint
 
 
 def test_main_job_runs_on_the_demo_model(tmp_path: Path) -> None:
