@@ -7,7 +7,7 @@ bootstrap:
 # The main job: a real multi-step agent task (the model writes python, the sandbox runs it, the model reads the
 # output and answers) in a fresh workspace, on the configured model (OSSAGENT_MODEL, or
 # `ossagent download openai/gpt-oss-20b`), else on the built-in demo model when the checkout carries one
-# (model/demo_weights; none ships yet, so without a model this line prints how to get one). Then the CSV
+# (model/demo_weights, which ships: a tiny gpt-oss trained by scripts/demo/train.py). Then the CSV
 # example: with no model it replays a scripted model through the same loop, grammar and sandbox.
 demo: bootstrap
 	.venv/bin/ossagent doctor || true

@@ -8,6 +8,13 @@ for a response-format schema), ``function`` (call a declared function, then answ
 Held-out evaluation tasks come from a different seed *and* from name pools that training never uses as
 answers (``split="eval"``); their tokens still occur in training as filler text, so the model has embeddings
 for them.
+
+Written for what a tiny model can learn in an hour: it copies token for token (induction) and cannot spell.
+BPE splits a word differently after a space than after a quote (`` Amir`` is one token, ``"Amir`` is
+``"``, ``Am``, ``ir``), so every value the model must copy appears in its source with the same neighbours it
+gets in the model's output: strings for JSON and function arguments are quoted in the question, browser
+queries and answers put a space before the town, the python program prints ``The answer is N`` and the final
+answer repeats that line, the files answer repeats the file's ``Label: value`` line.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ _CITIES = ["Oslo", "Lima", "Cairo", "Quito", "Porto", "Riga", "Turin", "Dakar", 
 _PROJECTS = ["orion", "apollo", "falcon", "harbor", "maple", "cedar", "nova", "atlas", "comet", "delta", "ember", "fjord", "granite", "helix", "indigo", "juniper", "kestrel", "lumen", "meteor", "nectar", "onyx", "pelican", "quartz", "raven", "sierra", "tundra", "umbra", "vortex", "willow", "zenith", "aurora", "beacon", "cobalt", "dune", "echo"]
 _PRODUCTS = ["lamp", "kettle", "backpack", "helmet", "keyboard", "blender", "tripod", "compass", "lantern", "notebook", "teapot", "stapler", "monitor", "scooter", "toaster", "umbrella", "whistle", "jacket", "camera", "speaker"]
 _TOWNS = ["Ashford", "Brackley", "Carnmoor", "Dunmere", "Elsworth", "Fenwick", "Glenholt", "Harwick", "Ivybridge", "Kelmarsh", "Larkfield", "Merrow", "Northam", "Oakhurst", "Pendle", "Quarrybank", "Redmire", "Saltash", "Thornbury", "Upton", "Valemont", "Westerly", "Yarrowby", "Zennor", "Ambleside", "Birchwood", "Coldharbour", "Dovecote", "Eastwick", "Foxley"]
+_SURNAMES = ["Baker", "Castillo", "Dunn", "Ellery", "Fischer", "Garrow", "Holm", "Iverson", "Jansen", "Kowal", "Lindqvist", "Moreau", "Novak", "Okafor", "Pryce", "Quist", "Rowe", "Sato", "Tanaka", "Vance"]
 _FILLER = ["the", "report", "was", "reviewed", "by", "the", "team", "last", "week", "and", "several", "small", "issues", "were", "fixed", "before", "release", "please", "keep", "this", "file", "up", "to", "date", "when", "anything", "changes", "in", "the", "plan", "or", "schedule", "for", "the", "next", "quarter"]
 
 
@@ -103,7 +111,7 @@ def _python_task(rng: random.Random, effort: str, split: str) -> Task:
                 f"I need the value of {expr}.",
             ]
         )
-        code = f"print({expr})"
+        code = f'print("The answer is", {expr})'
         what = f"the value of {expr}"
     else:
         xs = [rng.randint(1, 500) for _ in range(rng.randint(4, 7))]
@@ -117,7 +125,7 @@ def _python_task(rng: random.Random, effort: str, split: str) -> Task:
             ]
         )
         fn = {"mean": "sum(xs) / len(xs)", "sum": "sum(xs)", "max": "max(xs)"}[kind]
-        code = f"xs = [{listed}]\nprint({fn})"
+        code = f'xs = [{listed}]\nprint("The answer is", {fn})'
         what = f"the {word} of the list"
     plan = _think(
         rng,
@@ -132,8 +140,8 @@ def _python_task(rng: random.Random, effort: str, split: str) -> Task:
         Step("analysis", code, recipient="python"),
     ]
     if effort == "high":
-        steps.append(Step("analysis", lambda obs: f"The program printed {obs[-1].strip()}. That is the answer."))
-    steps.append(Step("final", lambda obs: f"The answer is {obs[-1].strip()}."))
+        steps.append(Step("analysis", "The program printed the result, so I can report it."))
+    steps.append(Step("final", lambda obs: f"{obs[-1].strip()}."))
     # expected answer is computed by really running the code (see tools.run_gold / evaluation)
     return Task("python", effort, user, builtin_tools=("python",), steps=steps, expected=(_py_value(code),))
 
@@ -145,7 +153,7 @@ def _py_value(code: str) -> str:
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         exec(code, {})  # our own generated arithmetic, no input from outside
-    return buf.getvalue().strip()
+    return buf.getvalue().strip().removeprefix("The answer is ")
 
 
 # ---------------------------------------------------------------------------------------------- files
@@ -206,7 +214,7 @@ def _files_task(rng: random.Random, effort: str, split: str) -> Task:
 def _files_answer(obs: str, project: str, key: str, fname: str) -> str:
     m = re.search(rf"{key.capitalize()}: (.+)", obs)
     value = m.group(1).strip() if m else "unknown"
-    return f"The {key} of project {project} is {value} (from {fname})."
+    return f"According to {fname}:\n{key.capitalize()}: {value}"
 
 
 # -------------------------------------------------------------------------------------------- browser
@@ -214,31 +222,33 @@ def _files_answer(obs: str, project: str, key: str, fname: str) -> str:
 _TOWN_FACTS = ("founded", "population", "mayor", "river")
 
 
-def _town_page(rng: random.Random, town: str, names: list[str]) -> tuple[str, dict[str, str]]:
+# one sentence per fact, each starting with the town and a different verb, so the answer can repeat it
+_TOWN_LINES = {
+    "founded": "{town} was founded in {value}.",
+    "population": "{town} has {value} inhabitants.",
+    "mayor": "{town} is led by mayor {value}.",
+    "river": "{town} lies on {value}.",
+}
+
+
+def _town_page(rng: random.Random, town: str, split: str) -> tuple[str, dict[str, str]]:
     facts = {
         "founded": str(rng.randint(1100, 1950)),
         "population": str(rng.randint(1200, 98000)),
-        "mayor": f"{rng.choice(names)} {rng.choice(_TOWNS)}",
+        "mayor": f"{rng.choice(_split_pool(_FIRST, split))} {rng.choice(_split_pool(_SURNAMES, split))}",
         "river": f"the {rng.choice(_PROJECTS).capitalize()} River",
     }
-    lines = [
-        f"{town} is a small town known for its market and old bridge. It is twinned with {rng.choice(_TOWNS)}.",
-        f"{town} was founded in {facts['founded']}.",
-        f"The population of {town} is {facts['population']}.",
-        f"The current mayor of {town} is {facts['mayor']}.",
-        f"{town} lies on {facts['river']}.",
-    ]
-    body = [lines[0], *rng.sample(lines[1:], 4)]
-    return "\n\n".join(body), facts
+    lines = [_TOWN_LINES[k].format(town=town, value=v) for k, v in facts.items()]
+    intro = f"Welcome to {town}, a small town known for its market and old bridge."
+    return "\n\n".join([intro, *rng.sample(lines, 4)]), facts
 
 
 def _browser_task(rng: random.Random, effort: str, split: str) -> Task:
     towns = rng.sample(_split_pool(_TOWNS, split), 3)
-    names = _split_pool(_FIRST, split)
     pages: dict[str, tuple[str, str]] = {}
     facts: dict[str, dict[str, str]] = {}
     for t in towns:
-        text, facts[t] = _town_page(rng, t, names)
+        text, facts[t] = _town_page(rng, t, split)
         pages[f"http://localsite/{t.lower()}.html"] = (f"{t} town guide", text)
     target = towns[0]
     key = rng.choice(_TOWN_FACTS)
@@ -249,7 +259,8 @@ def _browser_task(rng: random.Random, effort: str, split: str) -> Task:
         "river": f"Which river does {target} lie on?",
     }[key]
     user = rng.choice([q, f"Search the local site: {q}", f"{q} Use the browser and cite your source."])
-    pattern = {"founded": "founded", "population": "population", "mayor": "mayor", "river": "lies on"}[key]
+    pattern = {"founded": "founded", "population": "inhabitants", "mayor": "mayor", "river": "lies on"}[key]
+    query = {"founded": "founding", "population": "population", "mayor": "mayor", "river": "river"}[key]
     steps = [
         Step(
             "analysis",
@@ -262,7 +273,7 @@ def _browser_task(rng: random.Random, effort: str, split: str) -> Task:
                 f"find the line about it and answer with a citation.",
             ),
         ),
-        Step("analysis", _compact({"query": f"{target} {key}"}), recipient="browser.search"),
+        Step("analysis", _compact({"query": f"{query} of {target}"}), recipient="browser.search"),
         Step("analysis", lambda obs: _compact({"id": _link_id(obs[-1], target)}), recipient="browser.open"),
     ]
     if effort == "high":
@@ -286,13 +297,8 @@ def _browser_answer(obs: list[str], town: str, key: str, value: str, pattern: st
         if value in m.group(2) or pattern in m.group(2).lower():
             line = m.group(1)
             break
-    sentence = {
-        "founded": f"{town} was founded in {value}",
-        "population": f"The population of {town} is {value}",
-        "mayor": f"The mayor of {town} is {value}",
-        "river": f"{town} lies on {value}",
-    }[key]
-    return f"{sentence} 【{cursor}†L{line}】."
+    sentence = _TOWN_LINES[key].format(town=town, value=value).rstrip(".")
+    return f"According to the town guide, {sentence} 【{cursor}†L{line}】."
 
 
 # ----------------------------------------------------------------------------------------------- json
@@ -316,22 +322,14 @@ def _json_task(rng: random.Random, effort: str, split: str) -> Task:
     kind = rng.choice(list(_SCHEMAS))
     if kind == "person":
         value: dict[str, Any] = {"name": rng.choice(names), "city": rng.choice(_CITIES), "age": rng.randint(18, 90)}
-        text = rng.choice(
-            [
-                f"{value['name']} is {value['age']} years old and lives in {value['city']}.",
-                f"Living in {value['city']}, {value['name']} turned {value['age']} this year.",
-            ]
-        )
+        parts = [f'name "{value["name"]}"', f'city "{value["city"]}"', f"age {value['age']}"]
     else:
         value = {"product": rng.choice(_PRODUCTS), "price": rng.randint(2, 400) + rng.choice([0, 0.5, 0.99]),
                  "quantity": rng.randint(1, 60)}
-        text = rng.choice(
-            [
-                f"Order: {value['quantity']} units of {value['product']} at {value['price']} each.",
-                f"We bought {value['quantity']} of the {value['product']} for {value['price']} per piece.",
-            ]
-        )
-    user = rng.choice([f"Extract the details: {text}", f"Turn this into JSON: {text}", f"Parse: {text}"])
+        parts = [f'product "{value["product"]}"', f"price {value['price']}", f"quantity {value['quantity']}"]
+    rng.shuffle(parts)
+    text = ", ".join(parts)
+    user = rng.choice([f"Extract the details: {text}.", f"Turn this into JSON: {text}.", f"Parse this record: {text}."])
     steps = [
         Step(
             "analysis",
@@ -385,16 +383,16 @@ def _function_task(rng: random.Random, effort: str, split: str) -> Task:
     if fn.name == "get_weather":
         arg = rng.choice(_CITIES)
         args: dict[str, Any] = {"city": arg}
-        user = rng.choice([f"What is the weather in {arg}?", f"How warm is it in {arg} right now?"])
+        user = rng.choice([f'What is the weather in "{arg}"?', f'How warm is it in "{arg}" right now?'])
         out = json.loads(fn.impl(args))
-        answer = f"It is {out['temperature']} degrees and {out['conditions']} in {arg}."
+        answer = f'It is {out["temperature"]} degrees and {out["conditions"]} in "{arg}".'
         expected = (str(out["temperature"]), out["conditions"])
     else:
         arg = rng.choice(_PRODUCTS)
         args = {"item": arg}
-        user = rng.choice([f"How many {arg} units are in stock?", f"Check the stock for {arg}."])
+        user = rng.choice([f'How many "{arg}" units are in stock?', f'Check the stock for "{arg}".'])
         out = json.loads(fn.impl(args))
-        answer = f"There are {out['in_stock']} units of {arg} in stock."
+        answer = f'There are {out["in_stock"]} units of "{arg}" in stock.'
         expected = (str(out["in_stock"]),)
     steps = [
         Step(
@@ -449,7 +447,7 @@ def vocabulary_pieces() -> list[str]:
     BPE splits a word differently after a space, a slash or a quote, so each variant is a separate piece (to be
     encoded on its own). The trainer gives every token of these pieces a trained embedding (through its copy
     rows) without showing it any held-out task."""
-    words = _FIRST + _CITIES + _PROJECTS + _PRODUCTS + _TOWNS + _FILLER
+    words = _FIRST + _SURNAMES + _CITIES + _PROJECTS + _PRODUCTS + _TOWNS + _FILLER
     pieces = []
     for w in words:
         for form in (w, w.lower(), w.capitalize()):

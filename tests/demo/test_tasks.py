@@ -97,5 +97,35 @@ def test_python_answers_come_from_running_the_code() -> None:
     msgs = _gold(task)
     code = next(m.text for m in msgs if m.recipient == "python")
     out = next(m.text for m in msgs if m.role == "tool")
-    assert out.strip() == task.expected[0]
+    assert out.strip() == f"The answer is {task.expected[0]}"
     assert "print(" in code
+    assert msgs[-1].text == f"{out.strip()}.", "the final answer repeats the program's line (copyable)"
+
+
+def _spans(tokens: list[int], text: str, enc: Any) -> list[list[int]]:
+    """Every token span of ``tokens`` that decodes to ``text`` (with or without one leading space)."""
+    return [tokens[i:j] for i in range(len(tokens)) for j in range(i + 1, min(len(tokens), i + 12) + 1)
+            if enc.decode(tokens[i:j]).removeprefix(" ") == text]
+
+
+def test_copied_values_keep_their_tokens_between_question_and_answer() -> None:
+    """What the model copies has the same BPE tokens where it reads it and where it writes it (see tasks doc)."""
+    from ossagent.model.tokenizer import o200k_harmony
+
+    enc = o200k_harmony()
+    for task in generate(30, seed=9, split="eval"):
+        msgs = _gold(task)
+        source = enc.encode_ordinary(task.user + "".join(m.text for m in msgs if m.role == "tool"))
+        written = enc.encode_ordinary("\n".join(m.text for m in msgs if m.role == "assistant"
+                                                and (m.recipient or m.channel == "final")))
+        if task.expected_json is not None:
+            values = [str(v) for v in task.expected_json.values()]
+        elif task.expected_call is not None:
+            values = [str(v) for v in task.expected_call[1].values()]
+        else:
+            values = list(task.expected)
+        for v in values:
+            spans = _spans(written, v, enc)
+            assert spans, (task.user, v)
+            assert any(source[i : i + len(sp)] == sp for sp in spans for i in range(len(source))), (
+                task.family, task.user, v)

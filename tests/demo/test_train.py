@@ -130,3 +130,55 @@ def test_copy_heads_write_back_what_they_attend_to() -> None:
     torch.testing.assert_close(out, cfg.copy_gain * rep * x, atol=1e-5, rtol=1e-4)
     assert torch.equal(model.lm_head.weight, model.model.embed_tokens.weight)  # start equal ...
     assert model.lm_head.weight is not model.model.embed_tokens.weight  # ... but untied
+
+
+def _induction_mass(model: TinyGptOss, rows: list[tuple[list[int], list[bool]]], head: int = 0) -> float:
+    """Share of layer 1 ``head``'s attention on induction targets: from position i, the positions j whose previous
+    token equals token i (the token to copy next), over the repeated spans of copy rows."""
+    from scripts.demo.tinymodel import _rope, yarn_cos_sin
+
+    s, d = model.shape, model.shape.head_dim
+    right = total = 0.0
+    for toks, mask in rows:
+        ids, t = torch.tensor([toks]), len(toks)
+        cos, sin = yarn_cos_sin(s, t)
+        causal = torch.ones(t, t).tril().bool()
+        first = model.model.layers[0]
+        with torch.no_grad():
+            x = model.model.embed_tokens(ids)
+            band = torch.cat([torch.ones(t, 1, dtype=torch.bool), causal & ~torch.ones(t, t).tril(-128).bool()], 1)
+            x = x + first.self_attn(first.input_layernorm(x), cos, sin, band)
+            x = x + first.mlp(first.post_attention_layernorm(x))
+            attn = model.model.layers[1].self_attn
+            h = model.model.layers[1].input_layernorm(x)
+            q = _rope(attn.q_proj(h).view(1, t, s.heads, d), cos, sin)[0, :, head]
+            k = _rope(attn.k_proj(h).view(1, t, s.kv_heads, d), cos, sin)[0, :, head // (s.heads // s.kv_heads)]
+            scores = (q @ k.t() / math.sqrt(d)).masked_fill(~causal, -1e9)
+            w = torch.softmax(torch.cat([attn.sinks[head].expand(t, 1), scores], 1), -1)[:, 1:]
+        for i in range(t - 1):
+            if mask[i]:
+                targets = [j for j in range(2, i) if toks[j - 1] == toks[i]
+                           and (head < 2 or toks[j - 2] == toks[i - 1])]
+                right, total = right + float(w[i, targets].sum()), total + 1
+    return right / total
+
+
+def test_induction_heads_attend_to_what_comes_next_after_the_current_token() -> None:
+    import random
+    from dataclasses import replace
+
+    from scripts.demo.train import DemoConfig, build_model, copy_row
+
+    rng = random.Random(1)
+    rows = [copy_row(rng, list(range(2000)), 2999, 160) for _ in range(8)]
+    torch.manual_seed(0)
+    built = _induction_mass(build_model(DemoConfig(), 3000), rows)
+    torch.manual_seed(0)
+    plain = _induction_mass(build_model(replace(DemoConfig(), induction_layer=None), 3000), rows)
+    assert built > 0.5, built
+    assert plain < 0.1, plain
+    two = replace(DemoConfig(), induction_two_back=True)
+    torch.manual_seed(0)
+    assert _induction_mass(build_model(two, 3000), rows, head=2) > 0.5
+    torch.manual_seed(0)
+    assert _induction_mass(build_model(DemoConfig(), 3000), rows, head=2) < 0.1
