@@ -18,8 +18,8 @@ def demo_training_date(folder: Path) -> str | None:
     """The current date the demo model saw in every training system message (``demo_training.json``), or None.
 
     The demo model has no use for dates, but it has only ever seen this one: another date in the system message
-    is input it never met, and measured on 30 held-out tasks it cost about 20 points of success. So the CLI sends
-    this date to the demo model (and today's to every real model)."""
+    is input it never met: on the same 60 held-out tasks it solved 52% with this date and 37% with 2027-03-14.
+    So the CLI sends this date to the demo model (and today's to every real model)."""
     import json
 
     try:

@@ -439,7 +439,7 @@ def train(cfg: DemoConfig, log: bool = True, cache: Path | None = None, init: Pa
             print(f"step {step:5d} held-out teacher-forced: tokens {acc:.1%}, transcripts all right {perfect:.0%}",
                   flush=True)
         if save_to is not None and save_every and step % save_every == save_every - 1:
-            save(export(model, used, cfg), hf_config(cfg), save_to, {"demo_config": json.dumps(asdict(cfg)),
+            save(export(model, used, cfg), hf_config(cfg), save_to, {**training_meta(cfg),
                                                                        "partial_step": str(step + 1)})
         if stop_at is not None and step + 1 >= stop_at:
             break
@@ -463,6 +463,12 @@ def export(model: torch.nn.Module, used: list[int], cfg: DemoConfig) -> dict[str
         else:
             out[name] = t.to(torch.bfloat16).contiguous()
     return out
+
+
+def training_meta(cfg: DemoConfig) -> dict[str, str]:
+    """``demo_training.json``: the recipe, and the date every training system message carried (the CLI sends
+    it to the demo model, see :func:`ossagent.model.demo.demo_training_date`)."""
+    return {"demo_config": json.dumps(asdict(cfg), sort_keys=True), "current_date": DATE}
 
 
 def save(tensors: dict[str, torch.Tensor], config: dict[str, Any], out: Path, meta: dict[str, str]) -> None:
@@ -509,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     tensors, config, losses = train(cfg, cache=args.data_cache, init=args.init, save_to=args.out,
                                     save_every=args.save_every, stop_at=args.stop_at)
-    save(tensors, config, args.out, {"demo_config": json.dumps(asdict(cfg), sort_keys=True), "current_date": DATE})
+    save(tensors, config, args.out, training_meta(cfg))
     print(f"saved {args.out} (final loss {losses[-1]:.4f})")
     return 0
 

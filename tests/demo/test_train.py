@@ -138,19 +138,17 @@ def _induction_mass(model: TinyGptOss, rows: list[tuple[list[int], list[bool]]],
     from scripts.demo.tinymodel import _rope, yarn_cos_sin
 
     s, d = model.shape, model.shape.head_dim
+    attn = model.model.layers[1].self_attn
+    seen: list[torch.Tensor] = []  # layer 1's normalised input, taken from the model's own forward pass
+    hook = model.model.layers[1].input_layernorm.register_forward_hook(lambda _m, _i, out: seen.append(out))
     right = total = 0.0
     for toks, mask in rows:
-        ids, t = torch.tensor([toks]), len(toks)
+        t = len(toks)
         cos, sin = yarn_cos_sin(s, t)
         causal = torch.ones(t, t).tril().bool()
-        first = model.model.layers[0]
         with torch.no_grad():
-            x = model.model.embed_tokens(ids)
-            band = torch.cat([torch.ones(t, 1, dtype=torch.bool), causal & ~torch.ones(t, t).tril(-128).bool()], 1)
-            x = x + first.self_attn(first.input_layernorm(x), cos, sin, band)
-            x = x + first.mlp(first.post_attention_layernorm(x))
-            attn = model.model.layers[1].self_attn
-            h = model.model.layers[1].input_layernorm(x)
+            model(torch.tensor([toks]))
+            h = seen.pop()
             q = _rope(attn.q_proj(h).view(1, t, s.heads, d), cos, sin)[0, :, head]
             k = _rope(attn.k_proj(h).view(1, t, s.kv_heads, d), cos, sin)[0, :, head // (s.heads // s.kv_heads)]
             scores = (q @ k.t() / math.sqrt(d)).masked_fill(~causal, -1e9)
@@ -160,6 +158,7 @@ def _induction_mass(model: TinyGptOss, rows: list[tuple[list[int], list[bool]]],
                 targets = [j for j in range(2, i) if toks[j - 1] == toks[i]
                            and (head < 2 or toks[j - 2] == toks[i - 1])]
                 right, total = right + float(w[i, targets].sum()), total + 1
+    hook.remove()
     return right / total
 
 
