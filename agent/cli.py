@@ -73,15 +73,10 @@ def _agent(args: argparse.Namespace, settings: Settings, backend: Any, demo: Pat
     max_tokens = args.max_tokens if args.max_tokens is not None else (DEMO_MAX_TOKENS if demo else None)
     limits = Limits(max_turns=args.max_turns, max_tokens=max_tokens, max_time=args.timeout)
     temperature = args.temperature if args.temperature is not None else (0.0 if demo else 1.0)
-    # gpt-oss is trained with today's date in the system message; the demo model saw one fixed date (greedy)
-    date = datetime.date.today().isoformat()
-    if demo is not None:
-        from ossagent.model.demo import demo_training_date
-
-        date = demo_training_date(demo) or date
     return Agent(backend, tools=tools, instructions=args.instructions, reasoning=args.reasoning,
                  response_format=_schema(getattr(args, "schema", None)), limits=limits, seed=args.seed,
-                 temperature=temperature, current_date=date)
+                 temperature=temperature,
+                 current_date=datetime.date.today().isoformat())
 
 
 def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:

@@ -14,22 +14,6 @@ DEMO_NOTICE = (
 )
 
 
-def demo_training_date(folder: Path) -> str | None:
-    """The current date the demo model saw in every training system message (``demo_training.json``), or None.
-
-    The demo model has no use for dates, but it has only ever seen this one: another date in the system message
-    is input it never met: on the same 60 held-out tasks it solved 52% with this date and 37% with 2027-03-14.
-    So the CLI sends this date to the demo model (and today's to every real model)."""
-    import json
-
-    try:
-        meta = json.loads((folder / "demo_training.json").read_text())
-    except (OSError, ValueError):
-        return None
-    date = meta.get("current_date") if isinstance(meta, dict) else None
-    return date if isinstance(date, str) else None
-
-
 def demo_model_dir() -> Path | None:
     """The shipped demo checkpoint's folder, or None when this installation does not carry it."""
     complete = (DEMO_DIR / "config.json").is_file() and (DEMO_DIR / "model.safetensors.index.json").is_file()

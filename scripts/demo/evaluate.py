@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scripts.demo.realgen import DATE
 from scripts.demo.tasks import EFFORTS, FAMILIES, Task, generate
 
 CITATION = re.compile(r"【\d+†L\d+(-L\d+)?】")
@@ -67,7 +66,7 @@ def _loads(s: str) -> Any:
         return None
 
 
-def run_task(task: Task, backend: Any, temperature: float = 0.0, current_date: str = DATE) -> Outcome:
+def run_task(task: Task, backend: Any, temperature: float = 0.0, current_date: str | None = None) -> Outcome:
     """One task through the real agent loop and tools, in a fresh world (workspace files, offline site)."""
     from ossagent.agent.limits import Limits
     from scripts.demo.realgen import make_agent, make_tools, write_world
@@ -110,7 +109,7 @@ def decode_speed(backend: Any, n_prompt: int = 400, n_new: int = 64) -> tuple[fl
 
 
 def evaluate(model_dir: Path, n: int, seed: int, temperature: float = 0.0, verbose: bool = False,
-             device: str = "cpu", current_date: str = DATE, shard: tuple[int, int] = (0, 1)) -> dict[str, Any]:
+             device: str = "cpu", current_date: str | None = None, shard: tuple[int, int] = (0, 1)) -> dict[str, Any]:
     """Run the first ``n`` held-out tasks (those with index % shard[1] == shard[0]); the report of
     :func:`summarize`."""
     from ossagent.agent.local import LocalBackend
@@ -168,7 +167,7 @@ def merge(reports: list[dict[str, Any]]) -> dict[str, Any]:
 
 def print_report(r: dict[str, Any]) -> None:
     print(f"overall: {r['overall']:.0%} of {r['n']} held-out tasks (temperature {r['temperature']}, "
-          f"current date {r['current_date']})")
+          f"current date {r['current_date'] or 'of each task (random)'})")
     print(f"speed (CPU): prefill {r['prefill_tokens_per_s']:.0f} tokens/s, decode {r['decode_tokens_per_s']:.1f} "
           f"tokens/s; whole runs incl. tools and constrained decoding {r['run_tokens_per_s']:.1f} tokens/s")
     print(f"{'family':10s} " + " ".join(f"{e:>7s}" for e in EFFORTS) + "      all")
@@ -188,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--temperature", type=float, default=0.0)
-    ap.add_argument("--date", default=DATE, help="the current date in the system message (training used %(default)s)")
+    ap.add_argument("--date", help="the current date in every system message (default: each task's own random date)")
     ap.add_argument("--json", type=Path, help="also write the report (with every failure) here")
     ap.add_argument("--shard", default="0/1", help="K/N: run only tasks whose index %% N == K (parallel runs)")
     ap.add_argument("--merge", type=Path, nargs="+", help="print one report from these shards' --json reports")

@@ -21,7 +21,6 @@ from ossagent.agent.transcript import Msg
 from scripts.demo.tasks import Task
 
 RETURN, END = 200002, 200007
-DATE = "2026-11-30"
 
 
 class GoldBackend:
@@ -108,13 +107,14 @@ def make_functions(task: Task) -> list[Any]:
 
 
 def make_agent(task: Task, backend: Any, tools: list[Any], constrained: bool | None = False,
-               temperature: float = 1.0, current_date: str = DATE) -> Any:
+               temperature: float = 1.0, current_date: str | None = None) -> Any:
+    """The agent for ``task``; the system message carries ``current_date``, by default the task's own."""
     from ossagent.agent.loop import Agent
 
     return Agent(backend, tools=tools, functions=make_functions(task), instructions=task.instructions,
                  reasoning=task.effort,
                  response_format=task.response_format[1] if task.response_format else None,
-                 temperature=temperature, current_date=current_date, constrained=constrained)
+                 temperature=temperature, current_date=current_date or task.date, constrained=constrained)
 
 
 def gold_sequence(task: Task, encoding: Any) -> tuple[list[int], list[bool], Any]:

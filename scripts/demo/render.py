@@ -18,8 +18,6 @@ from typing import Any
 from scripts.demo.simtools import Msg
 from scripts.demo.tasks import Task
 
-DATE = "2026-11-30"
-
 
 @lru_cache(maxsize=1)
 def harmony_encoding() -> Any:
@@ -57,7 +55,7 @@ def header_messages(task: Task) -> list[Any]:
 
     harmony_encoding()
     effort = {"low": oh.ReasoningEffort.LOW, "medium": oh.ReasoningEffort.MEDIUM, "high": oh.ReasoningEffort.HIGH}
-    sysc = oh.SystemContent.new().with_reasoning_effort(effort[task.effort]).with_conversation_start_date(DATE)
+    sysc = oh.SystemContent.new().with_reasoning_effort(effort[task.effort]).with_conversation_start_date(task.date)
     if "browser" in task.builtin_tools:
         sysc = sysc.with_browser_tool()
     if "python" in task.builtin_tools:

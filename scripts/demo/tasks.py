@@ -12,13 +12,18 @@ for them.
 Written for what a tiny model can learn in an hour: it copies token for token (induction) and cannot spell.
 BPE splits a word differently after a space than after a quote (`` Amir`` is one token, ``"Amir`` is
 ``"``, ``Am``, ``ir``), so every value the model must copy appears in its source with the same neighbours it
-gets in the model's output: strings for JSON and function arguments are quoted in the question, browser
-queries and answers put a space before the town, the python program prints ``The answer is N`` and the final
-answer repeats that line, the files answer repeats the file's ``Label: value`` line.
+gets in the model's output: function arguments are quoted in the question, a JSON record lists its fields as
+``"key":value`` (the key two tokens before the value, as in the answer), number lists are written ``[a,b,c]``
+(each item two tokens after the one before it, where ``a, b, c`` puts the same comma and space before every
+item), browser queries and answers put a space before the town, the python program prints ``The answer is N``
+and the final answer repeats that line, the files answer repeats the file's ``Label: value`` line.
+
+Every task carries its own random current date for the system message, so the model does not depend on one.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import random
 import re
@@ -80,6 +85,7 @@ class Task:
     # training data only: restart the python process before this call number (0-based) so the transcript
     # shows the real tool's state-lost note; the model learns to carry on (the files are kept)
     python_restart_before: int | None = None
+    date: str = "2026-11-30"  # the current date in the system message (make_task draws one per task)
 
 
 def _compact(value: Any) -> str:
@@ -115,7 +121,7 @@ def _python_task(rng: random.Random, effort: str, split: str) -> Task:
         what = f"the value of {expr}"
     else:
         xs = [rng.randint(1, 500) for _ in range(rng.randint(4, 7))]
-        listed = ", ".join(map(str, xs))
+        listed = "[" + ",".join(map(str, xs)) + "]"
         word = {"mean": "average", "sum": "total", "max": "largest value"}[kind]
         user = rng.choice(
             [
@@ -125,7 +131,7 @@ def _python_task(rng: random.Random, effort: str, split: str) -> Task:
             ]
         )
         fn = {"mean": "sum(xs) / len(xs)", "sum": "sum(xs)", "max": "max(xs)"}[kind]
-        code = f'xs = [{listed}]\nprint("The answer is", {fn})'
+        code = f'xs = {listed}\nprint("The answer is", {fn})'
         what = f"the {word} of the list"
     plan = _think(
         rng,
@@ -222,11 +228,13 @@ def _files_answer(obs: str, project: str, key: str, fname: str) -> str:
 _TOWN_FACTS = ("founded", "population", "mayor", "river")
 
 
-# one sentence per fact, each starting with the town and a different verb, so the answer can repeat it
+# one sentence per fact, each starting with the town and a different verb, so the answer can repeat it; no
+# page has a word of a query but its town (queries say founding/population/mayor/river of), so a search finds
+# the target page only and no other town's facts are on screen to be confused with the target's
 _TOWN_LINES = {
     "founded": "{town} was founded in {value}.",
     "population": "{town} has {value} inhabitants.",
-    "mayor": "{town} is led by mayor {value}.",
+    "mayor": "{town} is led by {value}.",
     "river": "{town} lies on {value}.",
 }
 
@@ -236,7 +244,7 @@ def _town_page(rng: random.Random, town: str, split: str) -> tuple[str, dict[str
         "founded": str(rng.randint(1100, 1950)),
         "population": str(rng.randint(1200, 98000)),
         "mayor": f"{rng.choice(_split_pool(_FIRST, split))} {rng.choice(_split_pool(_SURNAMES, split))}",
-        "river": f"the {rng.choice(_PROJECTS).capitalize()} River",
+        "river": f"the {rng.choice(_PROJECTS).capitalize()}",
     }
     lines = [_TOWN_LINES[k].format(town=town, value=v) for k, v in facts.items()]
     intro = f"Welcome to {town}, a small town known for its market and old bridge."
@@ -259,7 +267,7 @@ def _browser_task(rng: random.Random, effort: str, split: str) -> Task:
         "river": f"Which river does {target} lie on?",
     }[key]
     user = rng.choice([q, f"Search the local site: {q}", f"{q} Use the browser and cite your source."])
-    pattern = {"founded": "founded", "population": "inhabitants", "mayor": "mayor", "river": "lies on"}[key]
+    pattern = {"founded": "founded", "population": "inhabitants", "mayor": "led by", "river": "lies on"}[key]
     query = {"founded": "founding", "population": "population", "mayor": "mayor", "river": "river"}[key]
     steps = [
         Step(
@@ -322,14 +330,15 @@ def _json_task(rng: random.Random, effort: str, split: str) -> Task:
     kind = rng.choice(list(_SCHEMAS))
     if kind == "person":
         value: dict[str, Any] = {"name": rng.choice(names), "city": rng.choice(_CITIES), "age": rng.randint(18, 90)}
-        parts = [f'name "{value["name"]}"', f'city "{value["city"]}"', f"age {value['age']}"]
+        parts = [f'"{k}":{_compact(v)}' for k, v in value.items()]
     else:
-        value = {"product": rng.choice(_PRODUCTS), "price": rng.randint(2, 400) + rng.choice([0, 0.5, 0.99]),
+        value = {"product": rng.choice(_PRODUCTS), "price": round(rng.randint(2, 400) + rng.choice([0, 0.5, 0.99]), 2),
                  "quantity": rng.randint(1, 60)}
-        parts = [f'product "{value["product"]}"', f"price {value['price']}", f"quantity {value['quantity']}"]
+        parts = [f'"{k}":{_compact(v)}' for k, v in value.items()]
     rng.shuffle(parts)
     text = ", ".join(parts)
-    user = rng.choice([f"Extract the details: {text}.", f"Turn this into JSON: {text}.", f"Parse this record: {text}."])
+    user = rng.choice([f"Extract the details: {text}.", f"Turn this record into JSON: {text}.",
+                       f"Parse this record: {text}.", f"Fill the {kind} schema from: {text}."])
     steps = [
         Step(
             "analysis",
@@ -429,7 +438,9 @@ def make_task(family: str, effort: str, rng: random.Random, split: str = "train"
         raise ValueError(f"unknown family {family!r}; choose from {', '.join(FAMILIES)}")
     if effort not in EFFORTS:
         raise ValueError(f"unknown reasoning effort {effort!r}; choose from {', '.join(EFFORTS)}")
-    return _BUILDERS[family](rng, effort, split)
+    task = _BUILDERS[family](rng, effort, split)
+    task.date = (datetime.date(2025, 1, 1) + datetime.timedelta(days=rng.randrange(4 * 365))).isoformat()
+    return task
 
 
 def generate(n: int, seed: int, split: str = "train") -> Iterator[Task]:

@@ -46,9 +46,6 @@ def test_demo_fallback_only_when_nothing_else_is_configured(tmp_path: Path, monk
     assert demo_fallback(bare) is None
     assert Settings.from_env({"OSSAGENT_DEMO": "0"}).demo is False
     assert Settings.from_env({}).demo is True
-    assert demo.demo_training_date(fake) is None  # no metadata: the CLI sends today's date
-    (fake / "demo_training.json").write_text('{"current_date": "2026-11-30"}')
-    assert demo.demo_training_date(fake) == "2026-11-30"
     (fake / "config.json").unlink()
     assert demo.demo_model_dir() is None  # an incomplete folder is no checkpoint
 

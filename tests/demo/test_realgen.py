@@ -47,3 +47,16 @@ def test_files_task_with_forced_restart_shows_the_real_state_lost_note(enc) -> N
     tool_texts = [m.text for m in result.transcript.messages if m.role == "tool"]
     assert "restarted" in tool_texts[1] and "restarted" not in tool_texts[0]
     assert check(task, result.text, [])[0]
+
+
+def test_browser_search_shows_the_target_town_only(enc) -> None:  # type: ignore[no-untyped-def]
+    """The real offline search finds only the asked town's page (no page shares a query word but the town), so
+    no other town's facts are on screen; the system message carries the task's own date."""
+    tasks = [t for t in generate(30, seed=4, split="eval") if t.family == "browser"]
+    assert len({t.date for t in tasks}) > 1
+    for task in tasks:
+        tokens, _, result = gold_sequence(task, enc)
+        assert f"Current date: {task.date}" in enc.decode(tokens[:40])
+        search = next(m.text for m in result.transcript.messages if m.role == "tool")
+        target_title = next(iter(task.pages.values()))[0]  # the first page is the asked town's
+        assert search.count("【") == 1 and f"【0†{target_title}†" in search, search

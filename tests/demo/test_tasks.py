@@ -129,3 +129,40 @@ def test_copied_values_keep_their_tokens_between_question_and_answer() -> None:
             assert spans, (task.user, v)
             assert any(source[i : i + len(sp)] == sp for sp in spans for i in range(len(source))), (
                 task.family, task.user, v)
+
+
+def test_json_values_and_list_items_follow_the_same_two_tokens_where_read_and_written() -> None:
+    """After a separator that occurs many times (``":``, ``,``) the model needs the token before it (the key, the
+    item before) to know what comes next; those two tokens must be the same in the question and in the answer."""
+    from ossagent.model.tokenizer import o200k_harmony
+
+    enc = o200k_harmony()
+    seen = set()
+    for task in generate(60, seed=5, split="eval"):
+        if task.family == "json":
+            question, answer = enc.encode_ordinary(task.user), enc.encode_ordinary(_gold(task)[-1].text)
+            assert task.expected_json is not None
+            for key, value in task.expected_json.items():
+                text = json.dumps(value)
+                window = enc.encode_ordinary(f'{key}":{text.removesuffix(chr(34))}')  # key, separator, value
+                assert len(window) >= 3
+                for toks in (question, answer):
+                    assert any(toks[k : k + len(window)] == window for k in range(len(toks))), (task.user, key)
+            seen.add("json")
+        elif task.family == "python" and "[" in task.user:
+            listed = task.user[task.user.index("[") : task.user.index("]") + 1]
+            code = next(m.text for m in _gold(task) if m.recipient == "python")
+            assert f" {listed}" in code
+            span = enc.encode_ordinary(f" {listed[:-1]}")  # "]" merges with what follows it
+            assert all(enc.encode_ordinary(t)[0] != 220 for t in listed.strip("[]").split(","))  # no " " tokens
+            for text in (task.user, code):
+                toks = enc.encode_ordinary(text)
+                assert any(toks[k : k + len(span)] == span for k in range(len(toks))), text
+            seen.add("list")
+    assert seen == {"json", "list"}
+
+
+def test_tasks_carry_varied_current_dates() -> None:
+    dates = {t.date for t in generate(40, seed=2)}
+    assert len(dates) > 30
+    assert all(len(d) == 10 and d[4] == d[7] == "-" for d in dates)

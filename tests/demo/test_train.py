@@ -181,3 +181,20 @@ def test_induction_heads_attend_to_what_comes_next_after_the_current_token() -> 
     assert _induction_mass(build_model(two, 3000), rows, head=2) > 0.5
     torch.manual_seed(0)
     assert _induction_mass(build_model(DemoConfig(), 3000), rows, head=2) < 0.1
+
+
+def test_copy_rows_repeat_their_span_and_listed_rows_separate_items_by_one_token() -> None:
+    import random
+
+    from scripts.demo.train import copy_row
+
+    rng, plain, sep = random.Random(0), list(range(100, 400)), 7
+    for listed in (False, True):
+        for _ in range(20):
+            toks, mask = copy_row(rng, plain, sep, 400, listed=listed)
+            first, second = toks.index(sep), len(toks) - 1 - toks[::-1].index(sep)
+            span = toks[second + 1 :]
+            assert toks[first + 1 : first + 1 + len(span)] == span
+            assert mask == [i > second for i in range(len(toks))]  # loss on the repeat only
+            if listed:
+                assert len(set(span[1::2])) == 1 and len(span) % 2 == 1  # item, comma, item, ..., item
