@@ -330,11 +330,10 @@ def _json_task(rng: random.Random, effort: str, split: str) -> Task:
     kind = rng.choice(list(_SCHEMAS))
     if kind == "person":
         value: dict[str, Any] = {"name": rng.choice(names), "city": rng.choice(_CITIES), "age": rng.randint(18, 90)}
-        parts = [f'"{k}":{_compact(v)}' for k, v in value.items()]
     else:
         value = {"product": rng.choice(_PRODUCTS), "price": round(rng.randint(2, 400) + rng.choice([0, 0.5, 0.99]), 2),
                  "quantity": rng.randint(1, 60)}
-        parts = [f'"{k}":{_compact(v)}' for k, v in value.items()]
+    parts = [f'"{k}":{_compact(v)}' for k, v in value.items()]
     rng.shuffle(parts)
     text = ", ".join(parts)
     user = rng.choice([f"Extract the details: {text}.", f"Turn this record into JSON: {text}.",
