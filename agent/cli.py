@@ -36,12 +36,12 @@ def _status(console: Any, quiet: bool) -> Iterator[Callable[[str], None]]:
         yield lambda msg: status.update(msg)
 
 
-def _backend(args: argparse.Namespace, settings: Settings, console: Any) -> tuple[Any, Path | None]:
-    """The backend, and the built-in demo model's folder when that is what runs (said once, on ``console``)."""
+def _backend(args: argparse.Namespace, settings: Settings, console: Any) -> tuple[Any, bool]:
+    """The backend, and whether it is the built-in demo model (said once, on ``console``)."""
     from ossagent.agent.factory import build_backend, demo_fallback
 
-    demo = demo_fallback(settings, model=args.model, remote=args.remote, scripted=args.scripted)
-    if demo is not None:
+    demo = demo_fallback(settings, model=args.model, remote=args.remote, scripted=args.scripted) is not None
+    if demo:
         from ossagent.model.demo import DEMO_NOTICE
 
         console.print(f"[dim]{DEMO_NOTICE}[/dim]", highlight=False)
@@ -62,7 +62,7 @@ def _schema(value: str | None) -> Any:
         raise UserError(f"--schema must be a JSON Schema (a file or inline JSON): {exc}") from exc
 
 
-def _agent(args: argparse.Namespace, settings: Settings, backend: Any, demo: Path | None) -> Any:
+def _agent(args: argparse.Namespace, settings: Settings, backend: Any, demo: bool) -> Any:
     from ossagent.agent.factory import build_tools
     from ossagent.agent.limits import Limits
     from ossagent.agent.loop import Agent
@@ -75,8 +75,7 @@ def _agent(args: argparse.Namespace, settings: Settings, backend: Any, demo: Pat
     temperature = args.temperature if args.temperature is not None else (0.0 if demo else 1.0)
     return Agent(backend, tools=tools, instructions=args.instructions, reasoning=args.reasoning,
                  response_format=_schema(getattr(args, "schema", None)), limits=limits, seed=args.seed,
-                 temperature=temperature,
-                 current_date=datetime.date.today().isoformat())
+                 temperature=temperature, current_date=datetime.date.today().isoformat())
 
 
 def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
