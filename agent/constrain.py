@@ -12,10 +12,14 @@ The hook runs its own harmony state machine over the generated tokens, one llgui
   ``<|constrain|>`` are accepted. Textual spellings of special tokens never match (llguidance marks them).
 * **function body**: ``%json`` of that function's schema followed by ``<|call|>``.
 * **final body** with a response format: ``%json`` of its schema followed by ``<|return|>``.
-* **free bodies** (analysis, preamble, builtin tool input, a final answer without a format): no mask at
-  all with ``tool_choice=auto`` and no response format; otherwise only the stop tokens that would end the
-  message the wrong way are masked (``<|return|>``/``<|call|>`` in analysis), the text itself stays free. ``free_text_limit`` optionally closes a free
-  body after that many tokens (a reasoning budget; tests use it to bound random models).
+* **free bodies** (analysis, preamble, builtin tool input, a final answer without a format): the text stays
+  free; only tokens that cannot belong there are masked. Those are the special tokens other than the stop
+  tokens (``<|start|>``, ``<|channel|>``, ``<|message|>``, ``<|constrain|>``, reserved ids: harmony content
+  is plain text, and a small or quantised model that writes markup inside a message breaks the turn's parse)
+  and ``<|call|>`` ending a message without a recipient. With a call required or a response format, also the
+  stop tokens that would end the message the wrong way (``<|return|>`` in analysis). ``free_text_limit``
+  optionally closes a free body after that many tokens (a reasoning budget; tests use it to bound random
+  models).
 
 Wherever the grammar admits exactly one continuation the hook returns it in ``StepAction.forced``
 (llguidance's canonical-safe fast-forward), so the engine feeds it without sampling.
@@ -86,6 +90,13 @@ def harmony_lltokenizer(encoding: tiktoken.Encoding) -> llg.LLTokenizer:
     import llguidance.tiktoken
 
     return llguidance.tiktoken.lltokenizer_from_encoding(encoding, n_vocab=encoding.n_vocab, eos_token=list(STOPS))
+
+
+@lru_cache(maxsize=2)
+def markup_ids(encoding: tiktoken.Encoding) -> tuple[int, ...]:
+    """The special token ids that never occur inside a message's content (every special but the stops)."""
+    ids = (encoding.encode_single_token(t) for t in encoding.special_tokens_set)
+    return tuple(sorted(i for i in ids if i not in (RETURN, CALL, END)))
 
 
 @lru_cache(maxsize=512)
@@ -197,8 +208,8 @@ class TurnConstraints:
             callable_names = []
         self.builtins = tuple(builtin_recipients)
         self.allow_final = mode in ("auto", "none")
-        # Free text is left entirely unmasked only in plain ``auto``; otherwise a free body may not end with a
-        # stop token of another kind (the turn owes a call, a final answer, or a structured final answer).
+        # In plain ``auto`` a free body masks only markup and a recipient-less <|call|>; otherwise it may also
+        # not end with a stop token of another kind (the turn owes a call, a final answer, or a structured one).
         self.guard_free_text = mode != "auto" or response_format is not None
         self.tokenizer = harmony_lltokenizer(encoding)
         self._header_first = self._compile(header_lark(callable_names, self.builtins, final=self.allow_final,
@@ -214,17 +225,16 @@ class TurnConstraints:
     def _compile(self, lark: str) -> llg.LLMatcher:
         return _compiled(self.tokenizer, lark)
 
-    def free_mask(self, banned: tuple[int, ...]) -> torch.Tensor | None:
-        """All tokens allowed except ``banned`` (cached: the same tensor object every step)."""
-        if not banned:
-            return None
-        mask = self._free_masks.get(banned)
+    def free_mask(self, stops: tuple[int, ...]) -> torch.Tensor:
+        """All tokens allowed except markup (:func:`markup_ids`) and ``stops`` (cached: the same tensor object
+        every step)."""
+        mask = self._free_masks.get(stops)
         if mask is None:
             import torch
 
             mask = torch.ones(self.vocab_size, dtype=torch.bool)
-            mask[[b for b in banned if b < self.vocab_size]] = False
-            self._free_masks[banned] = mask
+            mask[[b for b in (*markup_ids(self.encoding), *stops) if b < self.vocab_size]] = False
+            self._free_masks[stops] = mask
         return mask
 
     def hook(self, prefill: Sequence[int] = ()) -> ConstrainedHook:
@@ -263,8 +273,11 @@ class ConstrainedHook:
         self.free_ends = ends
         self.free_close = close
         self.free_count = 0
-        banned = tuple(t for t in (RETURN, CALL, END) if t not in ends) if self.c.guard_free_text else ()
-        self.free_mask_tensor = self.c.free_mask(banned)
+        if self.c.guard_free_text:
+            stops = tuple(t for t in (RETURN, CALL, END) if t not in ends)
+        else:  # a call needs a recipient; other endings stay the model's choice
+            stops = () if CALL in ends else (CALL,)
+        self.free_mask_tensor = self.c.free_mask(stops)
 
     def _finish_header(self) -> None:
         text = self.c.encoding.decode(self.header_tokens)
@@ -290,11 +303,12 @@ class ConstrainedHook:
         self.stats.consumed += 1
         if self.part == "free":
             self.free_count += 1
+            if tok < self.c.vocab_size and not bool(self.free_mask_tensor[tok]):
+                raise ConstraintViolation(f"token {tok} ({self.c.encoding.decode([tok])!r}) cannot occur in a "
+                                          f"message body that ends with {self.free_ends}")
             if tok == END:
                 self._enter_header(first=False)
             elif tok in STOPS:
-                if self.c.guard_free_text and tok not in self.free_ends:
-                    raise ConstraintViolation(f"stop token {tok} inside a free body that must end with {self.free_ends}")
                 self.done = True
             return
         assert self.matcher is not None

@@ -174,9 +174,10 @@ class RandomLogits:
 
     def __call__(self, mask: torch.Tensor | None) -> int:
         rng = self.rng
-        if mask is None:
+        if mask is None or bool(mask[:199_998].all()):  # free text (at most markup and wrong stops masked)
             if rng.random() < self.p_end:
-                return self.stop if self.stop is not None else END
+                ends = [t for t in (self.stop, END, RETURN, CALL) if t is not None and (mask is None or mask[t])]
+                return ends[0]
             if rng.random() < self.p_close:
                 return int(rng.choice(self.closer_ids))  # JSON-looking punctuation
             return rng.randrange(199_998)

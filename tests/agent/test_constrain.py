@@ -177,12 +177,23 @@ def test_response_format_constrains_only_the_final_body(
     assert finals == 30
 
 
-def test_auto_mode_without_format_leaves_free_bodies_unmasked(enc: Any, make_constraints: Any) -> None:
+def test_free_bodies_mask_only_markup_and_a_call_without_recipient(enc: Any, make_constraints: Any) -> None:
+    """The text stays free; special tokens that cannot occur in content (the markup a small model may leak
+    into a message) are masked, and <|call|> where no recipient was named."""
     hook = make_constraints("auto", free_text_limit=None).hook()
     action = hook.step(enc.encode("<|channel|>analysis<|message|>", allowed_special="all"))
-    assert action.mask is None and not action.forced
+    mask = action.mask
+    assert mask is not None and not action.forced
+    assert bool(mask[:199_998].all())
+    assert bool(mask[END]) and bool(mask[RETURN]) and not bool(mask[CALL])
+    assert not any(bool(mask[t]) for t in (START, CHANNEL, 200008, 200003, 199_999, 200_013, 201_087))
     action = hook.step(enc.encode("<|channel|>analysis<|message|>Let me think.", allowed_special="all"))
-    assert action.mask is None
+    assert action.mask is mask
+    call = make_constraints("auto", free_text_limit=None, builtin_recipients=("python",)).hook()
+    action = call.step(enc.encode("<|channel|>analysis to=python<|message|>", allowed_special="all"))
+    assert bool(action.mask[CALL]) and not bool(action.mask[CHANNEL])
+    with pytest.raises(ConstraintViolation, match="cannot occur"):
+        hook.step(enc.encode("<|channel|>analysis<|message|>Let me think.<|channel|>", allowed_special="all"))
 
 
 def test_fast_forward_after_end_and_inside_headers(enc: Any, make_constraints: Any) -> None:
