@@ -60,8 +60,8 @@ class DemoConfig:
     heads: int = 4
     kv_heads: int = 2
     head_dim: int = 32
-    n_tasks: int = 3000
-    steps: int = 7000
+    n_tasks: int = 6000
+    steps: int = 6600
     batch: int = 4
     lr: float = 3e-3
     warmup: int = 50
@@ -300,7 +300,7 @@ def _epoch_order(data: list[tuple[list[int], list[bool]]], batch: int, rng: rand
 def cached_data(cfg: DemoConfig, cache: Path | None, log: bool = False
                 ) -> tuple[list[tuple[list[int], list[bool]]], list[int]]:
     """:func:`build_data`, stored in ``cache`` (a JSON file keyed by the task count and seed) when given."""
-    key = {"n_tasks": cfg.n_tasks, "seed": cfg.seed, "version": 5}  # bump when the generated data changes
+    key = {"n_tasks": cfg.n_tasks, "seed": cfg.seed, "version": 7}  # bump when the generated data changes
     if cache is not None and cache.exists():
         blob = json.loads(cache.read_text())
         if blob["key"] == key:
