@@ -124,22 +124,49 @@ def hf_config(cfg: DemoConfig, vocab: int = VOCAB) -> dict[str, Any]:
     }
 
 
-def build_data(cfg: DemoConfig, log: bool = False) -> tuple[list[tuple[list[int], list[bool]]], list[int]]:
-    """Gold transcripts run through the real agent loop and tools, and the sorted token ids they use."""
+def _gold_shard(args: tuple[int, int, int, int, bool]) -> list[tuple[int, list[int], list[bool]]]:
+    """Gold transcripts of the training tasks whose index is ``k`` modulo ``workers`` (one process's share)."""
+    n_tasks, seed, k, workers, log = args
     from ossagent.model.tokenizer import o200k_harmony
 
     enc = o200k_harmony()
-    data = []
-    used: set[int] = {t for piece in vocabulary_pieces() for t in enc.encode_ordinary(piece)}
+    out = []
     t0 = time.time()
-    for i, task in enumerate(generate(cfg.n_tasks, cfg.seed, "train")):
+    for i, task in enumerate(generate(n_tasks, seed, "train")):
+        if i % workers != k:
+            continue
         toks, mask, result = gold_sequence(task, enc)
         if result.stop_reason != "final":
             raise RuntimeError(f"gold run of {task.user!r} stopped with {result.stop_reason}")
-        data.append((toks, mask))
+        out.append((i, toks, mask))
+        if log and len(out) % 250 == 0:
+            print(f"  {len(out) * workers} transcripts ({time.time() - t0:.0f}s)", flush=True)
+    return out
+
+
+def build_data(cfg: DemoConfig, log: bool = False) -> tuple[list[tuple[list[int], list[bool]]], list[int]]:
+    """Gold transcripts run through the real agent loop and tools, and the sorted token ids they use.
+
+    ``cfg.threads`` processes share the tasks (the tools' subprocesses leave the cores idle in between); the
+    result does not depend on how many.
+    """
+    from ossagent.model.tokenizer import o200k_harmony
+
+    enc = o200k_harmony()
+    workers = max(1, cfg.threads)
+    shards = [(cfg.n_tasks, cfg.seed, k, workers, log and k == 0) for k in range(workers)]
+    if workers == 1:
+        parts = [_gold_shard(shards[0])]
+    else:
+        import multiprocessing
+
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            parts = pool.map(_gold_shard, shards)
+    rows = sorted(row for part in parts for row in part)
+    data = [(toks, mask) for _, toks, mask in rows]
+    used: set[int] = {t for piece in vocabulary_pieces() for t in enc.encode_ordinary(piece)}
+    for toks, _ in data:
         used.update(toks)
-        if log and i % 250 == 249:
-            print(f"  {i + 1} transcripts ({time.time() - t0:.0f}s)", flush=True)
     return data, sorted(used)
 
 
