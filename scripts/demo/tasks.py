@@ -38,7 +38,11 @@ _FIRST = ["Alice", "Bruno", "Chen", "Dana", "Elena", "Farid", "Greta", "Hugo", "
 _CITIES = ["Oslo", "Lima", "Cairo", "Quito", "Porto", "Riga", "Turin", "Dakar", "Hanoi", "Perth", "Accra", "Bergen", "Lyon", "Graz", "Malmo", "Tartu", "Cork", "Split", "Bilbao", "Ghent", "Leeds", "Krakow", "Nantes", "Padua", "Basel", "Aarhus", "Tromso", "Sevilla", "Utrecht", "Vilnius", "Kyoto", "Osaka", "Denver", "Austin", "Boston", "Halifax", "Regina", "Hobart", "Dunedin", "Nagoya"]
 _PROJECTS = ["orion", "apollo", "falcon", "harbor", "maple", "cedar", "nova", "atlas", "comet", "delta", "ember", "fjord", "granite", "helix", "indigo", "juniper", "kestrel", "lumen", "meteor", "nectar", "onyx", "pelican", "quartz", "raven", "sierra", "tundra", "umbra", "vortex", "willow", "zenith", "aurora", "beacon", "cobalt", "dune", "echo"]
 _PRODUCTS = ["lamp", "kettle", "backpack", "helmet", "keyboard", "blender", "tripod", "compass", "lantern", "notebook", "teapot", "stapler", "monitor", "scooter", "toaster", "umbrella", "whistle", "jacket", "camera", "speaker"]
-_TOWNS = ["Ashford", "Brackley", "Carnmoor", "Dunmere", "Elsworth", "Fenwick", "Glenholt", "Harwick", "Ivybridge", "Kelmarsh", "Larkfield", "Merrow", "Northam", "Oakhurst", "Pendle", "Quarrybank", "Redmire", "Saltash", "Thornbury", "Upton", "Valemont", "Westerly", "Yarrowby", "Zennor", "Ambleside", "Birchwood", "Coldharbour", "Dovecote", "Eastwick", "Foxley"]
+_TOWN_HEADS = ["Ash", "Birch", "Brack", "Carn", "Cold", "Dun", "Dove", "East", "Els", "Fen", "Fox", "Glen", "Har", "Ivy", "Kel", "Lark", "Mer", "North", "Oak", "Pen", "Quarry", "Red", "Salt", "Thorn", "Up", "Vale", "West", "Yarrow", "Zen", "Amble"]
+_TOWN_TAILS = ["ford", "wood", "moor", "mere", "worth", "wick", "holt", "bridge", "field", "ham", "hurst", "bank", "mire", "bury", "ley", "cote", "harbour", "side", "by", "ton"]
+# 600 made-up towns in a fixed shuffled order: too many to memorise, so the model learns to copy a town's name
+# (with 24 towns it memorised them and wrote a known town for a held-out one); the last 20% are held out
+_TOWNS = random.Random("towns").sample([h + t for h in _TOWN_HEADS for t in _TOWN_TAILS], 600)
 _SURNAMES = ["Baker", "Castillo", "Dunn", "Ellery", "Fischer", "Garrow", "Holm", "Iverson", "Jansen", "Kowal", "Lindqvist", "Moreau", "Novak", "Okafor", "Pryce", "Quist", "Rowe", "Sato", "Tanaka", "Vance"]
 _FILLER = ["the", "report", "was", "reviewed", "by", "the", "team", "last", "week", "and", "several", "small", "issues", "were", "fixed", "before", "release", "please", "keep", "this", "file", "up", "to", "date", "when", "anything", "changes", "in", "the", "plan", "or", "schedule", "for", "the", "next", "quarter"]
 
@@ -178,7 +182,7 @@ def _files_task(rng: random.Random, effort: str, split: str) -> Task:
             "budget": str(rng.randint(10, 990) * 100),
             "deadline": f"2026-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}",
         }
-        filler = " ".join(rng.choice(_FILLER + _FIRST + _TOWNS + _CITIES) for _ in range(rng.randint(4, 10)))
+        filler = " ".join(rng.choice(_FILLER + _FIRST + _CITIES) for _ in range(rng.randint(4, 10)))
         files[f"{p}_plan.txt"] = (
             f"Project: {p}\nOwner: {owner}\nBudget: {facts[p]['budget']}\nDeadline: {facts[p]['deadline']}\n"
             f"Notes: {filler}\n"
@@ -248,7 +252,8 @@ def _town_page(rng: random.Random, town: str, split: str) -> tuple[str, dict[str
     }
     lines = [_TOWN_LINES[k].format(town=town, value=v) for k, v in facts.items()]
     intro = f"Welcome to {town}, a small town known for its market and old bridge."
-    return "\n\n".join([intro, *rng.sample(lines, 4)]), facts
+    # one layout for every page (as on a real templated site), so the line a fact is on is known
+    return "\n\n".join([intro, *lines]), facts
 
 
 def _browser_task(rng: random.Random, effort: str, split: str) -> Task:

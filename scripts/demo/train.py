@@ -60,8 +60,8 @@ class DemoConfig:
     heads: int = 4
     kv_heads: int = 2
     head_dim: int = 32
-    n_tasks: int = 3000
-    steps: int = 7000
+    n_tasks: int = 6000
+    steps: int = 6600
     batch: int = 4
     lr: float = 3e-3
     warmup: int = 50
@@ -80,6 +80,7 @@ class DemoConfig:
     copy_until: float = 1.0  # ... until their mean loss over 10 steps is below this: induction has formed
     copy_batch: int = 32
     eval_every: int = 250  # teacher-forced accuracy on held-out transcripts every this many steps (0: never)
+    ema_decay: float = 0.0  # > 0: the saved weights are their moving average over the QAT steps (see train)
 
 
 PRESETS = {
@@ -124,22 +125,49 @@ def hf_config(cfg: DemoConfig, vocab: int = VOCAB) -> dict[str, Any]:
     }
 
 
-def build_data(cfg: DemoConfig, log: bool = False) -> tuple[list[tuple[list[int], list[bool]]], list[int]]:
-    """Gold transcripts run through the real agent loop and tools, and the sorted token ids they use."""
+def _gold_shard(args: tuple[int, int, int, int, bool]) -> list[tuple[int, list[int], list[bool]]]:
+    """Gold transcripts of the training tasks whose index is ``k`` modulo ``workers`` (one process's share)."""
+    n_tasks, seed, k, workers, log = args
     from ossagent.model.tokenizer import o200k_harmony
 
     enc = o200k_harmony()
-    data = []
-    used: set[int] = {t for piece in vocabulary_pieces() for t in enc.encode_ordinary(piece)}
+    out = []
     t0 = time.time()
-    for i, task in enumerate(generate(cfg.n_tasks, cfg.seed, "train")):
+    for i, task in enumerate(generate(n_tasks, seed, "train")):
+        if i % workers != k:
+            continue
         toks, mask, result = gold_sequence(task, enc)
         if result.stop_reason != "final":
             raise RuntimeError(f"gold run of {task.user!r} stopped with {result.stop_reason}")
-        data.append((toks, mask))
+        out.append((i, toks, mask))
+        if log and len(out) % 250 == 0:
+            print(f"  {len(out) * workers} transcripts ({time.time() - t0:.0f}s)", flush=True)
+    return out
+
+
+def build_data(cfg: DemoConfig, log: bool = False) -> tuple[list[tuple[list[int], list[bool]]], list[int]]:
+    """Gold transcripts run through the real agent loop and tools, and the sorted token ids they use.
+
+    ``cfg.threads`` processes share the tasks (the tools' subprocesses leave the cores idle in between); the
+    result does not depend on how many.
+    """
+    from ossagent.model.tokenizer import o200k_harmony
+
+    enc = o200k_harmony()
+    workers = max(1, cfg.threads)
+    shards = [(cfg.n_tasks, cfg.seed, k, workers, log and k == 0) for k in range(workers)]
+    if workers == 1:
+        parts = [_gold_shard(shards[0])]
+    else:
+        import multiprocessing
+
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            parts = pool.map(_gold_shard, shards)
+    rows = sorted(row for part in parts for row in part)
+    data = [(toks, mask) for _, toks, mask in rows]
+    used: set[int] = {t for piece in vocabulary_pieces() for t in enc.encode_ordinary(piece)}
+    for toks, _ in data:
         used.update(toks)
-        if log and i % 250 == 249:
-            print(f"  {i + 1} transcripts ({time.time() - t0:.0f}s)", flush=True)
     return data, sorted(used)
 
 
@@ -300,7 +328,7 @@ def _epoch_order(data: list[tuple[list[int], list[bool]]], batch: int, rng: rand
 def cached_data(cfg: DemoConfig, cache: Path | None, log: bool = False
                 ) -> tuple[list[tuple[list[int], list[bool]]], list[int]]:
     """:func:`build_data`, stored in ``cache`` (a JSON file keyed by the task count and seed) when given."""
-    key = {"n_tasks": cfg.n_tasks, "seed": cfg.seed, "version": 5}  # bump when the generated data changes
+    key = {"n_tasks": cfg.n_tasks, "seed": cfg.seed, "version": 7}  # bump when the generated data changes
     if cache is not None and cache.exists():
         blob = json.loads(cache.read_text())
         if blob["key"] == key:
@@ -389,9 +417,14 @@ def _step(model: TinyGptOss, opt: torch.optim.Optimizer, rows: list[tuple[list[i
 
 
 def train(cfg: DemoConfig, log: bool = True, cache: Path | None = None, init: Path | None = None,
-          save_to: Path | None = None, save_every: int = 0, stop_at: int | None = None
-          ) -> tuple[dict[str, torch.Tensor], dict[str, Any], list[float]]:
-    """Run training; returns the HF-layout tensors, the config.json dict and the loss curve."""
+          save_to: Path | None = None, save_every: int = 0, stop_at: int | None = None,
+          raw_to: Path | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any], list[float]]:
+    """Run training; returns the HF-layout tensors, the config.json dict and the loss curve.
+
+    With ``cfg.ema_decay`` the returned weights are an exponential moving average of the weights over the
+    QAT steps (the experts are frozen there, so their rounded values are kept exactly); ``raw_to`` then also
+    receives the last step's weights, to compare.
+    """
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     torch.use_deterministic_algorithms(True)
@@ -416,6 +449,7 @@ def train(cfg: DemoConfig, log: bool = True, cache: Path | None = None, init: Pa
     qat_step = int(cfg.steps * (1 - cfg.qat_frac))
     losses: list[float] = []
     params = dict(model.named_parameters())
+    ema: dict[str, torch.Tensor] | None = None
     copy_losses: list[float] = []
     for step in range(cfg.copy_warmup):
         for g in opt.param_groups:
@@ -434,6 +468,7 @@ def train(cfg: DemoConfig, log: bool = True, cache: Path | None = None, init: Pa
                     p = params[n]
                     p.copy_(mxfp4.fake_quantize(p.transpose(1, 2)).transpose(1, 2))
                     p.requires_grad_(False)
+            ema = {n: p.detach().clone() for n, p in params.items()} if cfg.ema_decay > 0 else None
         lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / cfg.steps)))
         for g in opt.param_groups:
             g["lr"] = lr
@@ -444,6 +479,10 @@ def train(cfg: DemoConfig, log: bool = True, cache: Path | None = None, init: Pa
                                          for j in range(cfg.copy_rows)]
         loss = _step(model, opt, rows, remap, len(used))
         losses.append(loss)
+        if step >= qat_step and ema is not None:
+            with torch.no_grad():
+                for n, p in params.items():
+                    ema[n].mul_(cfg.ema_decay).add_(p.detach(), alpha=1 - cfg.ema_decay)
         if log and (step % 50 == 0 or step == cfg.steps - 1):
             print(f"step {step:5d} loss {loss:.4f} lr {lr:.2e} ({time.time() - t0:.0f}s)", flush=True)
         if held and (step % cfg.eval_every == cfg.eval_every - 1 or step == cfg.steps - 1):
@@ -455,6 +494,16 @@ def train(cfg: DemoConfig, log: bool = True, cache: Path | None = None, init: Pa
                                                                        "partial_step": str(step + 1)})
         if stop_at is not None and step + 1 >= stop_at:
             break
+    if ema is not None:
+        if raw_to is not None:
+            save(export(model, used, cfg), hf_config(cfg), raw_to, {**training_meta(cfg), "weights": "last step"})
+        with torch.no_grad():
+            for n, p in params.items():
+                p.copy_(ema[n])
+        if held:
+            acc, perfect = heldout_accuracy(model, held, remap)
+            print(f"moving average: held-out teacher-forced tokens {acc:.1%}, transcripts all right {perfect:.0%}",
+                  flush=True)
     tensors = export(model, used, cfg)
     return tensors, hf_config(cfg), losses
 
@@ -516,6 +565,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--save-every", type=int, default=0, help="also save the checkpoint every N steps")
     ap.add_argument("--stop-at", type=int, help="stop after this many steps (same schedule; to check a prefix)")
     ap.add_argument("--init", type=Path, help="start from this checkpoint (a second stage)")
+    ap.add_argument("--raw-out", type=Path, help="with a moving average: also save the last step's weights here")
     args = ap.parse_args(argv)
     cfg = PRESETS[args.preset]
     if args.steps is not None:
@@ -525,7 +575,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(data)} transcripts, {sum(len(t) for t, _ in data)} tokens, {len(used)} distinct ids")
         return 0
     tensors, config, losses = train(cfg, cache=args.data_cache, init=args.init, save_to=args.out,
-                                    save_every=args.save_every, stop_at=args.stop_at)
+                                    save_every=args.save_every, stop_at=args.stop_at, raw_to=args.raw_out)
     save(tensors, config, args.out, training_meta(cfg))
     print(f"saved {args.out} (final loss {losses[-1]:.4f})")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -166,3 +167,31 @@ def test_tasks_carry_varied_current_dates() -> None:
     dates = {t.date for t in generate(40, seed=2)}
     assert len(dates) > 30
     assert all(len(d) == 10 and d[4] == d[7] == "-" for d in dates)
+
+
+def test_held_out_browser_towns_are_never_training_answers() -> None:
+    """600 made-up towns, too many to memorise; the evaluation asks about towns no training task asks about."""
+    from scripts.demo.tasks import _TOWNS
+
+    assert len(set(_TOWNS)) == 600
+
+    def asked(split: str, seed: int) -> set[str]:
+        users = [t.user for t in generate(200, seed=seed, split=split) if t.family == "browser"]
+        return {town for town in _TOWNS for u in users if re.search(rf"\b{town}\b", u)}
+
+    train_towns, eval_towns = asked("train", 0), asked("eval", 1)
+    assert len(train_towns) > 20 and len(eval_towns) > 20
+    assert not train_towns & eval_towns
+
+
+def test_every_town_page_puts_each_fact_on_the_same_line() -> None:
+    """One page layout (as on a templated site): the line a fact is on does not depend on the town."""
+    layouts = set()
+    for task in generate(60, seed=5):
+        if task.family != "browser":
+            continue
+        for _, text in task.pages.values():
+            lines = text.split("\n\n")
+            layouts.add(tuple(next(k for k in ("founded in", "inhabitants", "is led by", "lies on") if k in line)
+                              for line in lines[1:]))
+    assert layouts == {("founded in", "inhabitants", "is led by", "lies on")}
