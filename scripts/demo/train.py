@@ -21,7 +21,7 @@ with synthetic copy rows only (:func:`copy_row`) until their loss is below ``cop
 ``copy_warmup`` steps); copy rows stay in every later batch, one of them a list whose items are separated by one
 token (``a , b , c``: after the separator only the item before it says what comes next, as in the ``[a,b,c]``
 number lists and ``"key":value`` records of the tasks). Measured on the shipped recipe: the copy loss
-falls from chance (8.3) to below 1 in about 230 steps (228 and 226 in the last two builds), without a
+falls from chance (8.3) to below 1 in about 230 steps (228, 226 and 233 in the last three builds), without a
 plateau. With only the previous-token and copy ends, when (and whether) it left chance was luck: about 300
 steps in one run, still at chance after 1,000 in the next; from a plain random start no run made progress.
 
