@@ -80,7 +80,6 @@ class DemoConfig:
     copy_until: float = 1.0  # ... until their mean loss over 10 steps is below this: induction has formed
     copy_batch: int = 32
     eval_every: int = 250  # teacher-forced accuracy on held-out transcripts every this many steps (0: never)
-    ema_decay: float = 0.0  # > 0: the saved weights are their moving average over the QAT steps (see train)
 
 
 PRESETS = {
@@ -417,14 +416,9 @@ def _step(model: TinyGptOss, opt: torch.optim.Optimizer, rows: list[tuple[list[i
 
 
 def train(cfg: DemoConfig, log: bool = True, cache: Path | None = None, init: Path | None = None,
-          save_to: Path | None = None, save_every: int = 0, stop_at: int | None = None,
-          raw_to: Path | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any], list[float]]:
-    """Run training; returns the HF-layout tensors, the config.json dict and the loss curve.
-
-    With ``cfg.ema_decay`` the returned weights are an exponential moving average of the weights over the
-    QAT steps (the experts are frozen there, so their rounded values are kept exactly); ``raw_to`` then also
-    receives the last step's weights, to compare.
-    """
+          save_to: Path | None = None, save_every: int = 0, stop_at: int | None = None
+          ) -> tuple[dict[str, torch.Tensor], dict[str, Any], list[float]]:
+    """Run training; returns the HF-layout tensors, the config.json dict and the loss curve."""
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     torch.use_deterministic_algorithms(True)
@@ -449,7 +443,6 @@ def train(cfg: DemoConfig, log: bool = True, cache: Path | None = None, init: Pa
     qat_step = int(cfg.steps * (1 - cfg.qat_frac))
     losses: list[float] = []
     params = dict(model.named_parameters())
-    ema: dict[str, torch.Tensor] | None = None
     copy_losses: list[float] = []
     for step in range(cfg.copy_warmup):
         for g in opt.param_groups:
@@ -468,7 +461,6 @@ def train(cfg: DemoConfig, log: bool = True, cache: Path | None = None, init: Pa
                     p = params[n]
                     p.copy_(mxfp4.fake_quantize(p.transpose(1, 2)).transpose(1, 2))
                     p.requires_grad_(False)
-            ema = {n: p.detach().clone() for n, p in params.items()} if cfg.ema_decay > 0 else None
         lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / cfg.steps)))
         for g in opt.param_groups:
             g["lr"] = lr
@@ -479,10 +471,6 @@ def train(cfg: DemoConfig, log: bool = True, cache: Path | None = None, init: Pa
                                          for j in range(cfg.copy_rows)]
         loss = _step(model, opt, rows, remap, len(used))
         losses.append(loss)
-        if step >= qat_step and ema is not None:
-            with torch.no_grad():
-                for n, p in params.items():
-                    ema[n].mul_(cfg.ema_decay).add_(p.detach(), alpha=1 - cfg.ema_decay)
         if log and (step % 50 == 0 or step == cfg.steps - 1):
             print(f"step {step:5d} loss {loss:.4f} lr {lr:.2e} ({time.time() - t0:.0f}s)", flush=True)
         if held and (step % cfg.eval_every == cfg.eval_every - 1 or step == cfg.steps - 1):
@@ -494,16 +482,6 @@ def train(cfg: DemoConfig, log: bool = True, cache: Path | None = None, init: Pa
                                                                        "partial_step": str(step + 1)})
         if stop_at is not None and step + 1 >= stop_at:
             break
-    if ema is not None:
-        if raw_to is not None:
-            save(export(model, used, cfg), hf_config(cfg), raw_to, {**training_meta(cfg), "weights": "last step"})
-        with torch.no_grad():
-            for n, p in params.items():
-                p.copy_(ema[n])
-        if held:
-            acc, perfect = heldout_accuracy(model, held, remap)
-            print(f"moving average: held-out teacher-forced tokens {acc:.1%}, transcripts all right {perfect:.0%}",
-                  flush=True)
     tensors = export(model, used, cfg)
     return tensors, hf_config(cfg), losses
 
@@ -565,7 +543,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--save-every", type=int, default=0, help="also save the checkpoint every N steps")
     ap.add_argument("--stop-at", type=int, help="stop after this many steps (same schedule; to check a prefix)")
     ap.add_argument("--init", type=Path, help="start from this checkpoint (a second stage)")
-    ap.add_argument("--raw-out", type=Path, help="with a moving average: also save the last step's weights here")
     args = ap.parse_args(argv)
     cfg = PRESETS[args.preset]
     if args.steps is not None:
@@ -575,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(data)} transcripts, {sum(len(t) for t, _ in data)} tokens, {len(used)} distinct ids")
         return 0
     tensors, config, losses = train(cfg, cache=args.data_cache, init=args.init, save_to=args.out,
-                                    save_every=args.save_every, stop_at=args.stop_at, raw_to=args.raw_out)
+                                    save_every=args.save_every, stop_at=args.stop_at)
     save(tensors, config, args.out, training_meta(cfg))
     print(f"saved {args.out} (final loss {losses[-1]:.4f})")
     return 0

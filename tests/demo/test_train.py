@@ -109,24 +109,6 @@ def test_training_data_does_not_depend_on_the_number_of_worker_processes() -> No
     assert len(one[0]) == 7 and all(any(mask) for _, mask in one[0])
 
 
-@pytest.mark.slow
-def test_moving_average_keeps_the_rounded_experts_and_averages_the_rest(tmp_path: Path) -> None:
-    from dataclasses import replace
-
-    from safetensors.torch import load_file
-
-    cfg = replace(PRESETS["micro"], ema_decay=0.5)
-    tensors, _, _ = train(cfg, log=False, raw_to=tmp_path / "raw")
-    raw = {}
-    for shard in (tmp_path / "raw").glob("*.safetensors"):
-        raw.update(load_file(str(shard)))
-    assert tensors.keys() == raw.keys()
-    experts = [k for k in tensors if "experts" in k and ("_blocks" in k or "_scales" in k)]
-    assert experts and all(torch.equal(tensors[k], raw[k]) for k in experts)
-    assert not torch.equal(tensors["model.layers.0.self_attn.q_proj.weight"],
-                           raw["model.layers.0.self_attn.q_proj.weight"])
-
-
 def test_previous_token_heads_look_one_and_two_tokens_back() -> None:
     from scripts.demo.tinymodel import _rope, yarn_cos_sin
     from scripts.demo.train import DemoConfig, build_model
