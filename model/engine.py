@@ -57,6 +57,10 @@ def sample(
     logits = logits.float().cpu()
     if mask is not None:
         allowed = _fit_mask(mask.cpu(), logits.shape[0])
+        if params.temperature == 0:
+            best = int(torch.argmax(logits))
+            if bool(allowed[best]):  # the first maximum is allowed, so it is the masked argmax too
+                return best  # (most steps of a free body: no pass over the vocabulary for the mask)
         if not bool(allowed.any()):
             raise ValueError("the step hook's mask allows no token of this model's vocabulary")
         logits = logits.masked_fill(~allowed, float("-inf"))

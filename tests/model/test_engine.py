@@ -64,6 +64,12 @@ def test_sample_filters() -> None:
     assert draws == {0, 1, 2, 3, 4}
     mask = torch.tensor([True, False, False, True, False])
     assert sample(logits, SamplingParams(temperature=0), None, mask) == 3
+    assert sample(logits, SamplingParams(temperature=0), None, ~mask) == 1  # the best token is allowed
+    ties = torch.tensor([1.0, 5.0, 5.0, 5.0])
+    for allow in ([True] * 4, [True, False, True, True], [True, False, False, True]):
+        allowed = torch.tensor(allow)
+        want = int(torch.argmax(ties.masked_fill(~allowed, float("-inf"))))
+        assert sample(ties, SamplingParams(temperature=0), None, allowed) == want  # first allowed maximum
     with pytest.raises(ValueError, match="allows no token"):
         sample(logits, SamplingParams(temperature=0), None, torch.zeros(5, dtype=torch.bool))
     with pytest.raises(ValueError, match="top_p"):
