@@ -205,6 +205,7 @@ class Actions:
         return self._act("scroll", None, {"direction": direction})
 
     def back(self) -> ActionResult:
+        self._need_page()
         return self._act("back", None, {})
 
     def wait_for(self, text: str, timeout: float = 10.0) -> ActionResult:
