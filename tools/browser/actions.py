@@ -36,7 +36,7 @@ from ossagent.tools.browser.fetch import Response
 from ossagent.tools.browser.live import LiveTab, Outcome
 from ossagent.tools.browser.page import View
 from ossagent.tools.browser.record import Recorder, Replayer
-from ossagent.tools.browser.text import sanitize
+from ossagent.tools.browser.text import PageContents, sanitize
 
 if TYPE_CHECKING:
     from ossagent.tools.browser.browser import Browser
@@ -226,6 +226,20 @@ class Actions:
         rel = f"screenshots/shot-{self._shots}.png"
         (self.workspace / "screenshots").mkdir(parents=True, exist_ok=True)
         return self._act("screenshot", None, {"path": rel}, {"path": str(self.workspace / rel)})
+
+    # ----- pages read with search and open, in a recording -----
+
+    @property
+    def replaying(self) -> bool:
+        return self._replayer is not None
+
+    def replayed_page(self, key: str) -> PageContents:
+        assert self._replayer is not None
+        return PageContents.from_dict(self._replayer.page(key))
+
+    def record_page(self, key: str, page: PageContents) -> None:
+        if self._recorder is not None:
+            self._recorder.add_page(key, page.to_dict())
 
     # ----- what approvals use -----
 

@@ -133,6 +133,8 @@ class Browser:
         self.chromium_unavailable: str | None = None  # why "auto" could not render, if it could not
         self._actions: Actions | None = None
         self._closed = False
+        if self.config.actions.record or self.config.actions.replay:  # open and search are recorded too
+            self._actions = Actions(self, self.config.actions)
 
     # ----- the page stack -----
 
@@ -167,9 +169,14 @@ class Browser:
                              hint="Open a URL directly with `open` and `id` set to the URL.")
         if not isinstance(query, str) or not query.strip():
             raise ModelError("`query` must be a non-empty string.")
+        rec = self._recording()
+        if rec is not None and rec.replaying:
+            return self._push(rec.replayed_page(f"search:{query}"))
         n = topn if topn is not None and topn > 0 else self.config.max_search_results
-        results = self.backend.search(query, n)
-        return self._push(results_page(query, results))
+        page = results_page(query, self.backend.search(query, n))
+        if rec is not None:
+            rec.record_page(f"search:{query}", page)
+        return self._push(page)
 
     def open(self, id: int | str = -1, cursor: int = -1, loc: int = -1, num_lines: int = -1,
              view_source: bool = False, render: str | None = None) -> View:
@@ -269,10 +276,16 @@ class Browser:
             if cached is not None:
                 self.stats.cache_hits += 1
                 return cached
+        rec = self._recording()
+        if rec is not None and rec.replaying:
+            page = self._cache[key] = rec.replayed_page(key)
+            return page
         if self.backend is not None and not view_source:
             served = self.backend.fetch(url)
             if served is not None:
                 self._cache[key] = served
+                if rec is not None:
+                    rec.record_page(key, served)
                 return served
         self.config.policy.check_url(url)
         resp = self._raw.get(url) or self.http.get(url)
@@ -290,11 +303,17 @@ class Browser:
         page.truncated = resp.truncated
         if resp.truncated:
             page.text += "\n\n[The page was cut at the download limit.]"
+        if rec is not None:
+            rec.record_page(key, page)
         with self._lock:
             self._cache[key] = page
             if resp.redirects:
                 self._cache.setdefault(resp.url, page)
         return page
+
+    def _recording(self) -> Actions | None:
+        """The actions that record or replay this session (its pages too), if it is recorded or replayed."""
+        return self._actions if self.config.actions.record or self.config.actions.replay else None
 
     def _rendered(self, resp: Response, mode: str) -> PageContents | None:
         """The page as Chromium renders it; None when "auto" finds no usable Chromium (keep the text)."""

@@ -1,7 +1,8 @@
 """Record a session's page actions to a file, and replay them offline.
 
 A recording is JSON Lines: a header line, then one line per action with its name, its arguments and the
-outcome the live tab gave (the page snapshot, what happened, any error, downloaded bytes). A replay serves
+outcome the live tab gave (the page snapshot, what happened, any error, downloaded bytes), and one line per
+page the session read with ``search`` or ``open`` (keyed by what was asked). A replay serves
 those outcomes in order without Chromium or network, so a scripted task reruns deterministically: the same
 actions give the same page texts, cursors and ids. An action that differs from the recorded one stops the
 replay with an error saying where it diverged.
@@ -35,6 +36,9 @@ class Recorder:
     def add(self, action: str, args: dict[str, Any], outcome: dict[str, Any]) -> None:
         self._write({"action": action, "args": args, "outcome": outcome})
 
+    def add_page(self, key: str, page: dict[str, Any]) -> None:
+        self._write({"page": key, "contents": page})
+
     def close(self) -> None:
         self._file.close()
 
@@ -46,11 +50,13 @@ class Replayer:
         try:
             lines = path.read_text(encoding="utf-8").splitlines()
             header = json.loads(lines[0]) if lines else {}
-            self.entries = [json.loads(line) for line in lines[1:] if line.strip()]
+            entries = [json.loads(line) for line in lines[1:] if line.strip()]
         except (OSError, json.JSONDecodeError) as e:
             raise UserError(f"cannot read the recording {path}: {e}") from e
         if header.get("format") != FORMAT or header.get("version") != VERSION:
             raise UserError(f"{path} is not a browser actions recording (version {VERSION})")
+        self.entries = [e for e in entries if "action" in e]
+        self.pages: dict[str, dict[str, Any]] = {e["page"]: e["contents"] for e in entries if "page" in e}
         self.path = path
         self.step = 0
 
@@ -67,6 +73,12 @@ class Replayer:
         self.step += 1
         outcome: dict[str, Any] = entry["outcome"]
         return outcome
+
+    def page(self, key: str) -> dict[str, Any]:
+        if key not in self.pages:
+            raise ToolFailure(f"The replay has no recorded page for `{key}`.",
+                              hint="Replay the same session, or record it again.")
+        return self.pages[key]
 
     def close(self) -> None:
         pass

@@ -275,13 +275,15 @@ def test_record_and_replay_give_the_same_pages(app: Any, enc: Any, tmp_path: Pat
             texts.append(browser.click(_id(browser, "Sign in")).text)
             texts.append(browser.goto(app.base + "/order.html").text)
             texts.append(browser.click(_id(browser, "report")).text)
+            texts.append(browser.open(app.base + "/second.html").text)  # read without acting: recorded too
+            texts.append(browser.find("sink").text)
         return texts, browser
 
     recorded, _ = session(ActionConfig(workspace=tmp_path, record="session.jsonl"))
     (tmp_path / "downloads/report.csv").unlink()
     hits = dict(app.hits)
     replayed, browser = session(ActionConfig(workspace=tmp_path, replay="session.jsonl"))
-    assert replayed == recorded and "Welcome back, bob." in recorded[2]
+    assert replayed == recorded and "Welcome back, bob." in recorded[2] and "Attention sinks" in recorded[-2]
     assert browser._chromium is None and app.hits == hits  # offline: no Chromium, no request
     assert (tmp_path / "downloads/report.csv").read_text() == "a,b\n1,2\n"
     with Browser(config=BrowserConfig(policy=LOOPBACK, actions=ActionConfig(
