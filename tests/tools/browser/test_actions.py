@@ -35,12 +35,18 @@ Count</button><p id="out">Counter: 0</p>
 <a href="/report.csv">report</a> <a href="/notes.txt" download>notes</a>
 <button onclick="document.getElementById('out').textContent = confirm('Really delete?') ? 'Deleted' : 'Kept'">
 Delete</button>
-<p id="fleeting"><button onclick="1">Soon gone</button></p>
-<script>setTimeout(() => document.getElementById('fleeting').remove(), 1500)</script>
 <form method="post" action="/leak"><input name="q" aria-label="Query"><button>Send</button></form>
 <form method="post" action="/upload" enctype="multipart/form-data"><input type="file" name="f" aria-label="File">
 <button>Upload</button></form>
 </body></html>"""
+
+
+# The button goes away 0.3 s after it is listed (the snapshot marks it with an attribute): between listing and click.
+FLEETING = """<html><head><title>Fleeting</title></head><body><p>Be quick.</p>
+<p id="fleeting"><button onclick="1">Soon gone</button></p><button>Stays</button><script>
+new MutationObserver(() => setTimeout(() => document.getElementById('fleeting')?.remove(), 300))
+  .observe(document.getElementById('fleeting'), {attributes: true, subtree: true});
+</script></body></html>"""
 
 
 def _welcome(h: Any) -> None:
@@ -62,6 +68,7 @@ def app(site: Any) -> Any:
         "<html><head><title>Welcome</title></head><body><p>Welcome back, " + h.form()["user"]
         + ".</p><p>You have 3 new messages.</p></body></html>").encode()))
     site.page("/order.html", ORDER)
+    site.page("/fleeting.html", FLEETING)
     site.route("/ordered", lambda h: h.send(200, (
         "<html><head><title>Ordered</title></head><body><p>Size: " + h.form()["size"] + ", gift: "
         + h.form().get("gift", "no") + "</p></body></html>").encode()))
@@ -124,8 +131,9 @@ def test_model_visible_texts(app: Any, enc: Any, golden: Any) -> None:
         fresh.goto(app.base + "/order.html")
         fresh.type(_id(fresh, "Query"), "secret")
         golden("actions_redirect_refused", fresh.click(_id(fresh, "Send")).text, app)
+        fresh.goto(app.base + "/fleeting.html")
         gone = _id(fresh, "Soon gone")
-        time.sleep(1.6)  # the page removes it 1.5 s after loading
+        time.sleep(1.0)  # the page removes it 0.3 s after it was listed
         with pytest.raises(ModelError) as err:
             fresh.click(gone)
         golden("actions_element_gone", err.value.for_model(), app)
@@ -203,9 +211,9 @@ def test_downloads_go_into_the_workspace(app: Any, b: Browser, workspace: Path) 
 
 
 def test_element_gone_between_listing_and_click(app: Any, b: Browser) -> None:
-    b.goto(app.base + "/order.html")
+    b.goto(app.base + "/fleeting.html")
     gone = _id(b, "Soon gone")
-    time.sleep(1.6)  # the page removes it 1.5 s after loading
+    time.sleep(1.0)  # the page removes it 0.3 s after it was listed
     with pytest.raises(ModelError) as err:
         b.click(gone)
     text = err.value.for_model()
