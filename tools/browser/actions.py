@@ -281,13 +281,7 @@ class Actions:
         view: View | None = None
         if "snapshot" in outcome:
             page, self.elements = snapshot_page(outcome["snapshot"], outcome["token"])
-            last, loc = self.last, 0
-            if last is not None and last.url == page.url:
-                loc = last.loc
-                if action == "scroll":
-                    loc = last.end if args["direction"] == "down" else max(0, last.loc - (last.end - last.loc))
-                loc = min(loc, len(page.lines()) - 1)
-            view = self.last = self.browser._push(page, loc)
+            view = self.last = self.browser._push(page, self._loc(action, args, page))
         err = outcome.get("error")
         if err:
             text = err["message"] + (f"\n{err['hint']}" if err.get("hint") else "")
@@ -300,6 +294,18 @@ class Actions:
         files = [e["path"] for e in outcome["events"] if e.get("path")] + (
             [args["path"]] if action == "screenshot" else [])
         return ActionResult(view, lines, files)
+
+    def _loc(self, action: str, args: dict[str, Any], page: PageContents) -> int:
+        """Where the view of ``page`` starts: where it was on the same page (scroll: a view further), else 0."""
+        last = self.last
+        if last is None or last.url != page.url:
+            return 0
+        total = len(page.lines())
+        if action != "scroll":
+            return min(last.loc, total - 1)
+        if args["direction"] == "down":
+            return last.end if last.end < total else last.loc  # at the end already: the same view
+        return max(0, last.loc - (last.end - last.loc))
 
     def _live(self) -> LiveTab:
         if self._tab is None:
@@ -395,7 +401,9 @@ def _did(action: str, el: Element | None, args: dict[str, Any], view: View) -> s
     if action == "upload":
         return f"Attached the workspace file {args['path']} to {target}."
     if action == "scroll":
-        return f"Scrolled {args['direction']}."
+        edge = (view.loc > 0 and view.end >= view.total_lines) if args["direction"] == "down" else view.loc == 0
+        return f"Scrolled {args['direction']}." + (f" This is the {'end' if args['direction'] == 'down' else 'top'} "
+                                                   "of the page." if edge else "")
     if action == "back":
         return "Went back."
     if action == "screenshot":

@@ -31,6 +31,10 @@ ORDER = """<html><head><title>Order</title></head><body><form action="/ordered">
 <input type="submit" value="Order"></form>
 <button onclick="document.getElementById('out').textContent = 'Counter: ' + (++window.n || (window.n = 1))">
 Count</button><p id="out">Counter: 0</p>
+<textarea aria-label="Note"></textarea>
+<button onclick="window.open('/third.html')">Pop up</button>
+<button onclick="fetch('/api', {method: 'POST', body: 'x=1'}).then(r => r.text()).then(t => out.textContent = t)">
+Save</button>
 <a href="/third.html" target="_blank">the third page</a>
 <a href="/report.csv">report</a> <a href="/notes.txt" download>notes</a>
 <button onclick="document.getElementById('out').textContent = confirm('Really delete?') ? 'Deleted' : 'Kept'">
@@ -69,6 +73,7 @@ def app(site: Any) -> Any:
         + ".</p><p>You have 3 new messages.</p></body></html>").encode()))
     site.page("/order.html", ORDER)
     site.page("/fleeting.html", FLEETING)
+    site.page("/api", "saved by the script", "text/plain")
     site.route("/ordered", lambda h: h.send(200, (
         "<html><head><title>Ordered</title></head><body><p>Size: " + h.form()["size"] + ", gift: "
         + h.form().get("gift", "no") + "</p></body></html>").encode()))
@@ -152,6 +157,9 @@ def test_select_checkbox_and_a_script_button(app: Any, b: Browser) -> None:
     counted = b.click(_id(b, "Count"))
     assert counted.url == app.base + "/order.html" and not any("navigated" in e for e in counted.events)
     assert "Counter: 1" in counted.text
+    noted = b.type(_id(b, "Note"), "line one\nline two")
+    assert 'textarea "Note" = "line one\\nline two"' in noted.view.page.text
+    assert "saved by the script" in b.click(_id(b, "Save")).text  # a script's POST, allowed: no approve
     ordered = b.click(_id(b, "Order"))
     assert "Size: Large, gift: on" in ordered.text and ordered.events[-1].startswith("The page navigated to")
 
@@ -164,6 +172,8 @@ def test_link_click_and_back(app: Any, b: Browser) -> None:
     assert opened.url == app.base + "/third.html" and "The third page says hello." in opened.text
     back = b.back()
     assert back.url == app.base + "/order.html" and "Went back." in back.events
+    popped = b.click(_id(b, "Pop up"))
+    assert popped.url == back.url and popped.events[-1] == "The page opened a new window; it was closed (one tab only)."
 
 
 def test_submit_redirected_to_a_refused_address(app: Any, b: Browser) -> None:
@@ -240,6 +250,14 @@ def test_approval_holds_a_form_submission(app: Any, b: Browser) -> None:
     assert app.hits.get("/leak", 0) == hits and asked == [SideEffect("submit", f"POST {app.base}/leak", app.base + "/leak")]
     assert held.metadata["url"] == app.base + "/order.html"
     assert f"The POST request to {app.base}/leak was held by the approval policy and not sent." in held.text
+    b.config.actions.approve = lambda effect: asked.append(effect) or False
+    try:
+        api = app.hits.get("/api", 0)
+        scripted = b.click(_id(b, "Save"))  # a script's POST: put to approve when it happens, and held
+    finally:
+        b.config.actions.approve = None
+    assert asked[-1] == SideEffect("request", f"POST {app.base}/api", app.base + "/api")
+    assert app.hits.get("/api", 0) == api and "saved by the script" not in scripted.text
 
 
 def test_upload_only_from_the_workspace(app: Any, b: Browser, workspace: Path, tmp_path: Path) -> None:
@@ -263,7 +281,12 @@ def test_scroll_wait_and_screenshot(app: Any, b: Browser, workspace: Path) -> No
              + "<script>setTimeout(() => document.body.append('Finally here'), 600)</script></body></html>")
     first = b.goto(app.base + "/long.html")
     down = b.actions.scroll("down")
-    assert down.view.loc == first.view.end and b.scroll("up").loc == 0
+    assert down.view.loc == first.view.end and down.events == ["Scrolled down."]
+    assert b.actions.scroll("up").events == ["Scrolled up. This is the top of the page."]
+    while not b.actions.last or b.actions.last.end < b.actions.last.total_lines:
+        last = b.actions.scroll("down")
+    assert last.events == ["Scrolled down. This is the end of the page."]
+    assert b.actions.scroll("down").view.loc == last.view.loc  # no further
     found = b.wait_for("Finally here", 5)
     assert re.fullmatch(r'"Finally here" is on the page \(waited [\d.]+ s\)\.', found.events[0])
     assert "Finally here" in found.text
