@@ -197,7 +197,17 @@ class LiveTab:
     def _snapshot(self, page: Any) -> Outcome:
         token = f"oss{secrets.token_hex(5)}q"
         limit = 2 * self.renderer.fetcher.limits.max_bytes
-        snap = page.evaluate(SNAPSHOT_JS, [self.attr, self.next_id, token, limit])
+        from playwright.sync_api import Error as PlaywrightError
+
+        try:
+            snap = page.evaluate(SNAPSHOT_JS, [self.attr, self.next_id, token, limit])
+        except PlaywrightError:  # navigating while we read it: read the page it arrives at
+            self._finish(page)
+            try:
+                snap = page.evaluate(SNAPSHOT_JS, [self.attr, self.next_id, token, limit])
+            except PlaywrightError as e:
+                raise ToolFailure(f"Could not read the page: {str(e).splitlines()[0]}",
+                                  hint="Wait with page.wait_for, or load the page again with page.goto.") from e
         self.next_id = int(snap.pop("nextId"))
         return {"snapshot": snap, "token": token}
 
