@@ -6,7 +6,8 @@ Whichever consumer needs a token and finds nobody stepping runs one step for *al
 background thread exists: an idle engine costs nothing and a process never has to stop one. A step:
 
 1. admits waiting streams (up to ``max_batch`` active), each taking the pool entry with its longest cached
-   prefix (:class:`~ossagent.model.pool.CachePool`);
+   prefix (:class:`~ossagent.model.pool.CachePool`); one whose prefix another stream is computing right now
+   waits for it, so many requests with one system prompt compute it once;
 2. asks each decoding sequence's hook, samples its next token from the last logits (or takes forced tokens);
 3. runs one :meth:`GptOss.forward_packed` over every sequence's new tokens: one sampled token each, forced
    chunks, and prompt chunks of at most ``prefill_tokens`` tokens in all per step, so new requests' prefill is
@@ -27,7 +28,7 @@ import torch
 
 from ossagent.model.engine import Engine, SamplingParams, check_prompt, sample
 from ossagent.model.hooks import StepHook
-from ossagent.model.pool import CachePool, Entry, PoolStats
+from ossagent.model.pool import CachePool, Entry, PoolStats, common_prefix
 
 
 class Stream(Iterator[int]):
@@ -205,12 +206,24 @@ class BatchEngine:
             self.pool.release(s.entry)
 
     def _admit(self) -> None:
-        while self._waiting and len(self._active) < self.max_batch:
-            s = self._waiting.popleft()
+        """First come first served, except that a stream whose prompt shares a prefix that an active stream is
+        still computing waits until it is in the pool (requests arriving together with one system prompt
+        compute it once)."""
+        waiting, self._waiting = self._waiting, deque()
+        for s in waiting:
+            if len(self._active) >= self.max_batch or self._prefix_in_progress(s):
+                self._waiting.append(s)
+                continue
             s.entry = self.pool.acquire(s.prompt)
             s.reused = len(s.entry.tokens)
             s.to_feed = s.prompt[s.reused :]
             self._active.append(s)
+
+    def _prefix_in_progress(self, s: Stream) -> bool:
+        return any(
+            a.prefilling and a.entry is not None and common_prefix(a.prompt, s.prompt) > len(a.entry.tokens)
+            for a in self._active
+        )
 
     def _next_input(self, s: Stream, budget: int) -> list[int]:
         """Tokens to feed for ``s`` this step; samples (and publishes) its next token when it is decoding."""

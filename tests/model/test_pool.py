@@ -91,3 +91,16 @@ def test_edited_history_forks_with_exact_sliding_window_rollback(ckpt_mxfp4: Pat
         again = [*first, *seq(2, 7)]
         assert one(batch, again) == ref(engine, again)
         assert batch.cache_stats.history[-1][0] >= 30
+
+
+def test_requests_arriving_together_compute_their_shared_prefix_once(engine: Engine) -> None:
+    system = seq(21, 30)  # longer than one prefill step (8), so the others arrive while it is computed
+    prompts = [[*system, *seq(3 + i, 31 + i)] for i in range(4)]
+    batch = BatchEngine(engine, kv_memory=1 << 30, prefill_tokens=8)
+    streams = [batch.generate(p, GREEDY) for p in prompts]
+    got = batch.run(streams)
+    assert [s.reused for s in streams] == [0, 21, 21, 21]
+    assert batch.cache_stats.total_computed == 21 + sum(3 + i for i in range(4))
+    assert batch.cache_stats.forks == 3
+    engine.reset()
+    assert got == [ref(engine, p) for p in prompts]
