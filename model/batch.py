@@ -31,13 +31,10 @@ from ossagent.model.hooks import StepHook
 from ossagent.model.pool import CachePool, Entry, PoolStats, common_prefix
 
 
-class Stream(Iterator[int]):
-    """One sequence of a :class:`BatchEngine`: iterate for its tokens (a stop token comes last); ``close()``."""
+class _Seq:
+    """The engine's side of one sequence (the caller holds a :class:`Stream`)."""
 
-    def __init__(
-        self, owner: BatchEngine, prompt: list[int], params: SamplingParams, hook: StepHook | None
-    ) -> None:
-        self._owner = owner
+    def __init__(self, prompt: list[int], params: SamplingParams, hook: StepHook | None) -> None:
         self.prompt, self.params, self.hook = prompt, params, hook
         self.stops = set(params.stop_tokens)
         self.generator = torch.Generator().manual_seed(params.seed) if params.seed is not None else None
@@ -49,22 +46,49 @@ class Stream(Iterator[int]):
         self.logits: torch.Tensor | None = None  # after the last fed token
         self.reused = 0  # prompt tokens found in the pool
         self.finished = False  # no more tokens will be produced
-        self.closed = False
+        self.closed = False  # set by the reader (or when its Stream is dropped): free it at the next step
         self.error: BaseException | None = None
+
+
+class Stream(Iterator[int]):
+    """One sequence of a :class:`BatchEngine`: iterate for its tokens (a stop token comes last); ``close()``
+    frees it. A stream dropped without ``close()`` is closed when it is garbage-collected."""
+
+    def __init__(self, owner: BatchEngine, seq: _Seq) -> None:
+        self._owner, self._seq = owner, seq
 
     def __iter__(self) -> Stream:
         return self
 
     def __next__(self) -> int:
-        return self._owner._next(self)
+        return self._owner._next(self._seq)
 
     def close(self) -> None:
-        """Stop generating; the sequence's cache goes back to the pool at the next step."""
-        self._owner._close(self)
+        """Stop generating; the sequence's cache goes back to the pool at once (or when the step in progress
+        ends)."""
+        self._owner._close(self._seq)
+
+    def __del__(self) -> None:
+        self._seq.closed = True  # no lock here: the stepping thread retires it
+
+    @property
+    def generated(self) -> list[int]:
+        """Every token produced so far (read or not)."""
+        return list(self._seq.generated)
+
+    @property
+    def finished(self) -> bool:
+        return self._seq.finished
+
+    @property
+    def reused(self) -> int:
+        """Prompt tokens found in the pool."""
+        return self._seq.reused
 
     @property
     def computed(self) -> int:
-        return len(self.prompt) - self.reused
+        """Prompt tokens fed through the model."""
+        return len(self._seq.prompt) - self._seq.reused
 
 
 class BatchEngine:
@@ -87,8 +111,8 @@ class BatchEngine:
         self.prefill_tokens = max(1, prefill_tokens or engine.chunk_size)
         self.pool = CachePool(engine.new_cache, kv_memory)
         self._cv = threading.Condition()
-        self._waiting: deque[Stream] = deque()
-        self._active: list[Stream] = []
+        self._waiting: deque[_Seq] = deque()
+        self._active: list[_Seq] = []
         self._stepping = False
         self.steps = 0
 
@@ -103,21 +127,22 @@ class BatchEngine:
     def generate(self, prompt: Sequence[int], params: SamplingParams, hook: StepHook | None = None) -> Stream:
         """Queue a sequence; thread-safe. Bad prompts and parameters raise ValueError here."""
         params.validate()
-        stream = Stream(self, check_prompt(prompt, self.model.config.vocab_size), params, hook)
+        seq = _Seq(check_prompt(prompt, self.model.config.vocab_size), params, hook)
         with self._cv:
-            self._waiting.append(stream)
-        return stream
+            self._waiting.append(seq)
+        return Stream(self, seq)
 
     def run(self, streams: Sequence[Stream]) -> list[list[int]]:
         """Step until every stream is finished; their tokens (one thread drives several streams)."""
         out: list[list[int]] = [[] for _ in streams]
+        seqs = [s._seq for s in streams]
         while True:
-            for i, s in enumerate(streams):
+            for i, s in enumerate(seqs):
                 while s.queue:
                     out[i].append(s.queue.popleft())
                 if s.error is not None:
                     raise s.error
-            if all(s.finished and not s.queue for s in streams):
+            if all(s.finished and not s.queue for s in seqs):
                 return out
             self.step()
 
@@ -135,7 +160,7 @@ class BatchEngine:
                 self._cv.notify_all()
 
     # ------------------------------------------------------------------------------------------- readers
-    def _next(self, stream: Stream) -> int:
+    def _next(self, stream: _Seq) -> int:
         while True:
             with self._cv:
                 while True:
@@ -159,7 +184,7 @@ class BatchEngine:
                     self._stepping = False
                     self._cv.notify_all()
 
-    def _close(self, stream: Stream) -> None:
+    def _close(self, stream: _Seq) -> None:
         with self._cv:
             stream.closed = True
             if stream in self._waiting:
@@ -175,7 +200,7 @@ class BatchEngine:
         with self._cv:
             self._admit()
             active = list(self._active)
-        work: list[tuple[Stream, list[int]]] = []
+        work: list[tuple[_Seq, list[int]]] = []
         budget = self.prefill_tokens
         for s in active:
             if s.closed or s.finished or len(s.queue) >= self.max_ahead:
@@ -198,7 +223,7 @@ class BatchEngine:
             self._cv.notify_all()
         return bool(work)
 
-    def _retire(self, s: Stream) -> None:
+    def _retire(self, s: _Seq) -> None:
         """Under the lock: ``s`` leaves the batch; its cache stays in the pool for a later prompt."""
         s.finished = True
         self._active.remove(s)
@@ -211,6 +236,9 @@ class BatchEngine:
         compute it once)."""
         waiting, self._waiting = self._waiting, deque()
         for s in waiting:
+            if s.closed:  # its reader left before it started
+                s.finished = True
+                continue
             if len(self._active) >= self.max_batch or self._prefix_in_progress(s):
                 self._waiting.append(s)
                 continue
@@ -219,13 +247,13 @@ class BatchEngine:
             s.to_feed = s.prompt[s.reused :]
             self._active.append(s)
 
-    def _prefix_in_progress(self, s: Stream) -> bool:
+    def _prefix_in_progress(self, s: _Seq) -> bool:
         return any(
             a.prefilling and a.entry is not None and common_prefix(a.prompt, s.prompt) > len(a.entry.tokens)
             for a in self._active
         )
 
-    def _next_input(self, s: Stream, budget: int) -> list[int]:
+    def _next_input(self, s: _Seq, budget: int) -> list[int]:
         """Tokens to feed for ``s`` this step; samples (and publishes) its next token when it is decoding."""
         assert s.entry is not None
         if not s.to_feed:
@@ -243,7 +271,7 @@ class BatchEngine:
             raise ValueError(f"context of {len(s.entry.tokens) + len(chunk)} tokens exceeds the cache's max_len {limit}")
         return chunk
 
-    def _decide(self, s: Stream) -> None:
+    def _decide(self, s: _Seq) -> None:
         """The next token(s) of a decoding stream from its logits, as ``Engine.generate`` decides them."""
         assert s.logits is not None
         params, mask = s.params, None
@@ -268,7 +296,7 @@ class BatchEngine:
         if not s.finished:
             s.to_feed, s.prefilling = [token], False
 
-    def _emit(self, s: Stream, tokens: list[int]) -> None:
+    def _emit(self, s: _Seq, tokens: list[int]) -> None:
         s.generated.extend(tokens)
         with self._cv:
             s.queue.extend(tokens)
@@ -276,7 +304,7 @@ class BatchEngine:
         if tokens[-1] in s.stops or len(s.generated) >= s.params.max_tokens:
             s.finished = True
 
-    def _forward(self, work: list[tuple[Stream, list[int]]]) -> None:
+    def _forward(self, work: list[tuple[_Seq, list[int]]]) -> None:
         caches = [s.entry.cache for s, _ in work if s.entry is not None]
         try:
             logits = self.model.forward_packed([c for _, c in work], caches)

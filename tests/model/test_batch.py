@@ -103,6 +103,12 @@ def test_streams_from_threads_and_close(engine: Engine) -> None:
     stream.close()
     assert first == want[0][:2] and list(stream) == []
     assert batch.active == 0 and not any(e.busy for e in batch.pool.entries)
+    # one dropped without close() leaves at the next step too
+    dropped = batch.generate(seq(5, 0), CASES[0][1])
+    next(dropped)
+    del dropped
+    batch.step()
+    assert batch.active == 0 and not any(e.busy for e in batch.pool.entries)
 
 
 def test_failing_hook_fails_its_stream_only(engine: Engine) -> None:
