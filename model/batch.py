@@ -114,6 +114,7 @@ class BatchEngine:
         self._waiting: deque[_Seq] = deque()
         self._active: list[_Seq] = []
         self._stepping = False
+        self._emitted = False  # the step in progress produced or ended something
         self.steps = 0
 
     @property
@@ -130,6 +131,7 @@ class BatchEngine:
         seq = _Seq(check_prompt(prompt, self.model.config.vocab_size), params, hook)
         with self._cv:
             self._waiting.append(seq)
+            self._cv.notify_all()
         return Stream(self, seq)
 
     def run(self, streams: Sequence[Stream]) -> list[list[int]]:
@@ -147,7 +149,8 @@ class BatchEngine:
             self.step()
 
     def step(self) -> bool:
-        """One step for every active sequence (waits while another thread steps); False when idle."""
+        """One step for every active sequence (waits while another thread steps); False when nothing happened
+        (no sequence, or every one waiting for its reader)."""
         with self._cv:
             while self._stepping:
                 self._cv.wait()
@@ -177,12 +180,15 @@ class BatchEngine:
                         self._stepping = True
                         break
                     self._cv.wait()
+            worked = False
             try:
-                self._step()
+                worked = self._step()
             finally:
                 with self._cv:
                     self._stepping = False
                     self._cv.notify_all()
+                    if not worked and not stream.queue and not stream.finished and not stream.closed:
+                        self._cv.wait(timeout=1.0)  # every sequence waits for its reader: no busy loop
 
     def _close(self, stream: _Seq) -> None:
         with self._cv:
@@ -200,6 +206,7 @@ class BatchEngine:
         with self._cv:
             self._admit()
             active = list(self._active)
+        self._emitted = False
         work: list[tuple[_Seq, list[int]]] = []
         budget = self.prefill_tokens
         for s in active:
@@ -208,7 +215,7 @@ class BatchEngine:
             try:
                 chunk = self._next_input(s, budget)
             except Exception as exc:  # the hook, the mask or the context limit: this stream's fault only
-                s.error, s.finished = exc, True
+                s.error, s.finished, self._emitted = exc, True, True
                 continue
             if chunk:
                 work.append((s, chunk))
@@ -218,10 +225,11 @@ class BatchEngine:
         with self._cv:
             for s in [s for s in self._active if s.finished or s.closed]:
                 self._retire(s)
+                self._emitted = True
             self.pool.trim()
             self.steps += 1
             self._cv.notify_all()
-        return bool(work)
+        return bool(work) or self._emitted
 
     def _retire(self, s: _Seq) -> None:
         """Under the lock: ``s`` leaves the batch; its cache stays in the pool for a later prompt."""
@@ -297,6 +305,7 @@ class BatchEngine:
             s.to_feed, s.prefilling = [token], False
 
     def _emit(self, s: _Seq, tokens: list[int]) -> None:
+        self._emitted = True
         s.generated.extend(tokens)
         with self._cv:
             s.queue.extend(tokens)

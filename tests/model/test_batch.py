@@ -139,3 +139,21 @@ def test_context_limit_fails_that_stream(ckpt_mxfp4: Path) -> None:
     with pytest.raises(ValueError, match="max_len 24"):
         list(long)
     assert len(list(short)) == 10
+
+
+def test_waiting_reader_sleeps_until_a_slot_frees(engine: Engine) -> None:
+    """One slot, held by a stream whose reader stopped reading: the next reader waits without spinning and
+    starts as soon as the first is closed."""
+    batch = BatchEngine(engine, kv_memory=1 << 30, max_batch=1, max_ahead=2)
+    first = batch.generate(seq(5, 0), CASES[0][1])
+    next(first)
+    second = batch.generate(seq(13, 1), CASES[0][1])
+    got: list[int] = []
+    reader = threading.Thread(target=lambda: got.append(next(second)))
+    reader.start()
+    reader.join(timeout=0.5)
+    assert got == [] and batch.steps < 10  # a busy loop would have stepped thousands of times
+    first.close()
+    reader.join(timeout=30)
+    assert got == list(engine.generate(seq(13, 1), SamplingParams(max_tokens=1, temperature=0)))
+    second.close()
