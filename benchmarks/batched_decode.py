@@ -51,8 +51,22 @@ def first_tokens(batch: BatchEngine, streams: list[Stream]) -> None:
         batch.step()
 
 
-def decode_rate(batch: BatchEngine, n: int, context: int, steps: int) -> float:
-    """Aggregate tok/s of n streams decoding together (prompts already in the pool after the first run)."""
+def unembedding_seconds(batch: BatchEngine, n: int) -> float:
+    """Final norm + unembedding of n tokens (the part of a step that does not scale with the layer count)."""
+    model = batch.model
+    x = torch.randn(n, model.config.hidden_size).to(model.dtype)
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            model.unembedding(model.norm(x))
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def decode_rate(batch: BatchEngine, n: int, context: int, steps: int, scale: float = 1.0) -> float:
+    """Aggregate tok/s of n streams decoding together (prompts already in the pool after the first run).
+    ``scale`` != 1: per-layer time scaled by it (a checkpoint with fewer layers standing in for the full one)."""
     vocab = batch.model.config.vocab_size
     params = SamplingParams(max_tokens=steps + 2, temperature=0)  # every timed step feeds every stream
     streams = [batch.generate(tokens(context, i, vocab), params) for i in range(n)]
@@ -62,6 +76,9 @@ def decode_rate(batch: BatchEngine, n: int, context: int, steps: int) -> float:
     for _ in range(steps):
         batch.step()
     seconds = time.perf_counter() - t0
+    if scale != 1.0:
+        u = unembedding_seconds(batch, n) * steps
+        seconds = u + (seconds - u) * scale
     made = sum(len(s.generated) for s in streams) - before
     for s in streams:
         s.close()
@@ -111,6 +128,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--chunk", type=int, default=512, help="prefill chunk")
     ap.add_argument("--kv-memory", type=float, default=4.0, help="GB of KV cache the pool keeps")
+    ap.add_argument("--full-layers", type=int, default=0,
+                    help="the checkpoint has fewer layers than this model: scale per-layer time up to it")
     args = ap.parse_args()
     if args.tiny == (args.model is not None):
         ap.error("give exactly one of --tiny and --model")
@@ -119,22 +138,28 @@ def main() -> None:
     engine, name = load(args)
     print(f"loaded {name} in {time.perf_counter() - t0:.0f} s, {args.threads} threads", flush=True)
     batch = BatchEngine(engine, kv_memory=int(args.kv_memory * 1e9), max_batch=8, max_ahead=1 << 20)
+    layers = engine.model.config.num_hidden_layers
+    scale = args.full_layers / layers if args.full_layers else 1.0
     counts = [int(x) for x in args.streams.split(",")]
     best: dict[str, tuple[float, float]] = {}  # label -> (best aggregate tok/s, load average then)
     for run in range(args.runs):  # every stream count once per run, so load changes touch them all alike
-        for label in ["single Engine", *map(str, counts)]:
+        for label in [*(["single Engine"] if scale == 1.0 else []), *map(str, counts)]:
             if label == "single Engine":
                 rate = single_rate(engine, args.context, args.steps)
             else:
                 batch.max_batch = int(label)
-                rate = decode_rate(batch, int(label), args.context, args.steps)
+                rate = decode_rate(batch, int(label), args.context, args.steps, scale)
             load1 = os.getloadavg()[0]
             print(f"run {run + 1}: {label}: {rate:.3f} tok/s, load {load1:.2f}", flush=True)
             if rate > best.get(label, (0.0, 0.0))[0]:
                 best[label] = (rate, load1)
     base = best[str(counts[0])][0]
     rows = [(label, rate, rate / (int(label) if label.isdigit() else 1), load1) for label, (rate, load1) in best.items()]
-    print(f"\n{name}: greedy decode after {args.context}-token prompts, best of {args.runs} x {args.steps} steps\n")
+    print(f"\n{name}: greedy decode after {args.context}-token prompts, best of {args.runs} x {args.steps} steps")
+    if scale != 1.0:
+        print(f"measured on {layers} layers; per-layer time scaled by {scale:g} to {args.full_layers} layers "
+              "(unembedding of the batch measured apart, not scaled)")
+    print()
     print("| streams | aggregate tok/s | per stream tok/s | vs 1 stream | load avg (1 min) |")
     print("|---|---:|---:|---:|---:|")
     for label, rate, per, load1 in rows:
