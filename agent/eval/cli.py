@@ -221,7 +221,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def run(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (``python -m ossagent.agent.eval``) until ``ossagent eval`` is wired."""
+    """Stand-alone entry (``python -m ossagent.agent.eval.cli SUITE ...``) until ``ossagent eval`` is wired."""
     parser = argparse.ArgumentParser(prog="ossagent")
     add_parser(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["eval", *(sys.argv[1:] if argv is None else argv)])
@@ -233,3 +233,7 @@ def run(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: run the same command again to continue", file=sys.stderr)
         return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(run())
