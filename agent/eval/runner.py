@@ -312,11 +312,15 @@ def run_suite(suite: Suite, backend: BackendSource, out: str | Path, config: Run
     done = {r["key"]: r for r in read_results(out)}
     todo = [t for t in all_trials if done.get(t.key, {}).get("task_hash") != t.task.digest]
     tdir = out / TRANSCRIPTS
+    results = out / RESULTS
+    if results.is_file() and results.stat().st_size and not results.read_bytes().endswith(b"\n"):
+        with results.open("a", encoding="utf-8") as fh:  # a line cut short by a kill stays on its own line
+            fh.write("\n")
 
     def one(trial: Trial) -> dict[str, Any]:
         return run_trial(trial, suite, backend(trial), config, scorer, tdir)
 
-    with (out / RESULTS).open("a", encoding="utf-8") as sink, \
+    with results.open("a", encoding="utf-8") as sink, \
             _progress(len(all_trials), len(all_trials) - len(todo), progress) as advance:
         def record(rec: dict[str, Any]) -> None:
             sink.write(json.dumps(rec, ensure_ascii=False) + "\n")
