@@ -110,7 +110,7 @@ def _pct(v: float | None) -> str:
 
 
 def _ci(ci: Sequence[float]) -> str:
-    return "-" if any(math.isnan(x) for x in ci) else f"{ci[0]:.0%}-{ci[1]:.0%}"
+    return "-" if any(math.isnan(x) for x in ci) else f"{ci[0] * 100:.0f}-{ci[1]:.0%}"
 
 
 def _num(v: float, digits: int = 1) -> str:
@@ -122,9 +122,11 @@ def tables(summary: dict[str, Any], title: str = "") -> list[Any]:
     from rich.table import Table
 
     ks = sorted({k for c in summary["by_effort"].values() for k in c["pass_at_k"]}, key=int)
-    t = Table(title=title or None, title_justify="left")
-    for col in ("effort", "tasks", "score", "95% CI", *(f"pass@{k}" for k in ks), "tokens/task", "s/task",
-                "tool calls/task", "crashed"):
+    t = Table(title=title or None, title_justify="left",
+              caption="per task: completion tokens, seconds, tool calls; crashed: trials that raised",
+              caption_justify="left")
+    for col in ("effort", "tasks", "score", "95% CI", *(f"pass@{k}" for k in ks), "tokens", "s", "tools",
+                "crashed"):
         t.add_column(col, justify="left" if col == "effort" else "right")
     rows = [*summary["by_effort"].items()] + ([("all", summary["all"])] if len(summary["by_effort"]) > 1 else [])
     for name, c in rows:

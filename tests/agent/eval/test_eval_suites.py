@@ -17,7 +17,7 @@ from tests.agent.eval.scripts import EXAMPLES, Scripts, call, final, js, python
 def test_multiple_choice_mmlu(tmp_path: Path) -> None:
     answers = {"astro-1": "B", "chem-1": "A", "maths-1": "D"}  # chem-1 is wrong (Na is C)
     scripts = Scripts(lambda t: [final(js({"answer": answers[t.task.id]}))])
-    records = run_suite(load_suite(EXAMPLES / "mmlu_sample.jsonl"), scripts, tmp_path)
+    records = run_suite(load_suite(EXAMPLES / "mmlu_sample.jsonl"), scripts, tmp_path, progress=True)
     scripts.check()
     assert [(r["task"], r["passed"]) for r in records] == [("astro-1", True), ("chem-1", False), ("maths-1", True)]
     assert records[1]["reason"] == "chose A, not C"
