@@ -56,6 +56,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     s.add_argument("--judge-rubric", help="extra grading instructions for the judge")
     o = p.add_argument_group("output")
     o.add_argument("--compare", nargs=2, metavar=("A", "B"), help="put two run folders side by side")
+    o.add_argument("--group-by", help="group the table by this field of the tasks' meta instead of their group")
     o.add_argument("--json", action="store_true", help="print the summary as JSON")
     o.add_argument("--markdown", action="store_true", help="also print the group table as Markdown")
     o.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -214,7 +215,7 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("eval-runs") / suite.name
     records = run_suite(suite, source, out, config, scorer=_scorer(args), workers=args.workers,
                         progress=not args.quiet and sys.stderr.isatty())
-    summary = summarize(records, ks)
+    summary = summarize(records, ks, args.group_by)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     _print(summary, args, f"{suite.name}: {len(records)} trials ({described}); results in {out}")
     return 0

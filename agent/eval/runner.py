@@ -204,7 +204,7 @@ def run_trial(trial: Trial, suite: Suite, backend: Any, config: RunConfig, score
         "answer": conv.answer, "stop_reason": conv.stop_reason, **conv.usage,
         "tool_calls": sum(1 for m in msgs if m.is_tool_call),
         "tool_errors": sum(1 for m in msgs if m.role == "tool" and m.meta.get("is_error")),
-        "seconds": round(seconds, 3), "transcript": ref, "error": error,
+        "seconds": round(seconds, 3), "transcript": ref, "error": error, "meta": task.meta,
     }
 
 

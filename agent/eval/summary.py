@@ -87,18 +87,26 @@ def effort_order(efforts: set[str]) -> list[str]:
     return [e for e in known if e in efforts] + sorted(efforts - set(known))
 
 
-def summarize(records: list[dict[str, Any]], ks: Sequence[int] = (1,)) -> dict[str, Any]:
-    """Figures by effort, by group and effort, and overall, from a run's records."""
+def _group_of(record: dict[str, Any], by: str | None) -> str:
+    if by is None:
+        return str(record.get("group") or "")
+    value = (record.get("meta") or {}).get(by)
+    return "" if value is None else str(value)
+
+
+def summarize(records: list[dict[str, Any]], ks: Sequence[int] = (1,), group_by: str | None = None) -> dict[str, Any]:
+    """Figures by effort, by group and effort, and overall, from a run's records; ``group_by`` names a field of
+    the tasks' ``meta`` to group by instead of their ``group``."""
     efforts = effort_order({r["effort"] for r in records})
-    groups = sorted({r.get("group") or "" for r in records})
+    groups = sorted({_group_of(r, group_by) for r in records})
     by_effort = {e: _cell([r for r in records if r["effort"] == e], ks) for e in efforts}
     by_group: dict[str, dict[str, float]] = {}
     for g in groups:
-        rows = [r for r in records if (r.get("group") or "") == g]
+        rows = [r for r in records if _group_of(r, group_by) == g]
         cells = {e: _mean([float(r["score"]) for r in rows if r["effort"] == e]) for e in efforts}
         by_group[g] = {**{e: v for e, v in cells.items() if not math.isnan(v)},
                        "all": _mean([float(r["score"]) for r in rows])}
-    return {"efforts": efforts, "by_effort": by_effort, "by_group": by_group,
+    return {"efforts": efforts, "by_effort": by_effort, "by_group": by_group, "grouped_by": group_by or "group",
             "all": _cell(records, ks) if records else {}, "trials": len(records)}
 
 
@@ -135,9 +143,9 @@ def tables(summary: dict[str, Any], title: str = "") -> list[Any]:
     out = [t]
     groups = summary["by_group"]
     if len(groups) > 1 or (groups and next(iter(groups))):
-        g = Table(title="score by group", title_justify="left")
+        g = Table(title=f"score by {summary.get('grouped_by', 'group')}", title_justify="left")
         efforts = summary["efforts"]
-        g.add_column("group")
+        g.add_column(summary.get("grouped_by", "group"))
         for e in [*efforts, "all"]:
             g.add_column(e, justify="right")
         for name, cells in groups.items():

@@ -57,6 +57,21 @@ def _strip_time(summary: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def test_summary_grouped_by_a_meta_field_and_several_samples() -> None:
+    def rec(task: str, sample: int, passed: bool, style: str) -> dict[str, Any]:
+        return {"key": f"{task}@low#{sample}", "task": task, "group": "python", "effort": "low", "sample": sample,
+                "score": float(passed), "passed": passed, "meta": {"numbers": style}, "completion_tokens": 10}
+
+    records = [rec("a", 0, True, "plain"), rec("a", 1, False, "plain"), rec("b", 0, False, "words"),
+               rec("b", 1, False, "words")]
+    s = summarize(records, ks=(1, 2), group_by="numbers")
+    assert s["by_group"] == {"plain": {"low": 0.5, "all": 0.5}, "words": {"low": 0.0, "all": 0.0}}
+    cell = s["by_effort"]["low"]
+    assert cell["tasks"] == 2 and cell["trials"] == 4 and cell["pass_at_k"] == {"1": 0.25, "2": 0.5}
+    # two samples per task: the interval is over the two task means (0.5 and 0), not over four trials
+    assert cell["ci"][0] == 0.0 and cell["ci"][1] == pytest.approx(0.25 + 1.959963984540054 * 0.25)
+
+
 def test_resume_after_interruption_gives_the_same_summary(tmp_path: Path) -> None:
     suite = load_suite(MMLU)
     config = RunConfig(efforts=("low", "high"), samples=2)
