@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import re
+import os
 import stat
 import time
 from pathlib import Path
 from typing import Any
 
 import jsonschema
+import re2
 
 from ossagent.tools.base import FunctionDescription, ModelError, ToolDescription, ToolFailure, ToolResult
 from ossagent.tools.confined import Workspace, explain
@@ -28,6 +29,8 @@ MAX_LIST = 500
 MAX_MATCHES = 200
 MAX_SEARCH_FILE = 8 << 20
 SEARCH_SECONDS = 10.0
+MAX_PATTERN = 2_000  # characters of one search pattern
+REGEX_MEMORY = 32 << 20  # bytes RE2 may use for one compiled pattern
 
 DESCRIPTION = (
     "Read, write, list and search the files of the workspace, and edit them with patches.\n"
@@ -63,8 +66,8 @@ FUNCTIONS = (
     ),
     FunctionDescription(
         "search",
-        "Searches under `path`. mode 'grep': lines matching the regular expression `pattern` (Python syntax), "
-        "in files whose path matches the glob `include` if given. mode 'glob': file paths matching `pattern`, "
+        "Searches under `path`. mode 'grep': lines matching the regular expression `pattern` (RE2 syntax: "
+        "no backreferences or lookaround), in files whose path matches the glob `include` if given. mode 'glob': file paths matching `pattern`, "
         "e.g. '**/*.py'.",
         {"type": "object", "properties": {
             "pattern": {"type": "string"},
@@ -210,12 +213,9 @@ class FilesTool:
         deadline = time.monotonic() + SEARCH_SECONDS
         hits: list[str] = []
         stopped = ""
-        regex = None
-        if mode == "grep":
-            try:
-                regex = re.compile(pattern)
-            except re.error as exc:
-                raise ModelError(f"Invalid regular expression {pattern!r}: {exc}.") from None
+        if len(pattern) > MAX_PATTERN:
+            raise ModelError(f"The pattern is {len(pattern)} characters; files.search takes at most {MAX_PATTERN}.")
+        regex = compile_regex(pattern) if mode == "grep" else None
         for rel, fd, st in self.ws.walk_files(path):
             if time.monotonic() > deadline:
                 stopped = f"stopped after {SEARCH_SECONDS:g} s"
@@ -289,9 +289,25 @@ def _glob_match(rel: str, pattern: str) -> bool:
     return pattern.startswith("**/") and fnmatch.fnmatchcase(rel, pattern[3:])
 
 
-def _grep_fd(fd: int, rel: str, regex: re.Pattern[str], room: int) -> list[str]:
-    import os
+def compile_regex(pattern: str) -> Any:
+    """A model-chosen pattern, compiled by RE2: matching is linear in the text, whatever the pattern.
 
+    Python's ``re`` backtracks, and holds the GIL while it does, so one pattern like ``(a+)+$`` could stop every
+    thread of the process for hours; RE2 refuses the features that need backtracking instead.
+    """
+    options = re2.Options()
+    options.log_errors = False
+    options.max_mem = REGEX_MEMORY
+    try:
+        return re2.compile(pattern, options)
+    except re2.error as exc:
+        reason = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        raise ModelError(f"Invalid regular expression {pattern!r}: {reason}.",
+                         hint="Patterns use RE2 syntax: no backreferences (\\1) and no lookaround ((?=...), "
+                              "(?<=...)); escape literal characters such as '(' or '['.") from None
+
+
+def _grep_fd(fd: int, rel: str, regex: Any, room: int) -> list[str]:
     data = os.read(fd, MAX_SEARCH_FILE)
     if b"\0" in data[:8192]:
         return []

@@ -1,0 +1,69 @@
+"""Adversarial cases of the hardening pass (issue 25): what model-written code, a model-chosen argument or a
+planted file can do to the host-side tools. Counted with test_adversarial.py in the per-backend "cases held"
+figure (tests/sandbox/conftest.py).
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import time
+from collections.abc import Callable
+
+import pytest
+
+from ossagent.sandbox import PythonSandbox
+from ossagent.tools.base import ModelError
+from ossagent.tools.files import FilesTool
+
+
+def _call(tool: FilesTool, fn: str, **args: object) -> str:
+    try:
+        return tool.call(f"files.{fn}", json.dumps(args)).text
+    except ModelError as exc:
+        return "ERROR " + exc.for_model()
+
+
+def _timed(fn: Callable[[], str]) -> tuple[str, float]:
+    """Run ``fn`` in the main thread, where pytest-timeout's alarm can interrupt a backtracking ``re``."""
+    started = time.monotonic()
+    return fn(), time.monotonic() - started
+
+
+@pytest.mark.timeout(15)
+@pytest.mark.parametrize("pattern", [r"(a+)+$", r"(a|a)*b", r"(x+x+)+y", r"^(\w+\s?)*$"])
+def test_catastrophic_regex_is_linear(sbx: PythonSandbox, pattern: str) -> None:
+    sbx.run("open('/mnt/data/trap.txt', 'w').write(('a' * 60 + '!\\n') * 50 + 'x' * 5000 + '\\n')")
+    tool = FilesTool(sbx.policy.workspace)
+    try:
+        out, took = _timed(lambda: _call(tool, "search", pattern=pattern))
+        assert out.startswith(("[no lines match", "trap.txt:")), out
+        assert took < 5.0
+    finally:
+        tool.close()
+
+
+def test_regex_features_that_need_backtracking_are_refused(sbx: PythonSandbox) -> None:
+    tool = FilesTool(sbx.policy.workspace)
+    try:
+        for pattern in [r"(a)\1", r"(?<=a)b", r"(?=a)", "a" * 3000]:
+            out = _call(tool, "search", pattern=pattern)
+            assert out.startswith("ERROR"), (pattern, out)
+        assert _call(tool, "search", pattern="((a{100}){100}){100}").startswith("ERROR")  # too large to compile
+    finally:
+        tool.close()
+
+
+@pytest.mark.timeout(15)
+def test_planted_glob_names_do_not_backtrack(sbx: PythonSandbox) -> None:
+    sbx.run(textwrap.dedent("""
+    import os
+    os.makedirs('/mnt/data/' + 'a' * 200, exist_ok=True)
+    open('/mnt/data/' + 'a' * 200 + '/' + 'a' * 200, 'w').write('x')
+    """))
+    tool = FilesTool(sbx.policy.workspace)
+    try:
+        out, took = _timed(lambda: _call(tool, "search", pattern="*a" * 30 + "*b", mode="glob"))
+        assert out.startswith("[no files match") and took < 5.0, out
+    finally:
+        tool.close()
