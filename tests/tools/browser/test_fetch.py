@@ -93,3 +93,33 @@ def test_conversation_download_budget(site: Any) -> None:
     with pytest.raises(ToolFailure, match="download budget"):
         f.get(site.base + "/second.html")
     f.close()
+
+
+def _drip(handler: Any) -> None:
+    """Headers one byte at a time, each well inside a per-read timeout, never finishing."""
+    import time
+
+    handler.wfile.write(b"HTTP/1.1 200 OK\r\n")
+    handler.wfile.flush()
+    for _ in range(200):
+        try:
+            handler.wfile.write(b"X-Drip: a\r\n"[:1])
+            handler.wfile.flush()
+        except OSError:
+            return
+        time.sleep(0.25)
+
+
+@pytest.mark.timeout(30)
+def test_a_server_dripping_headers_cannot_outlast_the_fetch_deadline(site: Any) -> None:
+    import time
+
+    site.route("/drip", _drip)
+    http = HttpFetcher(LOOPBACK, FetchLimits(timeout_s=1.5, connect_timeout_s=1.0))
+    try:
+        started = time.monotonic()
+        with pytest.raises(ToolFailure, match="Timeout"):
+            http.get(site.base + "/drip")
+        assert time.monotonic() - started < 3.0
+    finally:
+        http.close()
