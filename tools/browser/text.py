@@ -4,7 +4,8 @@ The conversion follows the gpt-oss reference browser (``page_contents.process_ht
 the shape the model saw in training:
 
 * page text cannot forge markup: ``【``/``】`` become ``〖``/``〗``, ``◼`` becomes ``◾``, zero-width
-  spaces and characters outside the Basic Multilingual Plane are dropped, before anything else is done;
+  spaces and characters outside the Basic Multilingual Plane are dropped, in the raw HTML and again after
+  parsing (so character references like ``&#x3010;`` are caught too), in text, titles, alt text and domains;
   ``†`` inside anchor text becomes ``‡``, so a link's text cannot close or extend its marker;
 * links become ``【{id}†{text}】`` (same domain) or ``【{id}†{text}†{domain}】`` (another domain); ids are
   sequential per page and shared by links to the same URL; ``mailto:`` and ``javascript:`` links are
@@ -95,6 +96,20 @@ def sanitize(text: str) -> str:
     return _FORGERY_RE.sub(lambda m: _FORGERY[m.group(0)], _SMP_RE.sub("", text))
 
 
+def _sanitize_tree(root: lxml.html.HtmlElement) -> None:
+    """Sanitize what parsing decoded: character references in text and in the attributes shown (alt, title)."""
+    for el in root.iter():
+        if el.text:
+            el.text = sanitize(el.text)
+        if el.tail:
+            el.tail = sanitize(el.tail)
+        if isinstance(el.tag, str):
+            for attr in ("alt", "title"):
+                value = el.get(attr)
+                if value:
+                    el.set(attr, sanitize(value))
+
+
 def domain_of(url: str) -> str:
     netloc = urlsplit(url).netloc
     return netloc if netloc or not url else urlsplit("http://" + url).netloc
@@ -144,7 +159,8 @@ def _mark_links(root: lxml.html.HtmlElement, page_url: str) -> dict[str, str]:
             link_id = str(len(ids))
             ids[link_id] = target
             by_url[target] = link_id
-        marker = f"【{link_id}†{text}】" if domain == here else f"【{link_id}†{text}†{domain}】"
+        shown = sanitize(domain).replace("†", "‡")
+        marker = f"【{link_id}†{text}】" if domain == here else f"【{link_id}†{text}†{shown}】"
         _replace_with_text(a, marker)
     return ids
 
@@ -191,9 +207,10 @@ def html_to_page(html: str, url: str, title: str | None = None, display_url: boo
         root = lxml.html.fromstring(html or "<html></html>")
     except (lxml.etree.ParserError, ValueError):
         root = lxml.html.fromstring("<html></html>")
+    _sanitize_tree(root)
     found = root.find(".//title")
     if title:
-        final_title = title
+        final_title = sanitize(title)
     elif found is not None and (found.text or "").strip():
         final_title = re.sub(r"\s+", " ", found.text or "").strip()
     else:
@@ -215,7 +232,7 @@ def html_to_page(html: str, url: str, title: str | None = None, display_url: boo
 
 def plain_to_page(text: str, url: str, title: str | None = None) -> PageContents:
     """A text/plain (or JSON, markdown) document: sanitized, no links."""
-    return PageContents(url=url, title=title or domain_of(url), text=f"\nURL: {url}\n" + sanitize(text))
+    return PageContents(url=url, title=sanitize(title or domain_of(url)), text=f"\nURL: {url}\n" + sanitize(text))
 
 
 def wrap_lines(text: str, width: int = 80) -> list[str]:
