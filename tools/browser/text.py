@@ -119,23 +119,41 @@ def _flat_text(node: lxml.html.HtmlElement) -> str:
     return re.sub(r"\s+", " ", " ".join(node.itertext()).replace("\n", " "))
 
 
-def _replace_with_text(node: lxml.html.HtmlElement, text: str) -> None:
-    parent = node.getparent()
-    if parent is None:
-        return
-    tail = node.tail or ""
-    prev = node.getprevious()
-    if prev is None:
-        parent.text = (parent.text or "") + text + tail
+def _replace_all(pairs: list[tuple[lxml.html.HtmlElement, str]]) -> None:
+    """Replace each node by a text, its tail kept, merged into the text before it. One pass per parent, each
+    text joined once: replacing nodes one at a time re-copied a growing tail each time, so a page of 40,000
+    links in one paragraph took a minute."""
+    groups: dict[lxml.html.HtmlElement, dict[lxml.html.HtmlElement, str]] = {}
+    for node, text in pairs:
+        parent = node.getparent()
+        if parent is not None:
+            groups.setdefault(parent, {})[node] = text
+    for parent, texts in groups.items():
+        kept: lxml.html.HtmlElement | None = None  # the sibling whose tail collects the text (None: parent.text)
+        pieces = [parent.text or ""]
+        for child in list(parent):
+            text = texts.get(child)
+            if text is None:
+                _set_run(parent, kept, pieces)
+                kept, pieces = child, [child.tail or ""]
+            else:
+                pieces += (text, child.tail or "")
+                parent.remove(child)
+        _set_run(parent, kept, pieces)
+
+
+def _set_run(parent: lxml.html.HtmlElement, kept: lxml.html.HtmlElement | None, pieces: list[str]) -> None:
+    if kept is None:
+        parent.text = "".join(pieces)
     else:
-        prev.tail = (prev.tail or "") + text + tail
-    parent.remove(node)
+        kept.tail = "".join(pieces)
 
 
 def _mark_links(root: lxml.html.HtmlElement, page_url: str) -> dict[str, str]:
     here = domain_of(page_url)
     ids: dict[str, str] = {}
     by_url: dict[str, str] = {}
+    replaced: list[tuple[lxml.html.HtmlElement, str]] = []
     for a in list(root.iter("a")):
         href = (a.get("href") or "").strip()
         if not href or href.lower().startswith(("mailto:", "javascript:", "data:")):
@@ -144,7 +162,7 @@ def _mark_links(root: lxml.html.HtmlElement, page_url: str) -> dict[str, str]:
         if not text.strip():  # an image-only link: nothing to show
             continue
         if href.startswith("#"):
-            _replace_with_text(a, text)
+            replaced.append((a, text))
             continue
         try:
             target = urljoin(page_url, href)
@@ -152,7 +170,7 @@ def _mark_links(root: lxml.html.HtmlElement, page_url: str) -> dict[str, str]:
         except ValueError:
             domain = ""
         if not domain:
-            _replace_with_text(a, text)
+            replaced.append((a, text))
             continue
         link_id = by_url.get(target)
         if link_id is None:
@@ -161,19 +179,21 @@ def _mark_links(root: lxml.html.HtmlElement, page_url: str) -> dict[str, str]:
             by_url[target] = link_id
         shown = sanitize(domain).replace("†", "‡")
         marker = f"【{link_id}†{text}】" if domain == here else f"【{link_id}†{text}†{shown}】"
-        _replace_with_text(a, marker)
+        replaced.append((a, marker))
+    _replace_all(replaced)
     return ids
 
 
 def _mark_images(root: lxml.html.HtmlElement) -> None:
+    replaced = []
     for n, img in enumerate(list(root.iter("img"))):
         name = img.get("alt") or img.get("title")
-        _replace_with_text(img, f"[Image {n}: {name}]" if name else f"[Image {n}]")
+        replaced.append((img, f"[Image {n}: {name}]" if name else f"[Image {n}]"))
+    _replace_all(replaced)
 
 
 def _drop(root: lxml.html.HtmlElement, tags: tuple[str, ...]) -> None:
-    for node in [n for n in root.iter(*tags)]:
-        _replace_with_text(node, "")
+    _replace_all([(node, "") for node in root.iter(*tags)])
 
 
 def _html2text(html: str) -> str:

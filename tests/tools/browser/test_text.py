@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -167,3 +168,14 @@ def _reference_end_loc(enc: Any, lines: list[str], loc: int, view_tokens: int) -
 def test_viewport_equals_the_reference_rule(enc: Any, lines: list[str], loc: int, view_tokens: int) -> None:
     loc = min(loc, len(lines) - 1)
     assert Viewport(enc, view_tokens).end_loc(lines, loc) == _reference_end_loc(enc, lines, loc, view_tokens)
+
+
+@pytest.mark.timeout(30)
+def test_many_sibling_links_convert_in_linear_time() -> None:
+    """20,000 links in one paragraph: replacing them one by one was quadratic (over a minute); now ~2 s.
+    (Speed is measured by benchmarks/page_conversion.py; this only guards against the quadratic path.)"""
+    n = 20_000
+    html = "<p>start " + " ".join(f"<a href='/p{i}'>l{i}</a> <img alt='a{i}'>" for i in range(n)) + " end</p>"
+    page = html_to_page(html, "https://site.org/")
+    assert len(page.urls) == n and f"【{n - 1}†l{n - 1}】 [Image {n - 1}: a{n - 1}] end" in page.text
+    assert page.text.index("start 【0†l0】 [Image 0: a0] 【1†l1】") > 0
