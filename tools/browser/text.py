@@ -132,12 +132,12 @@ def _replace_all(pairs: list[tuple[lxml.html.HtmlElement, str]]) -> None:
         kept: lxml.html.HtmlElement | None = None  # the sibling whose tail collects the text (None: parent.text)
         pieces = [parent.text or ""]
         for child in list(parent):
-            text = texts.get(child)
-            if text is None:
+            new = texts.get(child)
+            if new is None:
                 _set_run(parent, kept, pieces)
                 kept, pieces = child, [child.tail or ""]
             else:
-                pieces += (text, child.tail or "")
+                pieces += (new, child.tail or "")
                 parent.remove(child)
         _set_run(parent, kept, pieces)
 
