@@ -23,12 +23,14 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
+from ossagent.sandbox.walk import WalkStats, walk
 from ossagent.tools.base import ModelError, UserError
 
 SYS_OPENAT2 = 437
 RESOLVE_NO_MAGICLINKS = 0x02
 RESOLVE_BENEATH = 0x08
 O_PATH_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+MAX_SCAN = 10_000  # entries of one folder read by scandir
 INSIDE_NAME = "/mnt/data"  # what the python tool calls the workspace; accepted as a prefix of model paths
 
 
@@ -248,30 +250,42 @@ class Workspace:
         finally:
             os.close(pfd)
 
-    def scandir(self, path: str) -> list[tuple[str, os.stat_result, str | None]]:
-        """(name, lstat, link target) of each entry of a directory, links not followed."""
+    def scandir(self, path: str, limit: int = MAX_SCAN) -> tuple[list[tuple[str, os.stat_result, str | None]], bool]:
+        """(name, lstat, link target) of the entries of a directory, links not followed, sorted by name; at most
+        ``limit`` of them are read (True second when there were more)."""
         fd = self.open(path, O_PATH_DIR)
         try:
+            names: list[str] = []
+            more = False
+            with os.scandir(fd) as it:
+                for entry in it:
+                    if len(names) >= limit:
+                        more = True
+                        break
+                    names.append(entry.name)
             out = []
-            for name in sorted(os.listdir(fd)):
-                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-                target = os.readlink(name, dir_fd=fd) if stat.S_ISLNK(st.st_mode) else None
-                out.append((name, st, target))
-            return out
+            for name in sorted(names):
+                with contextlib.suppress(FileNotFoundError):
+                    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                    target = os.readlink(name, dir_fd=fd) if stat.S_ISLNK(st.st_mode) else None
+                    out.append((name, st, target))
+            return out, more
         finally:
             os.close(fd)
 
-    def walk_files(self, path: str) -> Iterator[tuple[str, int, os.stat_result]]:
-        """(relative path, open fd, fstat) of each regular file under ``path``; links never followed.
+    def walk_files(self, path: str, stats: WalkStats | None = None) -> Iterator[tuple[str, int, os.stat_result]]:
+        """(relative path, open fd, fstat) of each regular file under ``path`` with no other hard link (a hard
+        link could be a file from outside the workspace; :meth:`read_bytes` refuses them too); links never
+        followed; iterative and bounded (:func:`ossagent.sandbox.walk.walk`, ``stats`` says what was left out).
 
         The caller must not keep the fd: it is closed when the iteration moves on.
         """
         top = self.open(path, O_PATH_DIR)
         base = self.relative(path)
         try:
-            for dirpath, dirnames, filenames, dirfd in os.fwalk(".", dir_fd=top, follow_symlinks=False):
-                dirnames[:] = sorted(d for d in dirnames if d != ".git")
-                for name in sorted(filenames):
+            for dirpath, dirfd, dirnames, filenames in walk(top, stats=stats):
+                dirnames[:] = [d for d in dirnames if d != ".git"]
+                for name in filenames:
                     try:
                         fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_NOCTTY | os.O_CLOEXEC,
                                      dir_fd=dirfd)
@@ -279,7 +293,7 @@ class Workspace:
                         continue  # a symlink, a vanished file, a FIFO without writer...
                     try:
                         st = os.fstat(fd)
-                        if stat.S_ISREG(st.st_mode):
+                        if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
                             rel = os.path.normpath(os.path.join(base, dirpath, name))
                             yield rel, fd, st
                     finally:

@@ -18,6 +18,7 @@ from typing import Any
 import jsonschema
 import re2
 
+from ossagent.sandbox.walk import WalkStats
 from ossagent.tools.base import FunctionDescription, ModelError, ToolDescription, ToolFailure, ToolResult
 from ossagent.tools.confined import Workspace, explain
 from ossagent.tools.v4a import PatchError, parse_patch, plan_patch
@@ -193,7 +194,8 @@ class FilesTool:
         return "\n".join(rows)
 
     def _list_into(self, path: str, prefix: str, depth: int, rows: list[str]) -> None:
-        for name, st, target in self.ws.scandir(path):
+        entries, more = self.ws.scandir(path)
+        for name, st, target in entries:
             if len(rows) > MAX_LIST:
                 return
             shown = prefix + name
@@ -208,6 +210,8 @@ class FilesTool:
             else:
                 kind = "fifo" if stat.S_ISFIFO(st.st_mode) else "socket" if stat.S_ISSOCK(st.st_mode) else "device"
                 rows.append(f"{shown}  [{kind}]")
+        if more:
+            rows.append(f"[{prefix or './'} has more than {len(entries):,} entries; only those are listed]")
 
     def _search(self, pattern: str, path: str = ".", mode: str = "grep", include: str | None = None) -> str:
         deadline = time.monotonic() + SEARCH_SECONDS
@@ -216,7 +220,8 @@ class FilesTool:
         if len(pattern) > MAX_PATTERN:
             raise ModelError(f"The pattern is {len(pattern)} characters; files.search takes at most {MAX_PATTERN}.")
         regex = compile_regex(pattern) if mode == "grep" else None
-        for rel, fd, st in self.ws.walk_files(path):
+        walked = WalkStats()
+        for rel, fd, st in self.ws.walk_files(path, walked):
             if time.monotonic() > deadline:
                 stopped = f"stopped after {SEARCH_SECONDS:g} s"
                 break
@@ -232,9 +237,13 @@ class FilesTool:
             if st.st_size > MAX_SEARCH_FILE:
                 continue
             hits += _grep_fd(fd, rel, regex, MAX_MATCHES - len(hits))
+        skipped = walked.note()
+        if skipped:
+            skipped = f"\n[{skipped}: search a sub-folder, or use the python tool]"
         if not hits:
-            return f"[no {'files' if regex is None else 'lines'} match {pattern!r} under {self.ws.relative(path)}]"
-        return "\n".join(hits) + (f"\n[{stopped}; narrow the search]" if stopped else "")
+            what = "files" if regex is None else "lines"
+            return f"[no {what} match {pattern!r} under {self.ws.relative(path)}]{skipped}"
+        return "\n".join(hits) + (f"\n[{stopped}; narrow the search]" if stopped else "") + skipped
 
     def _apply_patch(self, patch: str) -> str:
         try:

@@ -6,6 +6,7 @@ figure (tests/sandbox/conftest.py).
 from __future__ import annotations
 
 import json
+import subprocess
 import textwrap
 import time
 from collections.abc import Callable
@@ -67,3 +68,34 @@ def test_planted_glob_names_do_not_backtrack(sbx: PythonSandbox) -> None:
         assert out.startswith("[no files match") and took < 5.0, out
     finally:
         tool.close()
+
+
+DEEP = """
+import os
+os.chdir('/mnt/data')
+os.mkdir('deep')
+os.chdir('deep')
+for i in range(3000):
+    os.mkdir('d')
+    os.chdir('d')
+open('bottom.txt', 'w').write('needle at the bottom\\n')
+print('made')
+"""
+
+
+@pytest.mark.timeout(120)
+def test_a_deep_folder_tree_cannot_disable_the_python_tool(sbx: PythonSandbox) -> None:
+    assert sbx.run(DEEP).output == "made\n"
+    sbx.restart()  # as root, the start walks the workspace to give it to the session uid
+    assert sbx.run("print(1 + 1)").output == "2\n"
+    tool = FilesTool(sbx.policy.workspace)
+    try:
+        out = _call(tool, "search", pattern="needle")
+        assert out.startswith(("[no lines match", "ERROR")) and "Traceback" not in out, out
+        assert "too deep" in out or "levels" in out, out
+        assert _call(tool, "search", pattern="*.txt", mode="glob").startswith("[no files match")
+        assert _call(tool, "list", depth=5).startswith("deep/")
+    finally:
+        tool.close()
+        # pytest's own clean-up of old temporary folders recurses (shutil.rmtree): remove the tree iteratively
+        subprocess.run(["find", str(sbx.policy.workspace / "deep"), "-depth", "-delete"], check=False)

@@ -121,6 +121,9 @@ def test_hardlinked_file_is_not_read(ws: tuple[FilesTool, Path]) -> None:
     tool, root = ws
     os.link(root.parent / "outside.txt", root / "hl.txt")
     assert "hard links" in err(tool, "read", path="hl.txt")
+    # search skips it too: what read refuses, search must not show line by line
+    assert call(tool, "search", pattern="outside").startswith("[no lines match")
+    assert "hl.txt" not in call(tool, "search", pattern="*.txt", mode="glob")
 
 
 def test_list_and_search(ws: tuple[FilesTool, Path]) -> None:
