@@ -8,6 +8,7 @@ time, never by httpx. Proxies and other environment settings are ignored (``trus
 
 from __future__ import annotations
 
+import codecs
 import re
 import ssl
 import threading
@@ -25,6 +26,9 @@ from ossagent.tools.browser.policy import PolicyError, UrlPolicy
 TEXT_TYPES = ("text/", "application/xhtml+xml", "application/xml", "application/json", "application/javascript",
               "application/ecmascript", "application/x-javascript", "application/ld+json", "application/rss+xml",
               "application/atom+xml")
+# Codecs Python knows that no web page may be decoded with: escapes that spell any character (a page could
+# write markup the sanitizer then never sees as such), UTF-7, and ones that cannot decode with replacement.
+_NOT_WEB_CODECS = frozenset({"idna", "punycode", "unicode-escape", "raw-unicode-escape", "utf-7", "undefined"})
 _META_CHARSET_RE = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([A-Za-z0-9_\-:.]+)""", re.IGNORECASE)
 
 
@@ -124,9 +128,12 @@ def decode_body(body: bytes, content_type: str) -> str:
         m = _META_CHARSET_RE.search(body[:4096])
         charset = m.group(1).decode("ascii") if m else "utf-8"
     try:
-        return body.decode(charset, errors="replace")
-    except LookupError:
-        return body.decode("utf-8", errors="replace")
+        name = codecs.lookup(charset).name
+        if name not in _NOT_WEB_CODECS:
+            return body.decode(name, errors="replace")
+    except (LookupError, UnicodeError, ValueError, TypeError):  # unknown label, or a codec that cannot replace
+        pass
+    return body.decode("utf-8", errors="replace")
 
 
 class HttpFetcher:

@@ -123,3 +123,14 @@ def test_a_server_dripping_headers_cannot_outlast_the_fetch_deadline(site: Any) 
         assert time.monotonic() - started < 3.0
     finally:
         http.close()
+
+
+@pytest.mark.parametrize("charset", ["idna", "punycode", "unicode_escape", "raw-unicode-escape", "utf-7", "x-nope",
+                                     "rot13", "base64", "undefined", "utf-8\u0000"])
+def test_unknown_or_non_web_charset_labels_fall_back_to_utf8(charset: str) -> None:
+    from ossagent.tools.browser.fetch import decode_body
+
+    body = "café \\u3010 +AGEAYgBj-".encode()
+    assert decode_body(body, f"text/html; charset={charset}") == "café \\u3010 +AGEAYgBj-"
+    meta = b"<meta charset='" + charset.encode(errors="replace") + b"'>" + body
+    assert decode_body(meta, "text/html").endswith("café \\u3010 +AGEAYgBj-")
