@@ -19,7 +19,14 @@ import jsonschema
 import re2
 
 from ossagent.sandbox.walk import WalkStats
-from ossagent.tools.base import FunctionDescription, ModelError, ToolDescription, ToolFailure, ToolResult
+from ossagent.tools.base import (
+    FunctionDescription,
+    ModelError,
+    ToolDescription,
+    ToolFailure,
+    ToolResult,
+    escape_controls,
+)
 from ossagent.tools.confined import Workspace, explain
 from ossagent.tools.v4a import PatchError, parse_patch, plan_patch
 
@@ -198,9 +205,9 @@ class FilesTool:
         for name, st, target in entries:
             if len(rows) > MAX_LIST:
                 return
-            shown = prefix + name
+            shown = prefix + escape_controls(name)
             if target is not None:
-                rows.append(f"{shown} -> {target}")
+                rows.append(f"{shown} -> {escape_controls(target)}")
             elif stat.S_ISDIR(st.st_mode):
                 rows.append(shown + "/")
                 if depth > 1:
@@ -230,7 +237,7 @@ class FilesTool:
                 break
             if regex is None:
                 if _glob_match(rel, pattern):
-                    hits.append(rel)
+                    hits.append(escape_controls(rel))
                 continue
             if include and not _glob_match(rel, include):
                 continue
@@ -323,7 +330,7 @@ def _grep_fd(fd: int, rel: str, regex: Any, room: int) -> list[str]:
     out = []
     for n, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
         if regex.search(line[:10_000]):
-            out.append(f"{rel}:{n}: {line[:300]}")
+            out.append(f"{escape_controls(rel)}:{n}: {escape_controls(line[:300], keep=chr(9))}")
             if len(out) >= room:
                 break
     return out

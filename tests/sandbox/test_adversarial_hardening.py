@@ -99,3 +99,26 @@ def test_a_deep_folder_tree_cannot_disable_the_python_tool(sbx: PythonSandbox) -
         tool.close()
         # pytest's own clean-up of old temporary folders recurses (shutil.rmtree): remove the tree iteratively
         subprocess.run(["find", str(sbx.policy.workspace / "deep"), "-depth", "-delete"], check=False)
+
+
+def test_planted_names_cannot_add_lines_or_escapes_to_listings(sbx: PythonSandbox) -> None:
+    sbx.run(textwrap.dedent("""
+    import os
+    os.chdir('/mnt/data')
+    for name in ['a\\nfake.txt  (1 bytes)', 'esc\\x1b[2J.txt', 'sep\\u2028x.txt', 'cr\\rz.txt']:
+        open(name, 'w').write('needle \\x1b[31mred\\n')
+    open(b'bad\\xff.txt', 'w').write('needle\\n')
+    os.symlink('tar\\nget', 'link')
+    """))
+    tool = FilesTool(sbx.policy.workspace)
+    try:
+        listing = _call(tool, "list")
+        assert listing.splitlines() == [
+            "a\\x0afake.txt  (1 bytes)  (16 bytes)", "bad\\xff.txt  (7 bytes)", "cr\\x0dz.txt  (16 bytes)",
+            "esc\\x1b[2J.txt  (16 bytes)", "link -> tar\\x0aget", "sep\\u2028x.txt  (16 bytes)"], listing
+        found = _call(tool, "search", pattern="needle")
+        assert len(found.splitlines()) == 5 and "\x1b" not in found and "\\x1b[31mred" in found, found
+        globbed = _call(tool, "search", pattern="*.txt", mode="glob")
+        assert len(globbed.splitlines()) == 4 and "\r" not in globbed, globbed
+    finally:
+        tool.close()
