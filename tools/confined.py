@@ -30,6 +30,7 @@ SYS_OPENAT2 = 437
 RESOLVE_NO_MAGICLINKS = 0x02
 RESOLVE_BENEATH = 0x08
 O_PATH_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+MAX_CREATE_DEPTH = 64  # components of a path that write may create folders for (the walk's depth too)
 MAX_SCAN = 10_000  # entries of one folder read by scandir
 INSIDE_NAME = "/mnt/data"  # what the python tool calls the workspace; accepted as a prefix of model paths
 
@@ -140,14 +141,18 @@ class Workspace:
         finally:
             os.close(cur)
 
-    def parent(self, path: str, *, create: bool = False) -> tuple[int, str]:
-        """(fd of the directory holding ``path``, last component); creates missing directories if asked."""
+    def parent(self, path: str, *, created: list[str] | None = None) -> tuple[int, str]:
+        """(fd of the directory holding ``path``, last component). With ``created``, missing directories are
+        made (at most ``MAX_CREATE_DEPTH`` levels, names of at most 255 bytes) and recorded there."""
         rel = PurePosixPath(self.relative(path))
         name = rel.name
         if name in ("", ".", "..") or str(rel) == ".":
             raise ModelError(f"{path!r} does not name a file.", hint="Give a file path such as 'notes/todo.txt'.")
         parent = str(rel.parent)
-        if create and parent != ".":
+        if created is not None and parent != ".":
+            if len(rel.parts) > MAX_CREATE_DEPTH or any(len(os.fsencode(p)) > 255 for p in rel.parts):
+                raise ModelError(f"{str(rel)[:80]!r}... is too deep or has too long a name: files are written at "
+                                 f"most {MAX_CREATE_DEPTH} folders deep, each name at most 255 bytes.")
             cur = ""
             for part in PurePosixPath(parent).parts:
                 cur = f"{cur}/{part}" if cur else part
@@ -156,12 +161,24 @@ class Workspace:
                 except FileNotFoundError:
                     pfd, leaf = self.parent(cur)
                     try:
-                        with contextlib.suppress(FileExistsError):
-                            os.mkdir(leaf, 0o755, dir_fd=pfd)
-                            self._inherit_owner(pfd, leaf)
+                        os.mkdir(leaf, 0o755, dir_fd=pfd)
+                        created.append(cur)
+                        self._inherit_owner(pfd, leaf)
+                    except FileExistsError:
+                        pass
                     finally:
                         os.close(pfd)
         return self.open(parent, O_PATH_DIR), name
+
+    def _remove_created(self, created: list[str]) -> None:
+        """Undo the folders a failed write made (deepest first; a folder something else filled meanwhile stays)."""
+        for rel in reversed(created):
+            with contextlib.suppress(OSError):
+                pfd, leaf = self.parent(rel)
+                try:
+                    os.rmdir(leaf, dir_fd=pfd)
+                finally:
+                    os.close(pfd)
 
     def _inherit_owner(self, dir_fd: int, name: str, like: os.stat_result | None = None) -> None:
         """As root, give new entries the owner of their directory (so the sandbox uid can still edit them)."""
@@ -208,8 +225,17 @@ class Workspace:
             os.close(pfd)
 
     def write_atomic(self, path: str, data: bytes) -> None:
-        """Replace ``path`` with ``data`` all at once (temp file, fsync, rename), creating parent directories."""
-        pfd, name = self.parent(path, create=True)
+        """Replace ``path`` with ``data`` all at once (temp file, fsync, rename), creating parent directories;
+        when it fails, the directories it created are removed again."""
+        created: list[str] = []
+        try:
+            self._write_atomic(path, data, created)
+        except BaseException:
+            self._remove_created(created)
+            raise
+
+    def _write_atomic(self, path: str, data: bytes, created: list[str]) -> None:
+        pfd, name = self.parent(path, created=created)
         tmp = f".{name[:40]}.{secrets.token_hex(6)}.tmp"
         try:
             try:

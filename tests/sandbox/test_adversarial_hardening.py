@@ -122,3 +122,19 @@ def test_planted_names_cannot_add_lines_or_escapes_to_listings(sbx: PythonSandbo
         assert len(globbed.splitlines()) == 4 and "\r" not in globbed, globbed
     finally:
         tool.close()
+
+
+def test_a_failed_write_leaves_no_folders_behind(sbx: PythonSandbox) -> None:
+    ws = sbx.policy.workspace
+    tool = FilesTool(ws)
+    try:
+        before = sorted(p.name for p in ws.iterdir())
+        for path in ["a/" * 2000 + "x.txt", "n1/n2/n3/" + "x" * 300, "m1/m2/" + "y" * 256 + "/z.txt"]:
+            out = _call(tool, "write", path=path, content="x")
+            assert out.startswith("ERROR"), out
+            assert sorted(p.name for p in ws.iterdir()) == before, path
+        assert _call(tool, "write", path="ok/" * 10 + "f.txt", content="x").startswith("Wrote 1 bytes")
+    finally:
+        tool.close()
+        for name in ("a", "n1", "m1"):  # when the test fails: pytest's clean-up recurses, so remove iteratively
+            subprocess.run(["find", str(ws / name), "-depth", "-delete"], check=False, capture_output=True)
