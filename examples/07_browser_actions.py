@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 from urllib.parse import parse_qs
 
-from ossagent.agent.factory import example_backend
+from ossagent.agent.backends.factory import example_backend
 from ossagent.agent.loop import Agent, RunResult
 from ossagent.tools.browser import ActionConfig, Browser, BrowserConfig, UrlPolicy, browser_tools
 

@@ -116,14 +116,28 @@ def _module_name(py: Path) -> str:
     return ".".join(("ossagent", *(rel[:-1] if rel[-1] == "__init__" else rel)))
 
 
+def _runtime_nodes(tree: ast.AST) -> list[ast.AST]:
+    """Every node of a module but those under ``if TYPE_CHECKING:`` (imports for annotations only)."""
+    out: list[ast.AST] = []
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        out.append(node)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            todo.extend(node.orelse)
+            continue
+        todo.extend(ast.iter_child_nodes(node))
+    return out
+
+
 def _import_graph() -> dict[str, set[str]]:
-    """Module -> the ossagent modules it imports, at any depth of its code (lazy imports included: a cycle
-    through a function-level import is still a cycle in the design)."""
+    """Module -> the ossagent modules it imports when it runs, at any depth of its code (lazy imports included:
+    a cycle through a function-level import is still a cycle in the design; annotation-only imports are not)."""
     modules = {_module_name(py): py for part in PARTS for py in (ROOT / part).rglob("*.py")}
     graph: dict[str, set[str]] = {}
     for name, py in modules.items():
         edges: set[str] = set()
-        for node in ast.walk(ast.parse(py.read_text(encoding="utf-8"), str(py))):
+        for node in _runtime_nodes(ast.parse(py.read_text(encoding="utf-8"), str(py))):
             if isinstance(node, ast.Import):
                 edges.update(a.name for a in node.names if a.name in modules)
             elif isinstance(node, ast.ImportFrom) and node.module in modules:
@@ -187,7 +201,10 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
     assert _cycles(graph) == [["a", "b", "c"]]
     assert _cycles({"a": {"b"}, "b": set()}) == []
-    assert "ossagent.agent.prompt" in _import_graph()["ossagent.agent.loop"]  # module-valued from-imports count
+    graph = _import_graph()
+    assert "ossagent.agent.prompt" in graph["ossagent.agent.loop"]  # module-valued from-imports count
+    assert "ossagent.agent.constrain" in graph["ossagent.agent.loop"]  # so do function-level (lazy) imports
+    assert "ossagent.model.hooks" not in graph["ossagent.agent.loop"]  # annotation-only imports do not
 
 
 # a path that starts in this machine's folders: work, root, home/NAME, Users/NAME (not proc/self/root)
