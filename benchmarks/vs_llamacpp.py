@@ -122,10 +122,12 @@ def worker(model: Path, tests: list[str], threads: int, weights: str) -> None:
     from speed import peak_rss_gb, tokens
 
     from ossagent.model.engine import Engine
+    from ossagent.model.kernels.accelerate import accelerate
+    from ossagent.model.loader import load_model
 
-    torch.set_num_threads(threads)
-    engine = Engine.from_pretrained(model, device="cpu", weights=weights, max_len=8192 + 2 * TG,
-                                    chunk_size=512)
+    m = load_model(model, device="cpu", weights=weights)
+    accelerate(m, threads=threads or None)  # 0: our default, the thread count follows the load
+    engine = Engine(m, max_len=8192 + 2 * TG, chunk_size=512)
     vocab = engine.model.config.vocab_size
     out: dict[str, float] = {}
     for name in tests:
@@ -147,6 +149,7 @@ def worker(model: Path, tests: list[str], threads: int, weights: str) -> None:
             assert engine.cache_stats.computed_tokens == p
             out[name] = p / (time.perf_counter() - t0)
     out["peak RSS GB"] = peak_rss_gb()
+    out["threads at end"] = torch.get_num_threads()
     print(json.dumps(out), flush=True)
 
 
@@ -160,7 +163,7 @@ def measure(args: argparse.Namespace, exe: Path, tests: list[str]) -> list[dict[
                 load0 = os.getloadavg()[0]
                 t0 = time.time()
                 if side == "ours":
-                    got = run_ours(args.model, tests, args.threads, weights)
+                    got = run_ours(args.model, tests, args.ours_threads, weights)
                 else:
                     got = run_llama(exe, gguf(args.model, args.cache, weights), tests, args.threads)
                 rec = {"rep": rep, "weights": weights, "side": side, "load_before": load0,
@@ -194,7 +197,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", type=Path, default=DEFAULT, help="the random gpt-oss-20b checkpoint folder")
     ap.add_argument("--reps", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2, help="llama.cpp's -t")
+    ap.add_argument("--ours-threads", type=int, default=0,
+                    help="ours: 0 (default) picks the count from the load, as the engine does; N fixes it")
     ap.add_argument("--tests", default=",".join(TESTS), help=f"comma-separated subset of: {', '.join(TESTS)}")
     ap.add_argument("--weights", default="bf16,int8", help="bf16, int8 or both (llama.cpp: bf16 / Q8_0)")
     ap.add_argument("--cache", type=Path, default=CACHE)
@@ -215,7 +220,9 @@ def main() -> None:
     for w in args.weights:
         gguf(args.model, args.cache, w)
     records = measure(args, exe, tests)
-    print(f"\ngpt-oss-20b random weights, MXFP4 experts, {args.threads} threads, llama-cpp-python "
+    ours_t = args.ours_threads or "load-following (up to all cores)"
+    print(f"\ngpt-oss-20b random weights, MXFP4 experts, llama.cpp -t {args.threads}, ours {ours_t} threads, "
+          f"llama-cpp-python "
           f"{LLAMA_CPP_PYTHON}'s llama.cpp; medians of {args.reps} alternating runs\n")
     print(table(records, tests, args.weights))
 
