@@ -1,6 +1,6 @@
 """Write the random-weight gpt-oss-20b checkpoint (exact shapes, MXFP4 experts, bf16 rest) once.
 
-    flock /tmp/ossagent-bigmem.lock .venv/bin/python benchmarks/checkpoint_20b.py [/work/cache/gpt-oss-20b-random]
+    flock /tmp/ossagent-20b.lock .venv/bin/python benchmarks/checkpoint_20b.py [/work/cache/gpt-oss-20b-random]
 
 The folder appears atomically (written under a temporary name, then renamed), so a reader never sees half.
 """

@@ -18,6 +18,8 @@ from speed import tokens  # benchmarks/ is on sys.path when run as a script
 from torch.profiler import ProfilerActivity, profile
 
 from ossagent.model.engine import Engine
+from ossagent.model.kernels.accelerate import accelerate
+from ossagent.model.loader import load_model
 
 
 def main() -> None:
@@ -26,11 +28,12 @@ def main() -> None:
     ap.add_argument("--weights", default="bf16", choices=["bf16", "int8"])
     ap.add_argument("--context", type=int, default=1024)
     ap.add_argument("--steps", type=int, default=8)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=0, help="0: follow the load, as the engine does")
     ap.add_argument("--top", type=int, default=14)
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    engine = Engine.from_pretrained(args.model, device="cpu", weights=args.weights, max_len=args.context + 64)
+    model = load_model(args.model, device="cpu", weights=args.weights)
+    accelerate(model, threads=args.threads or None)
+    engine = Engine(model, max_len=args.context + 64)
     layers = engine.model.config.num_hidden_layers
     logits = engine.prefill(tokens(args.context, 2, engine.model.config.vocab_size))
     for _ in range(2):  # warm up
@@ -42,7 +45,7 @@ def main() -> None:
     wall = (time.perf_counter() - t0) / args.steps
     rows = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
     total = sum(e.self_cpu_time_total for e in rows) / args.steps / 1e3
-    print(f"\n{layers} layers, weights {args.weights}, ctx {args.context}, {args.threads} threads: "
+    print(f"\n{layers} layers, weights {args.weights}, ctx {args.context}, {torch.get_num_threads()} threads at the end: "
           f"{wall * 1e3:.1f} ms per token (profiled), ops' self time {total:.1f} ms\n")
     print(f"| {'op':<40} | {'calls/tok':>9} | {'ms/tok':>7} | {'share':>6} |")
     print(f"|{'-' * 42}|{'-' * 11}|{'-' * 9}|{'-' * 8}|")
