@@ -13,7 +13,8 @@ What it does, all cached under ``benchmarks/.cache`` (the GGUF files beside the 
    times, recording the 1-minute load average before and after each run, and prints one table.
 
 Workloads (both programs, same token counts): decode of 32 tokens after 1k and 8k tokens of context, prefill of
-512 and 2048 tokens into an empty cache, and 512 new tokens after a cached 2k prefix (llama-bench ``-d``).
+512 and 2048 tokens into an empty cache, and 512 new tokens after a cached 2k prefix (llama-bench ``-d``);
+``decode@0`` (32 tokens into an empty cache, llama-bench tg32) is a cheap extra for a busy machine.
 Figures are medians over the repetitions. The machine is shared: compare the ratio column, which comes from
 runs taken side by side, and read the load columns before trusting any single figure.
 """
@@ -38,6 +39,7 @@ CACHE = HERE / ".cache"
 TG = 32  # decoded tokens per decode figure (llama-bench tg32)
 #: test name -> (prompt tokens, generated tokens, depth): llama-bench's -p, -n, -d
 TESTS = {
+    "decode@0": (0, TG, 0),
     "decode@1k": (0, TG, 1024),
     "decode@8k": (0, TG, 8192),
     "prefill 512": (512, 0, 0),
@@ -200,7 +202,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="llama.cpp's -t")
     ap.add_argument("--ours-threads", type=int, default=0,
                     help="ours: 0 (default) picks the count from the load, as the engine does; N fixes it")
-    ap.add_argument("--tests", default=",".join(TESTS), help=f"comma-separated subset of: {', '.join(TESTS)}")
+    ap.add_argument("--tests", default=",".join(t for t in TESTS if t != "decode@0"), help=f"comma-separated subset of: {', '.join(TESTS)}")
     ap.add_argument("--weights", default="bf16,int8", help="bf16, int8 or both (llama.cpp: bf16 / Q8_0)")
     ap.add_argument("--cache", type=Path, default=CACHE)
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
