@@ -90,14 +90,14 @@ def target_paths(config: GptOssConfig, targets: tuple[str, ...]) -> dict[str, st
 class LoraPair(nn.Module):
     """One target's ``A [r, in]`` and ``B [out, r]``; B starts at zero, so a new adapter changes nothing."""
 
-    def __init__(self, linear: nn.Linear, cfg: LoraConfig, gen: torch.Generator | None, dtype: torch.dtype) -> None:
+    def __init__(self, n_in: int, n_out: int, cfg: LoraConfig, gen: torch.Generator | None, dtype: torch.dtype,
+                 device: torch.device) -> None:
         super().__init__()
-        device = linear.weight.device
-        a = torch.empty(cfg.rank, linear.in_features, dtype=torch.float32)
-        bound = 1.0 / math.sqrt(linear.in_features)  # kaiming-uniform with a = sqrt(5), as nn.Linear and PEFT
+        a = torch.empty(cfg.rank, n_in, dtype=torch.float32)
+        bound = 1.0 / math.sqrt(n_in)  # kaiming-uniform with a = sqrt(5), as nn.Linear and PEFT
         a.uniform_(-bound, bound, generator=gen)
         self.lora_A = nn.Parameter(a.to(device=device, dtype=dtype))
-        self.lora_B = nn.Parameter(torch.zeros(linear.out_features, cfg.rank, device=device, dtype=dtype))
+        self.lora_B = nn.Parameter(torch.zeros(n_out, cfg.rank, device=device, dtype=dtype))
         self.scale = cfg.scale
         self.dropout = cfg.dropout
 
@@ -147,10 +147,11 @@ class LoraAdapters(nn.Module):
         pairs = nn.ModuleDict()
         for path in target_paths(self.config, cfg.targets):
             linear = self.model.get_submodule(path)
-            if not isinstance(linear, nn.Linear):
-                raise AdapterError(f"{path} is a {type(linear).__name__}, not nn.Linear (adapters go on the "
-                                   "bf16/fp32 model as loaded, before int8 or other weight swaps)")
-            pairs[_key(path)] = LoraPair(linear, cfg, gen, dtype)
+            n_in, n_out = getattr(linear, "in_features", None), getattr(linear, "out_features", None)
+            weight = getattr(linear, "weight", None)
+            if not isinstance(n_in, int) or not isinstance(n_out, int) or not isinstance(weight, torch.Tensor):
+                raise AdapterError(f"{path} is a {type(linear).__name__}, not a linear map")
+            pairs[_key(path)] = LoraPair(n_in, n_out, cfg, gen, dtype, weight.device)
             self._hook(path)
         self.adapters[name] = pairs
         self.configs[name] = cfg
@@ -228,7 +229,14 @@ class LoraAdapters(nn.Module):
     def deltas(self, name: str) -> dict[str, torch.Tensor]:
         """GptOss weight name -> ``scale * B A`` (fp32) of adapter ``name``."""
         self._check(name)
-        return {_path(key) + ".weight": cast(LoraPair, pair).delta() for key, pair in self._pairs(name).items()}
+        out = {}
+        for key, pair in self._pairs(name).items():
+            linear = self.model.get_submodule(_path(key))
+            if not isinstance(linear, nn.Linear) or not linear.weight.is_floating_point():
+                raise AdapterError(f"{_path(key)} is a {type(linear).__name__}: an adapter merges into the float "
+                                   "weights as loaded (before int8 or other weight swaps); use it unmerged here")
+            out[_path(key) + ".weight"] = cast(LoraPair, pair).delta()
+        return out
 
     @torch.no_grad()
     def merged_state_dict(self, name: str) -> dict[str, torch.Tensor]:
@@ -365,3 +373,21 @@ def merge_checkpoint(base: str | Path, adapter: str | Path, out: str | Path, sha
         if f.is_file() and f.suffix != ".safetensors" and f.name not in ("config.json", "model.safetensors.index.json"):
             shutil.copyfile(f, folder / f.name)
     return folder
+
+
+def attach_adapters(model: nn.Module, folders: dict[str, str | Path], merge: bool = True) -> LoraAdapters:
+    """Adapters for inference (``--adapter``): ``folders`` maps a name to an adapter folder.
+
+    One adapter with ``merge``: folded into the weights (call before int8 or other weight swaps), so inference
+    costs what the base model costs; the returned object then holds no adapter. Otherwise they stay separate
+    and :meth:`LoraAdapters.activate` picks one per request, none active to begin with. An engine that keeps a
+    KV cache must drop it when the active adapter changes (the cached keys and values depend on it)."""
+    adapters = LoraAdapters(model)
+    for name, folder in folders.items():
+        adapters.load(folder, name=name)
+    adapters.activate(None)
+    for p in adapters.parameters():
+        p.requires_grad_(False)
+    if merge and len(folders) == 1:
+        adapters.merge_into_model(next(iter(folders)))
+    return adapters

@@ -133,3 +133,35 @@ def test_merge_checkpoint_keeps_experts_packed(config: GptOssConfig, ckpt_mxfp4:
                                             "self_attn.v_proj.weight", "self_attn.o_proj.weight",
                                             "mlp.router.weight", "lm_head.weight"))
         assert same != changed_kind, k
+
+
+def test_attach_for_inference_merged_or_by_name_and_on_int8(config: GptOssConfig, tmp_path: Path) -> None:
+    from ossagent.model.lora import attach_adapters
+    from ossagent.model.quant8 import quantize_model
+
+    tokens = torch.arange(10) % config.vocab_size
+    src = LoraAdapters(_fp32_model(config))
+    outs: dict[str, torch.Tensor] = {}
+    for i, name in enumerate(("x", "y")):
+        src.add(name, LoraConfig(rank=2, targets=("q", "v", "unembedding")))
+        _randomize(src, name, 10 + i)
+        src.save(name, tmp_path / name)
+        with torch.no_grad():
+            outs[name] = src.model(tokens)
+    merged = _fp32_model(config)
+    assert attach_adapters(merged, {"x": tmp_path / "x"}).names() == []
+    several = attach_adapters(_fp32_model(config), {"x": tmp_path / "x", "y": tmp_path / "y"})
+    assert several.active is None
+    with torch.no_grad():
+        torch.testing.assert_close(merged(tokens), outs["x"], rtol=1e-5, atol=1e-5)
+        for name in ("x", "y"):
+            with several.using(name):
+                torch.testing.assert_close(several.model(tokens), outs[name], rtol=1e-5, atol=1e-5)
+
+    int8 = _fp32_model(config)
+    quantize_model(int8)  # int8 attention and unembedding: adapters still apply unmerged, merging is refused
+    on_int8 = attach_adapters(int8, {"y": tmp_path / "y"}, merge=False)
+    with torch.no_grad(), on_int8.using("y"):
+        assert (int8(tokens) - outs["y"]).abs().max() < 0.05 * outs["y"].abs().max()
+    with pytest.raises(AdapterError, match=r"Int8Linear: an adapter merges"):
+        on_int8.merge_into_model("y")
