@@ -199,8 +199,8 @@ def _train(args: argparse.Namespace, settings: Settings, folder: Path, ds: Datas
         def tick(p: Step) -> None:
             bar.update(task, completed=p.step, total=p.total, loss=f"{p.loss:.4f}")
 
-        result = finetune(model, ds.train, out, held=ds.held_out, lora=lora, cfg=cfg,
-                          name=args.name or out.name.replace(".", "-") or "adapter", resume=args.resume, progress=tick, meta=meta)
+        result = finetune(model, ds.train, out, held=ds.held_out, lora=lora, cfg=cfg, resume=args.resume,
+                          name=args.name or out.name.replace(".", "-") or "adapter", progress=tick, meta=meta)
     first = result.losses[0] if result.losses else float("nan")
     print(f"steps {result.steps} (resumed at {result.resumed_from})" if result.resumed_from else
           f"steps {result.steps}", f"loss {first:.4f} -> {result.losses[-1]:.4f}" if result.losses else "")

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from ossagent.model.gpt_oss import GptOss
+from ossagent.model.gpt_oss import Experts, GptOss, expert_mlp, group_by_expert, swiglu
 from ossagent.model.lora import LoraAdapters, LoraConfig
 
 STATE_FILE = "trainer_state.json"
@@ -56,7 +56,7 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     seed: int = 0
     checkpointing: bool = True
-    loss_chunk: int = 512  # target positions per unembedding chunk
+    loss_chunk: int = 128  # target positions per unembedding chunk (fp32 logits: 128 x vocab x 4 bytes, ~100 MB)
     save_every: int = 0  # steps between resumable checkpoints (0: only at the end)
     eval_every: int = 0  # steps between held-out evaluations (0: at the end only)
     max_steps: int | None = None  # stop early (same schedule as the full run)
@@ -90,6 +90,57 @@ class TrainResult:
     tokens: int = 0
     peak_memory: int = 0  # bytes: CUDA max allocated, or the process's peak RSS on CPU
     resumed_from: int = 0
+
+
+class _FrozenExperts(torch.autograd.Function):
+    """The MoE expert sum with frozen expert weights, keeping nothing of the experts for the backward pass.
+
+    Autograd through :func:`~ossagent.model.gpt_oss.expert_mlp` keeps every used expert's decoded weights
+    (about 1.6 GB a layer for gpt-oss-20b). Here the forward runs without autograd and the backward decodes one
+    expert at a time again, recomputes its output for its tokens and takes the gradients of the input and of the
+    routing weights: the same gradients, for one more decode of each expert."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, expert_weights: torch.Tensor, expert_ids: torch.Tensor,
+                experts: Experts, limit: float, alpha: float) -> torch.Tensor:
+        ctx.save_for_backward(x, expert_weights, expert_ids)
+        ctx.experts, ctx.limit, ctx.alpha = experts, limit, alpha
+        with torch.no_grad():
+            return expert_mlp(x, expert_ids, expert_weights, experts, limit, alpha)
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, expert_weights, expert_ids = ctx.saved_tensors
+        experts = ctx.experts
+        order, counts, token_of, w_sorted = group_by_expert(expert_ids, expert_weights, experts.mlp1_bias.shape[0])
+        grad_x = torch.zeros_like(x)
+        grad_w = torch.zeros(order.numel(), dtype=torch.float32, device=x.device)
+        start = 0
+        for e, c in enumerate(counts):
+            if c == 0:
+                continue
+            sl = slice(start, start + c)
+            idx = token_of[sl]
+            w1, b1, w2, b2 = experts.weights(e)
+            go = grad_out[idx]
+            with torch.enable_grad():
+                xi = x[idx].detach().requires_grad_(True)
+                y = F.linear(swiglu(F.linear(xi, w1, b1), ctx.limit, ctx.alpha), w2, b2)  # [c, H], unweighted
+                (gx,) = torch.autograd.grad(y, xi, go * w_sorted[sl, None].to(x.dtype))
+            grad_x.index_add_(0, idx, gx)
+            grad_w[order[sl]] = (y.detach().float() * go.float()).sum(-1)
+            start += c
+        return grad_x, grad_w.view_as(expert_weights).to(expert_weights.dtype), None, None, None, None
+
+
+def frozen_expert_mlp(x: torch.Tensor, expert_ids: torch.Tensor, expert_weights: torch.Tensor, experts: Experts,
+                      limit: float, alpha: float = 1.702) -> torch.Tensor:
+    """:func:`~ossagent.model.gpt_oss.expert_mlp` for training around frozen experts (the same values and input
+    gradients, without keeping decoded expert weights); plug in with ``GptOss.set_expert_kernel``."""
+    if not torch.is_grad_enabled():
+        return expert_mlp(x, expert_ids, expert_weights, experts, limit, alpha)
+    out: torch.Tensor = _FrozenExperts.apply(x, expert_weights, expert_ids, experts, limit, alpha)
+    return out
 
 
 def hidden_states(model: GptOss, tokens: torch.Tensor, checkpointing: bool) -> torch.Tensor:
@@ -188,6 +239,13 @@ class Trainer:
             p.requires_grad_(True)
         self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.device = next(self.model.parameters()).device
+        # any accelerated inference kernel is swapped for the training one (restored by ``restore_kernels``)
+        self._kernels = [block.mlp.kernel for block in self.model.blocks]  # type: ignore[union-attr]
+        self.model.set_expert_kernel(frozen_expert_mlp)
+
+    def restore_kernels(self) -> None:
+        for block, kernel in zip(self.model.blocks, self._kernels, strict=True):
+            block.mlp.kernel = kernel  # type: ignore[union-attr]
 
     def _step(self, samples: Sequence[Sample]) -> tuple[float, int]:
         """One optimizer step over ``samples``: the mean loss over all their targets, and the tokens run."""
@@ -245,6 +303,7 @@ class Trainer:
         record = {"train_config": asdict(cfg), "steps": result.steps, "losses": result.losses, "held": result.held,
                   "seconds": result.seconds, "tokens": result.tokens, **(meta or {})}
         (self.out / "training.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+        self.model.eval()
         return result
 
     def _evaluate(self, held: Sequence[Sample], result: TrainResult) -> float:
@@ -300,4 +359,8 @@ def finetune(
     cfg = cfg or TrainConfig()
     adapters = LoraAdapters(model)
     adapters.add(name, lora or LoraConfig(), seed=cfg.seed)
-    return Trainer(adapters, name, cfg, out, progress).fit(train, held, resume=resume, meta=meta)
+    trainer = Trainer(adapters, name, cfg, out, progress)
+    try:
+        return trainer.fit(train, held, resume=resume, meta=meta)
+    finally:
+        trainer.restore_kernels()
