@@ -203,7 +203,7 @@ def transcript_examples(
             m = msgs[j]
             rendered = hp.render_message(m, enc)
             if m.role == "assistant":
-                opens_call = msgs[j - 1].role != "assistant"
+                opens_call = j == start or msgs[j - 1].role != "assistant"
                 if opens_call and j > start and hp.render_prompt(config, msgs[:j], enc) != tokens + head:
                     raise DataError(f"{source or 'transcript'}: message {j + 1}: the rendered conversation is not "
                                     "the prompt the agent loop builds for that call")

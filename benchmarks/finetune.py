@@ -10,16 +10,18 @@ one sequence a step, the loss on its second half): seconds per optimizer step (m
 peak RSS above the RSS after loading, with gradient checkpointing on and off.
 
 Table 2 (one gpt-oss-20b block, bf16, MXFP4 experts, LoRA rank 8 on q/k/v/out, on this CPU): per sequence length,
-the time of one checkpointed forward + recomputed forward + backward, the bytes the backward keeps (tensors saved
-by autograd in the recomputed forward: the activation memory of the layer in flight), and the FLOPs counted by
-``torch.utils.flop_counter`` (forward, recompute and backward).
+the time of one checkpointed forward + recomputed forward + backward with the training expert kernel
+(:func:`ossagent.model.finetune.frozen_expert_mlp`), the bytes the backward keeps (tensors saved in the recomputed
+forward: the activation memory of the layer in flight; also with plain autograd through the experts, which keeps
+every used expert's decoded weights), and the FLOPs counted by ``torch.utils.flop_counter`` (forward, recompute
+and backward; the frozen kernel's second decode is not a FLOP).
 
 Table 3 (estimate, gpt-oss-20b on one 80 GB GPU, bf16, batch of one sequence): memory = the checkpoint's tensors
 (counted exactly from the shapes) + adapters with their gradient and AdamW state (fp32) + the 24 layer inputs kept
 by checkpointing + one layer's saved tensors (quadratic fit in T of table 2) + the loss chunk (128 targets x
 201,088 fp32 logits, three live copies). Time = FLOPs (quadratic fit of table 2, x24, plus the unembedding at the
 targets: half of T here) at an assumed 30% of an H100's 989 TFLOP/s bf16 peak, plus decoding the MXFP4 experts
-twice a step (forward and recompute) at an assumed 2 TB/s. Both assumptions are stated, not measured: no GPU was
+three times a step (forward, recompute, backward) at an assumed 2 TB/s. Both assumptions are stated, not measured: no GPU was
 available to this benchmark's author; the GPU smoke test (tests/model/test_finetune.py) runs where one is.
 """
 
@@ -115,6 +117,8 @@ def child_layer(length: int, threads: int) -> dict[str, Any]:
     from torch.utils.checkpoint import checkpoint
     from torch.utils.flop_counter import FlopCounterMode
 
+    from ossagent.model.finetune import frozen_expert_mlp
+
     shell, adapters, rotary = _one_layer(threads)
     block = shell.blocks[0]
     positions = torch.arange(length)
@@ -126,15 +130,21 @@ def child_layer(length: int, threads: int) -> dict[str, Any]:
         xi = x.clone().requires_grad_(True)
         checkpoint(block, xi, positions, cos_sin, None, use_reentrant=False).backward(grad)
 
-    saved: dict[int, int] = {}
+    def saved_bytes() -> int:
+        saved: dict[int, int] = {}
 
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        st = t.untyped_storage()
-        saved[st.data_ptr()] = st.nbytes()
-        return t
+        def pack(t: torch.Tensor) -> torch.Tensor:
+            st = t.untyped_storage()
+            saved[st.data_ptr()] = st.nbytes()
+            return t
 
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        block(x.clone().requires_grad_(True), positions, cos_sin, None)
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            block(x.clone().requires_grad_(True), positions, cos_sin, None)
+        return sum(saved.values())
+
+    saved_autograd = saved_bytes()
+    block.mlp.kernel = frozen_expert_mlp  # what the Trainer uses
+    saved_frozen = saved_bytes()
     times = []
     for _ in range(2):
         t0 = time.perf_counter()
@@ -149,7 +159,8 @@ def child_layer(length: int, threads: int) -> dict[str, Any]:
     decode = time.perf_counter() - t0
     tensors = sum(t.numel() * t.element_size() for t in [*block.parameters(), *block.buffers()])
     lora = sum(p.numel() for p in adapters.parameters_of("bench"))
-    return {"step_s": min(times), "saved_bytes": sum(saved.values()), "flops": counter.get_total_flops(),
+    return {"step_s": min(times), "saved_bytes": saved_frozen, "saved_autograd": saved_autograd,
+            "flops": counter.get_total_flops(),
             "decode_s": decode, "layer_bytes": tensors, "lora_params": lora,
             "packed_bytes": sum(b.numel() for n, b in block.named_buffers() if n.endswith(("_blocks", "_scales")))}
 
@@ -198,7 +209,7 @@ def estimate_20b(layer: dict[int, dict[str, Any]], lengths: list[int]) -> str:
         act = n * t * h * 2 + poly(mem_fit) + 3 * min(targets, LOSS_CHUNK) * v * 4
         total = weights + lora + act
         flops = n * poly(flop_fit) + 3 * 2 * targets * h * v
-        decode = 2 * n * one["packed_bytes"] * (1 + 4) / GPU_BYTES_PER_S  # read packed, write bf16 (~4x)
+        decode = 3 * n * one["packed_bytes"] * (1 + 4) / GPU_BYTES_PER_S  # read packed, write bf16 (~4x)
         secs = flops / GPU_FLOPS + decode
         rows.append([str(t), f"{weights / 2**30:.1f}", f"{act / 2**30:.1f}", f"{total / 2**30:.1f}",
                      "yes" if total < 80 * 2**30 * 0.95 else "no", f"{flops / 1e12:.1f}", f"{secs:.2f}",
@@ -210,7 +221,7 @@ def estimate_20b(layer: dict[int, dict[str, Any]], lengths: list[int]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--lengths", default="256,1024")
-    ap.add_argument("--layer-lengths", default="128,256,512")
+    ap.add_argument("--layer-lengths", default="128,256,512,1024")
     ap.add_argument("--estimate-lengths", default="1024,2048,4096,8192")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--child", help=argparse.SUPPRESS)
@@ -220,18 +231,21 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(child_tiny(*rest) if kind == "tiny" else child_layer(*rest)))
         return 0
     rows = []
-    for t in map(int, args.lengths.split(",")):
+    for t in [int(x) for x in args.lengths.split(",") if x]:
         for ckpt in (True, False):
             r = _run("tiny", t, ckpt, args.threads)
             rows.append([str(t), "on" if ckpt else "off", f"{r['step_s']:.2f}",
                          f"{r['peak_above_load'] / 2**20:.0f}", f"{r['load_rss'] / 2**20:.0f}"])
-    print(f"Demo model, CPU, fp32, LoRA r=8 on q/k/v/out, {args.threads} thread(s):")
-    print(_table(["tokens", "checkpointing", "s/step", "peak MiB above load", "RSS after load MiB"], rows))
+    if rows:
+        print(f"Demo model, CPU, fp32, LoRA r=8 on q/k/v/out, {args.threads} thread(s):")
+        print(_table(["tokens", "checkpointing", "s/step", "peak MiB above load", "RSS after load MiB"], rows))
     layer = {t: _run("layer", t, args.threads) for t in map(int, args.layer_lengths.split(","))}
     print(f"\nOne gpt-oss-20b layer, CPU bf16, MXFP4 experts, LoRA r=8, {args.threads} thread(s):")
-    print(_table(["tokens", "fwd+recompute+bwd s", "saved MiB", "GFLOP", "decode 32 experts s"],
-                 [[str(t), f"{r['step_s']:.2f}", f"{r['saved_bytes'] / 2**20:.0f}", f"{r['flops'] / 1e9:.0f}",
-                   f"{r['decode_s']:.2f}"] for t, r in layer.items()]))
+    print(_table(["tokens", "fwd+recompute+bwd s", "saved MiB", "saved MiB, autograd through experts", "GFLOP",
+                  "decode 32 experts s"],
+                 [[str(t), f"{r['step_s']:.2f}", f"{r['saved_bytes'] / 2**20:.0f}",
+                   f"{r['saved_autograd'] / 2**20:.0f}", f"{r['flops'] / 1e9:.0f}", f"{r['decode_s']:.2f}"]
+                  for t, r in layer.items()]))
     print("\nEstimate: gpt-oss-20b, one 80 GB GPU, bf16, LoRA r=8, one sequence a step, loss on half of it "
           "(30% of 989 TFLOP/s, 2 TB/s assumed):")
     print(estimate_20b(layer, [int(x) for x in args.estimate_lengths.split(",")]))

@@ -180,3 +180,12 @@ def test_prompt_config_needs_every_named_tool() -> None:
     cfg = prompt_config_from_settings(settings, tools=builtin_descriptions(["files", "python"]),
                                       functions=[FunctionDescription("f", "", None)])
     assert [t.name for t in cfg.builtin_tools] == ["python", "files"]
+
+
+def test_a_transcript_may_start_with_the_assistant(enc: Any) -> None:
+    """A resumed conversation can begin with the model's turn; the prompt is then system + developer only."""
+    cfg = hp.PromptConfig(reasoning="low", current_date=DATE)
+    (ex,) = transcript_examples(Transcript([_a("Hi", "analysis"), _a("Hello.", "final")]), cfg, enc)
+    prompt = hp.render_prompt(cfg, [], enc)
+    assert ex.tokens[: len(prompt)] == prompt and not any(ex.mask[: len(prompt)])
+    assert all(ex.mask[len(prompt) :])
