@@ -60,6 +60,17 @@ def test_a_few_steps_reduce_the_loss_and_touch_only_the_adapter(config: GptOssCo
     assert (tmp_path / "out" / "training.json").is_file()
 
 
+def test_bf16_base_on_cpu_trains_fp32_adapters(config: GptOssConfig, tmp_path: Path) -> None:
+    model = _model(config, dtype=torch.bfloat16)
+    data = _samples(config, 2)
+    adapters = LoraAdapters(model)
+    adapters.add("b", LoraConfig(rank=8, targets=TARGETS))
+    result = Trainer(adapters, "b", TrainConfig(epochs=8, lr=1e-2, batch=2, warmup=1), tmp_path).fit(data)
+    assert result.losses[-1] < result.losses[0] - 1.0, result.losses
+    assert {p.dtype for p in adapters.parameters_of("b")} == {torch.float32}
+    assert model.dtype == torch.bfloat16
+
+
 def test_checkpointed_chunked_loss_equals_the_plain_forward(config: GptOssConfig) -> None:
     model = _model(config)
     adapters = LoraAdapters(model)
