@@ -43,6 +43,7 @@ import llguidance.numpy as llg_np
 import numpy as np
 
 from ossagent.agent.functions import NAMESPACE, Functions, FunctionTool, ResponseFormat
+from ossagent.agent.harmony.tokens import CALL, END, MESSAGE, RETURN, STOPS
 from ossagent.model.hooks import StepAction
 from ossagent.tools.base import UserError
 
@@ -50,8 +51,6 @@ if TYPE_CHECKING:
     import tiktoken
     import torch
 
-RETURN, CONSTRAIN, CHANNEL, START, END, MESSAGE, CALL = 200002, 200003, 200005, 200006, 200007, 200008, 200012
-STOPS = (RETURN, CALL)
 _RECIPIENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 MODES = ("auto", "none", "required", "function")
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from ossagent.agent import prompt as hp
-from ossagent.agent.backend import Backend, GenerationParams
+from ossagent.agent.backends.base import Backend, GenerationParams, default_encoding
 from ossagent.agent.dispatch import Dispatcher
 from ossagent.agent.events import (
     ErrorEvent,
@@ -78,7 +78,7 @@ class RunResult:
 
 
 class Agent:
-    """A gpt-oss agent over any :class:`~ossagent.agent.backend.Backend`.
+    """A gpt-oss agent over any :class:`~ossagent.agent.backends.base.Backend`.
 
     tools: built-in tools (``PythonTool``, ``BrowserTool``, ``FilesTool``) that run here.
     functions: function tools (``functions.NAME``): Python callables, pydantic models,
@@ -153,7 +153,7 @@ class Agent:
     @property
     def encoding(self) -> Any:
         if self._encoding is None:
-            self._encoding = getattr(self.backend, "encoding", None) or hp.default_encoding()
+            self._encoding = getattr(self.backend, "encoding", None) or default_encoding()
         return self._encoding
 
     def run(self, task: str | None = None, **kwargs: Any) -> RunResult:

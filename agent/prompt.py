@@ -1,17 +1,39 @@
 """The loop's only door to the harmony format: build the prompt, render a message, parse a completion.
 
-Everything harmony-specific the loop, the backends and the server need goes through these few functions,
-so the format's implementation can change underneath without touching them.
+A message goes loop -> prompt -> harmony: the loop, the backends and the server speak in transcript
+messages (:class:`~ossagent.agent.transcript.Msg`) and :class:`PromptConfig`; this module turns them into
+:mod:`ossagent.agent.harmony` messages and tokens and back, so the format's implementation can change
+underneath without touching them.
+
+Built-in namespaces (``python``, ``browser``) go in the system message as gpt-oss was trained; other tool
+namespaces (``files``) and the function tools go in the developer message, with the response format.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
+from ossagent.agent.harmony import (
+    Author,
+    ContentDelta,
+    DeveloperContent,
+    HarmonyRenderer,
+    Message,
+    MessageDone,
+    MessageStart,
+    Problem,
+    Role,
+    StreamParser,
+    SystemContent,
+)
+from ossagent.agent.harmony.tokens import START
 from ossagent.agent.transcript import Msg
 from ossagent.tools.base import FunctionDescription, ToolDescription
+
+SYSTEM_NAMESPACES = ("browser", "python")
 
 
 @dataclass(frozen=True)
@@ -55,12 +77,55 @@ class ParseProblem:
     text: str = ""
 
 
-def default_encoding() -> Any:
-    from ossagent.model.tokenizer import o200k_harmony
+# ------------------------------------------------------------------------------ Msg <-> harmony Message
+@lru_cache(maxsize=4)
+def _renderer(encoding: Any) -> HarmonyRenderer:
+    return HarmonyRenderer(encoding, auto_drop_analysis=False)  # drop_old_cot does it (the transcript keeps all)
 
-    return o200k_harmony()
+
+def to_harmony(m: Msg) -> Message:
+    author = Author(Role.TOOL, m.name) if m.role == "tool" else Author(Role(m.role))
+    return Message(author, [], channel=m.channel, recipient=m.recipient,
+                   content_type=m.content_type).adding_content(m.text)
 
 
+def from_harmony(msg: Message) -> Msg:
+    role = msg.author.role.value
+    name = msg.author.name if role == "tool" else None
+    if role == "tool" and not name:
+        name = "tool"
+    return Msg(role, msg.text, name=name, recipient=msg.recipient, channel=msg.channel,
+               content_type=msg.content_type)
+
+
+def system_message(config: PromptConfig) -> Message:
+    sc = SystemContent.new().with_reasoning_effort(config.reasoning)
+    if config.model_identity:
+        sc = sc.with_model_identity(config.model_identity)
+    if config.current_date:
+        sc = sc.with_conversation_start_date(config.current_date)
+    for ns in config.builtin_tools:
+        if ns.name in SYSTEM_NAMESPACES:
+            sc = sc.with_tools(ns)
+    return Message.from_role_and_content(Role.SYSTEM, sc)
+
+
+def developer_message(config: PromptConfig) -> Message | None:
+    others = [ns for ns in config.builtin_tools if ns.name not in SYSTEM_NAMESPACES]
+    if config.instructions is None and not config.function_tools and not others and not config.response_format:
+        return None
+    dc = DeveloperContent.new().with_instructions(config.instructions)
+    if config.function_tools:
+        dc = dc.with_function_tools(config.function_tools)
+    for ns in others:
+        dc = dc.with_tools(ns)
+    if config.response_format:
+        name, schema, desc = config.response_format
+        dc = dc.with_response_format(name, schema, desc)
+    return Message.from_role_and_content(Role.DEVELOPER, dc)
+
+
+# ------------------------------------------------------------------------------ rendering
 def drop_old_cot(messages: Sequence[Msg]) -> list[Msg]:
     """Drop the chain of thought of finished turns: every ``analysis`` message before the last final answer.
 
@@ -73,46 +138,64 @@ def drop_old_cot(messages: Sequence[Msg]) -> list[Msg]:
 
 def render_prompt(config: PromptConfig, messages: Sequence[Msg], encoding: Any) -> list[int]:
     """System + developer + conversation (old CoT dropped) + ``<|start|>assistant``."""
-    from ossagent.agent import harmony_glue
-
-    return harmony_glue.render_prompt(config, drop_old_cot(list(messages)), encoding)
+    head = [system_message(config)]
+    dev = developer_message(config)
+    if dev is not None:
+        head.append(dev)
+    convo = [to_harmony(m) for m in drop_old_cot(list(messages))]
+    return _renderer(encoding).render_conversation_for_completion(head + convo, Role.ASSISTANT)
 
 
 def render_message(msg: Msg, encoding: Any) -> list[int]:
-    from ossagent.agent import harmony_glue
-
-    return harmony_glue.render_message(msg, encoding)
+    return _renderer(encoding).render(to_harmony(msg))
 
 
 def assistant_start(encoding: Any) -> list[int]:
-    return [200006, *encoding.encode_ordinary("assistant")]
+    return [START, *encoding.encode_ordinary("assistant")]
 
 
+# ------------------------------------------------------------------------------ parsing
 class TurnParser:
     """Parse the tokens of one model call (after ``<|start|>assistant``) into deltas and messages."""
 
     def __init__(self, encoding: Any) -> None:
-        from ossagent.agent import harmony_glue
+        self._p = StreamParser(encoding, Role.ASSISTANT)
+        self._start: MessageStart | None = None
 
-        self._impl = harmony_glue.TurnParser(encoding)
+    def _convert(self, events: list[Any]) -> list[Delta | Msg | ParseProblem]:
+        out: list[Delta | Msg | ParseProblem] = []
+        for ev in events:
+            if isinstance(ev, MessageStart):
+                self._start = ev
+            elif isinstance(ev, ContentDelta):
+                s = self._start
+                out.append(Delta(s.channel if s else None, s.recipient if s else None, ev.text))
+            elif isinstance(ev, MessageDone):
+                msg = from_harmony(ev.message)
+                out.append(msg if ev.stop_token is not None else msg.with_meta(truncated=True))
+                self._start = None
+            elif isinstance(ev, Problem):
+                out.append(ParseProblem(ev.kind, ev.message, ev.text))
+        return out
 
     def feed(self, token: int) -> list[Delta | Msg | ParseProblem]:
-        return self._impl.feed(token)
+        return self._convert(self._p.process(token))
 
     def finish(self) -> list[Delta | Msg | ParseProblem]:
         """What is left at the end: a message cut off mid-way (token limit, stop sequence)."""
-        return self._impl.finish()
+        return self._convert(self._p.finish())
 
 
 def parse_prompt(tokens: Sequence[int], encoding: Any) -> list[Msg]:
     """The messages of a rendered prompt (a trailing ``<|start|>assistant`` is ignored)."""
-    from ossagent.agent import harmony_glue
-
     toks = list(tokens)
     tail = assistant_start(encoding)
     if toks[-len(tail) :] == tail:
         toks = toks[: -len(tail)]
-    return harmony_glue.parse_messages(toks, encoding)
+    parser = StreamParser(encoding, None, require_channel=False)
+    parser.process_all(toks)
+    parser.finish()
+    return [from_harmony(m) for m in parser.messages]
 
 
 def parse_completion(tokens: Sequence[int], encoding: Any) -> list[Msg]:

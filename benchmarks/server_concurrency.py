@@ -16,7 +16,7 @@ import time
 
 import httpx
 
-from ossagent.agent.scripted import ScriptedBackend
+from ossagent.agent.backends.scripted import ScriptedBackend
 from ossagent.agent.server import ServerConfig, create_app
 from ossagent.agent.server.serve import start_in_thread
 

@@ -5,8 +5,8 @@ Run: python examples/01_scripted_agent.py        (uses OSSAGENT_MODEL when set, 
 
 from __future__ import annotations
 
+from ossagent.agent.backends.factory import example_backend
 from ossagent.agent.events import FinalDelta, ReasoningDelta, ToolCall, ToolResultEvent
-from ossagent.agent.factory import example_backend
 from ossagent.agent.loop import Agent, RunResult
 
 SCRIPT = [

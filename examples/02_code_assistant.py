@@ -10,8 +10,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from ossagent.agent.cli_render import EventPrinter
-from ossagent.agent.factory import example_backend
+from ossagent.agent.backends.factory import example_backend
+from ossagent.agent.cli.render import EventPrinter
 from ossagent.agent.loop import Agent, RunResult
 from ossagent.tools.files import FilesTool
 from ossagent.tools.python import PythonTool

@@ -10,7 +10,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from ossagent.agent.factory import example_backend
+from ossagent.agent.backends.factory import example_backend
 from ossagent.agent.loop import Agent, RunResult
 from ossagent.tools.browser import Browser, BrowserConfig, BrowserTool, UrlPolicy
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
-from ossagent.agent.factory import example_backend
+from ossagent.agent.backends.factory import example_backend
 from ossagent.agent.loop import Agent, RunResult
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from ossagent.agent.factory import example_backend
+from ossagent.agent.backends.factory import example_backend
 from ossagent.agent.functions import FunctionTool
 from ossagent.agent.loop import Agent, RunResult
 

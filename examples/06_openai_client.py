@@ -11,7 +11,7 @@ from typing import Any
 
 import openai
 
-from ossagent.agent.factory import example_backend
+from ossagent.agent.backends.factory import example_backend
 from ossagent.agent.server import ServerConfig, create_app
 from ossagent.agent.server.serve import start_in_thread
 

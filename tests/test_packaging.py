@@ -107,3 +107,82 @@ def test_required_folders_exist() -> None:
     for folder in ("tests", "examples", "benchmarks", ".ci"):
         assert (ROOT / folder).is_dir(), folder
     assert (ROOT / ".ci" / "run").stat().st_mode & 0o111
+
+
+def _module_name(py: Path) -> str:
+    rel = py.relative_to(ROOT).with_suffix("").parts
+    return ".".join(("ossagent", *(rel[:-1] if rel[-1] == "__init__" else rel)))
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Module -> the ossagent modules it imports, at any depth of its code (lazy imports included: a cycle
+    through a function-level import is still a cycle in the design)."""
+    modules = {_module_name(py): py for part in PARTS for py in (ROOT / part).rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, py in modules.items():
+        edges: set[str] = set()
+        for node in ast.walk(ast.parse(py.read_text(encoding="utf-8"), str(py))):
+            if isinstance(node, ast.Import):
+                edges.update(a.name for a in node.names if a.name in modules)
+            elif isinstance(node, ast.ImportFrom) and node.module in modules:
+                # ``from ossagent.agent import prompt`` names a module: the edge goes to it, not to the package
+                subs = {f"{node.module}.{a.name}" for a in node.names} & modules.keys()
+                edges.update(subs)
+                if len(subs) < len(node.names):
+                    edges.add(node.module)
+        graph[name] = edges - {name}
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan's algorithm, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[list[str]] = []
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph[child]))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                scc = []
+                while True:
+                    top = stack.pop()
+                    on_stack.discard(top)
+                    scc.append(top)
+                    if top == node:
+                        break
+                if len(scc) > 1:
+                    out.append(sorted(scc))
+    return out
+
+
+def test_no_import_cycles() -> None:
+    cycles = _cycles(_import_graph())
+    assert not cycles, f"modules that import each other (directly or around a loop): {cycles}"
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
+    assert _cycles(graph) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+    assert "ossagent.agent.prompt" in _import_graph()["ossagent.agent.loop"]  # module-valued from-imports count

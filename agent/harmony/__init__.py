@@ -30,18 +30,12 @@ from ossagent.agent.harmony.parser import (
     parse_header,
 )
 from ossagent.agent.harmony.render import (
-    CALL,
-    CHANNEL,
-    CONSTRAIN,
-    END,
-    MESSAGE,
-    RETURN,
-    START,
     HarmonyRenderer,
     RenderConversationConfig,
     RenderError,
 )
 from ossagent.agent.harmony.schema_ts import to_typescript
+from ossagent.agent.harmony.tokens import CALL, CHANNEL, CONSTRAIN, END, MESSAGE, RETURN, START
 from ossagent.tools.base import FunctionDescription, ToolDescription
 
 __all__ = [

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Union
 
 from ossagent.agent.harmony.messages import Author, Message, Role, TextContent
-from ossagent.agent.harmony.render import CALL, CHANNEL, CONSTRAIN, END, MESSAGE, RETURN, START
+from ossagent.agent.harmony.tokens import CALL, CHANNEL, CONSTRAIN, END, FIRST_SPECIAL, MESSAGE, RETURN, START
 
 STOP_TOKENS = frozenset({RETURN, END, CALL})
 HEADER_SPECIALS = frozenset({CHANNEL, CONSTRAIN})
@@ -398,7 +398,7 @@ class StreamParser:
         if raw is None:
             self._problem(events, "stray_special", f"token {token} is not in the vocabulary")
             return
-        if token >= 199998:
+        if token >= FIRST_SPECIAL:
             self._problem(events, "stray_special", f"special token {raw.decode('utf-8', 'replace')} in content")
         text = self._decoder.decode(raw)
         if text:

@@ -22,15 +22,8 @@ from ossagent.agent.harmony.messages import (
     TextContent,
 )
 from ossagent.agent.harmony.schema_ts import parameters_type, signature_swallowed, to_typescript
+from ossagent.agent.harmony.tokens import CALL, CHANNEL, CONSTRAIN, END, MESSAGE, RETURN, START
 from ossagent.tools.base import ToolDescription
-
-RETURN = 200002
-CONSTRAIN = 200003
-CHANNEL = 200005
-START = 200006
-END = 200007
-MESSAGE = 200008
-CALL = 200012
 
 CONSTRAIN_TEXT = "<|constrain|>"
 FUNCTIONS_LINE = "Calls to these tools must go to the commentary channel: 'functions'."

@@ -20,7 +20,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ossagent.agent.backend import Backend
+from ossagent.agent.backends.base import Backend
 from ossagent.agent.events import Event
 from ossagent.agent.functions import FunctionTool
 from ossagent.agent.limits import Limits

@@ -91,7 +91,7 @@ def run_task(task: Task, backend: Any, temperature: float = 0.0, current_date: s
 
 def decode_speed(backend: Any, n_prompt: int = 400, n_new: int = 64) -> tuple[float, float]:
     """(prefill tokens/s, decode tokens/s) of the local engine: greedy, no hook, stop tokens off."""
-    from ossagent.agent.backend import GenerationParams
+    from ossagent.agent.backends.base import GenerationParams
 
     prompt = [200006, 17360, 200008] + [1000 + i % 500 for i in range(n_prompt - 3)]
     eng = backend.engine
@@ -112,7 +112,7 @@ def evaluate(model_dir: Path, n: int, seed: int, temperature: float = 0.0, verbo
              device: str = "cpu", current_date: str | None = None, shard: tuple[int, int] = (0, 1)) -> dict[str, Any]:
     """Run the first ``n`` held-out tasks (those with index % shard[1] == shard[0]); the report of
     :func:`summarize`."""
-    from ossagent.agent.local import LocalBackend
+    from ossagent.agent.backends.local import LocalBackend
 
     backend = LocalBackend.from_pretrained(model_dir, device=device)
     prefill_tps, decode_tps = decode_speed(backend)

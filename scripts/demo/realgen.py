@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from ossagent.agent import prompt as hp
-from ossagent.agent.backend import GenerationParams
+from ossagent.agent.backends.base import GenerationParams
+from ossagent.agent.harmony.tokens import END, RETURN
 from ossagent.agent.transcript import Msg
 from scripts.demo.tasks import Task
-
-RETURN, END = 200002, 200007
 
 
 class GoldBackend:

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from ossagent.agent.constrain import CALL, END, RETURN, TurnConstraints
+from ossagent.agent.constrain import TurnConstraints
 from ossagent.agent.functions import Functions, FunctionTool
+from ossagent.agent.harmony.tokens import CALL, END, RETURN
 from ossagent.model.hooks import StepHook
 
 VOCAB = 201_088  # gpt-oss's embedding rows (the tokenizer has one more reserved id)
@@ -276,6 +277,6 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 @pytest.fixture(scope="session")
 def tiny_backend(tiny_model: Any) -> Any:
-    from ossagent.agent.local import LocalBackend
+    from ossagent.agent.backends.local import LocalBackend
 
     return LocalBackend.from_pretrained(tiny_model, device="cpu")

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from ossagent.agent.backends.scripted import ScriptedBackend, Step
 from ossagent.agent.cli import main
-from ossagent.agent.cli_chat import chat
+from ossagent.agent.cli.chat import chat
 from ossagent.agent.loop import Agent
-from ossagent.agent.scripted import ScriptedBackend, Step
 from ossagent.agent.transcript import Transcript
 
 FINAL = "<|channel|>analysis<|message|>Easy.<|end|><|start|>assistant<|channel|>final<|message|>{}<|return|>"

@@ -16,11 +16,6 @@ import pydantic
 import pytest
 
 from ossagent.agent.constrain import (
-    CALL,
-    CHANNEL,
-    END,
-    RETURN,
-    START,
     ConstraintViolation,
     ToolChoice,
     TurnConstraints,
@@ -28,6 +23,7 @@ from ossagent.agent.constrain import (
     parse_header,
 )
 from ossagent.agent.functions import Functions, ResponseFormat
+from ossagent.agent.harmony.tokens import CALL, CHANNEL, END, RETURN, START
 from ossagent.tools.base import ModelError, UserError
 
 N_SUITE = 500

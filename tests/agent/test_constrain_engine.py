@@ -19,8 +19,9 @@ import pydantic
 import pytest
 import torch
 
-from ossagent.agent.constrain import CALL, RETURN, TurnConstraints
+from ossagent.agent.constrain import TurnConstraints
 from ossagent.agent.functions import Functions, ResponseFormat
+from ossagent.agent.harmony.tokens import CALL, RETURN
 from ossagent.model.hooks import StepAction
 
 VOCAB = 201_088

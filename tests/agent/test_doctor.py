@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from ossagent.agent import cli
-from ossagent.agent.doctor import check_model, run_checks
+from ossagent.agent.cli.doctor import check_model, run_checks
 from ossagent.agent.settings import Settings
 
 

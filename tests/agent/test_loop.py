@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
+from ossagent.agent.backends.scripted import ScriptedBackend, ScriptError, Step
 from ossagent.agent.events import FinalDelta, ReasoningDelta, Stopped, ToolCall, ToolResultEvent, Usage
 from ossagent.agent.functions import FunctionTool
 from ossagent.agent.limits import Limits, StopMatcher
 from ossagent.agent.loop import Agent
-from ossagent.agent.scripted import ScriptedBackend, ScriptError, Step
 from ossagent.agent.transcript import Transcript, TranscriptError
 from ossagent.tools.base import FunctionDescription, ToolDescription, ToolFailure, ToolResult, UserError
 

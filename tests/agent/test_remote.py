@@ -9,9 +9,9 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from ossagent.agent.backends.remote import RemoteBackend, RemoteError
+from ossagent.agent.backends.scripted import ScriptedBackend, Step
 from ossagent.agent.loop import Agent
-from ossagent.agent.remote import RemoteBackend, RemoteError
-from ossagent.agent.scripted import ScriptedBackend, Step
 from ossagent.agent.server import ServerConfig, create_app
 from ossagent.agent.server.serve import RunningServer, start_in_thread
 
@@ -67,7 +67,7 @@ def test_chat_messages_carry_reasoning_calls_and_results(upstream: RunningServer
                 content_type="<|constrain|>json"),
             tool_result("functions.get_weather", "rain", channel="commentary")]
     prompt = hp.render_prompt(hp.PromptConfig(instructions="sys"), msgs, backend.encoding)
-    from ossagent.agent.backend import GenerationParams
+    from ossagent.agent.backends.base import GenerationParams
 
     body = backend.request_body(prompt, GenerationParams(prompt_config=hp.PromptConfig(instructions="sys")))
     assert body["messages"] == [

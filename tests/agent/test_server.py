@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from ossagent.agent.scripted import ScriptedBackend, Step
+from ossagent.agent.backends.scripted import ScriptedBackend, Step
 from ossagent.agent.server import ServerConfig, create_app
 from ossagent.agent.server.serve import RunningServer, start_in_thread
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx
 
-from ossagent.agent.backend import GenerationParams
-from ossagent.agent.scripted import ScriptedBackend
+from ossagent.agent.backends.base import GenerationParams
+from ossagent.agent.backends.scripted import ScriptedBackend
 from ossagent.agent.server import ServerConfig, create_app
 from ossagent.agent.server.scheduler import FairScheduler
 from ossagent.agent.server.serve import start_in_thread

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ossagent.agent.factory import demo_fallback
+from ossagent.agent.backends.discovery import demo_fallback
 from ossagent.agent.settings import Settings
 from ossagent.model.demo import DEMO_NOTICE, demo_model_dir
 
@@ -23,7 +23,7 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 def test_demo_fallback_only_when_nothing_else_is_configured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from ossagent.agent.doctor import check_model
+    from ossagent.agent.cli.doctor import check_model
     from ossagent.model import demo
 
     # a stand-in demo folder, so the rules are checked whether or not this checkout ships the checkpoint

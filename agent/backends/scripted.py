@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from ossagent.agent.backend import GenerationParams
+from ossagent.agent.backends.base import GenerationParams, default_encoding
+from ossagent.agent.harmony.tokens import GPT_OSS_VOCAB
 
 if TYPE_CHECKING:
     from ossagent.model.hooks import StepHook
@@ -42,17 +43,15 @@ class Step:
 
 
 class ScriptedBackend:
-    """A :class:`~ossagent.agent.backend.Backend` that answers from a fixed script."""
+    """A :class:`~ossagent.agent.backends.base.Backend` that answers from a fixed script."""
 
     def __init__(self, script: Sequence[Reply | Step], encoding: Any = None, *, constrained: bool = False) -> None:
         """constrained: take the agent's grammar hook and fail when a scripted token breaks its constraints
         (a forced token differs, a masked token appears), so scripts are checked like a model's output."""
         self.takes_hooks = constrained
-        self.vocab_size = 201_088
+        self.vocab_size = GPT_OSS_VOCAB
         if encoding is None:
-            from ossagent.model.tokenizer import o200k_harmony
-
-            encoding = o200k_harmony()
+            encoding = default_encoding()
         self.encoding = encoding
         self._steps = [s if isinstance(s, Step) else Step(s) for s in script]
         self._next = 0

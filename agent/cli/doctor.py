@@ -6,8 +6,8 @@ import importlib.util
 import shutil
 import subprocess
 from dataclasses import dataclass
-from pathlib import Path
 
+from ossagent.agent.backends.discovery import is_checkpoint, model_candidates
 from ossagent.agent.settings import Settings
 from ossagent.model.tokenizer import TokenizerNotFoundError, load_tokenizer
 
@@ -17,22 +17,6 @@ class Check:
     name: str
     ok: bool
     detail: str
-
-
-def model_candidates(settings: Settings) -> list[Path]:
-    """Folders where a gpt-oss checkpoint may live, in the order they are tried."""
-    out: list[Path] = []
-    if settings.model:
-        out.append(Path(settings.model))
-    out.append(settings.home / "models" / "gpt-oss-20b")
-    hf = Path(settings.hf_home) if settings.hf_home else Path.home() / ".cache" / "huggingface"
-    snaps = hf / "hub" / "models--openai--gpt-oss-20b" / "snapshots"
-    out.extend(sorted(snaps.glob("*")) if snaps.is_dir() else [snaps])
-    return out
-
-
-def _is_checkpoint(folder: Path) -> bool:
-    return (folder / "config.json").is_file() or (folder / "original" / "config.json").is_file()
 
 
 def _version(cmd: list[str]) -> str | None:
@@ -82,7 +66,7 @@ def check_chromium(settings: Settings) -> Check:
 def check_model(settings: Settings) -> Check:
     looked = model_candidates(settings)
     for folder in looked:
-        if _is_checkpoint(folder):
+        if is_checkpoint(folder):
             return Check("model", True, f"checkpoint at {folder}")
     where = ", ".join(str(p) for p in looked)
     from ossagent.model.demo import demo_model_dir

@@ -10,7 +10,7 @@ from typing import Any
 
 from rich.console import Console
 
-from ossagent.agent.cli_render import EventPrinter
+from ossagent.agent.cli.render import EventPrinter
 from ossagent.agent.transcript import Transcript
 
 HELP = "/reasoning  show or collapse reasoning\n/effort low|medium|high\n/save FILE  save the transcript\n" \

@@ -1,5 +1,5 @@
 """A remote OpenAI-compatible chat-completions server (vLLM, Ollama, a hosted API, ``ossagent serve``) as a
-harmony-token :class:`~ossagent.agent.backend.Backend`.
+harmony-token :class:`~ossagent.agent.backends.base.Backend`.
 
 The prompt's conversation is decoded into chat messages (analysis -> ``reasoning_content``, function calls ->
 ``tool_calls``, tool answers -> ``tool`` messages), the agent's function tools, tool choice and answer format
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from ossagent.agent import prompt as hp
-from ossagent.agent.backend import GenerationParams
+from ossagent.agent.backends.base import GenerationParams, default_encoding
 from ossagent.agent.transcript import Msg
 from ossagent.tools.base import UserError
 
@@ -55,7 +55,7 @@ class RemoteBackend:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.client = client or httpx.Client(timeout=httpx.Timeout(timeout, connect=10.0), headers=headers)
         if encoding is None:
-            encoding = hp.default_encoding()
+            encoding = default_encoding()
         self.encoding = encoding
 
     # ----------------------------------------------------------------------------------- request

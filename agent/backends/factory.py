@@ -1,4 +1,4 @@
-"""Build backends and tools from what a person typed (the CLI, ``make demo``, examples)."""
+"""Build a backend from what a person typed or configured (the CLI, ``make demo``, examples)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,10 @@ import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ossagent.agent.backend import Backend
+from ossagent.agent.backends.base import Backend
+from ossagent.agent.backends.discovery import demo_fallback, find_model
 from ossagent.agent.settings import Settings
-from ossagent.tools.base import Tool, UserError
-
-TOOL_NAMES = ("python", "files", "browser")
+from ossagent.tools.base import UserError
 
 NO_MODEL_HELP = """\
 No gpt-oss checkpoint was found. To get one (about 13 GB):
@@ -25,23 +24,6 @@ A remote OpenAI-compatible server works too:
 
     ossagent run --remote http://host:8000/v1 --remote-model gpt-oss-20b "your task"
 """
-
-
-def find_model(settings: Settings) -> Path | None:
-    from ossagent.agent.doctor import _is_checkpoint, model_candidates
-
-    return next((p for p in model_candidates(settings) if _is_checkpoint(p)), None)
-
-
-def demo_fallback(settings: Settings, *, model: str | None = None, remote: str | None = None,
-                  scripted: str | None = None) -> Path | None:
-    """The built-in demo checkpoint when nothing else is configured (no script, server, model folder or
-    downloaded checkpoint), the fallback is on (``OSSAGENT_DEMO``) and this installation carries it; else None."""
-    if not settings.demo or scripted or remote or model or find_model(settings) is not None:
-        return None
-    from ossagent.model.demo import demo_model_dir
-
-    return demo_model_dir()
 
 
 def load_script(path: str | Path) -> list[str]:
@@ -71,11 +53,11 @@ def build_backend(
     """Pick the backend: a script, a remote server, or a local checkpoint (the default; the built-in demo
     model when none is configured, see :func:`demo_fallback`)."""
     if scripted:
-        from ossagent.agent.scripted import ScriptedBackend
+        from ossagent.agent.backends.scripted import ScriptedBackend
 
         return ScriptedBackend(load_script(scripted), constrained=True)
     if remote:
-        from ossagent.agent.remote import RemoteBackend
+        from ossagent.agent.backends.remote import RemoteBackend
 
         return RemoteBackend(remote, remote_model or "gpt-oss-20b", api_key=api_key)
     folder = Path(model).expanduser() if model else find_model(settings)
@@ -83,49 +65,10 @@ def build_backend(
         folder = demo_fallback(settings)
     if folder is None:
         raise UserError(NO_MODEL_HELP)
-    from ossagent.agent.local import LocalBackend
+    from ossagent.agent.backends.local import LocalBackend
 
     return LocalBackend.from_pretrained(folder, device=settings.device, tokenizer=settings.tokenizer,
                                         tiktoken_cache_dir=settings.tiktoken_cache_dir, progress=progress)
-
-
-def build_tools(
-    names: Sequence[str], workspace: Path, settings: Settings, *, search: str | None = None,
-    allow_private: bool = False,
-) -> list[Tool]:
-    """Instantiate built-in tools by name; a machine that cannot run one is a clear :class:`UserError`."""
-    unknown = [n for n in names if n not in TOOL_NAMES]
-    if unknown:
-        raise UserError(f"unknown tools {unknown}; choose from {', '.join(TOOL_NAMES)}")
-    workspace.mkdir(parents=True, exist_ok=True)
-    tools: list[Tool] = []
-    for name in dict.fromkeys(names):
-        if name == "python":
-            from ossagent.tools.python import PythonTool
-
-            tools.append(PythonTool(workspace))
-        elif name == "files":
-            from ossagent.tools.files import FilesTool
-
-            tools.append(FilesTool(workspace))
-        elif name == "browser":
-            tools.append(_browser(settings, search, allow_private))
-    return tools
-
-
-def _browser(settings: Settings, search: str | None, allow_private: bool) -> Tool:
-    from ossagent.tools.browser import Browser, BrowserConfig, BrowserTool, OfflineBackend, SearxngBackend
-    from ossagent.tools.browser.chromium import ChromiumConfig
-    from ossagent.tools.browser.policy import UrlPolicy
-
-    backend = None
-    if search and search.startswith(("http://", "https://")):
-        backend = SearxngBackend(search)
-    elif search:
-        backend = OfflineBackend(search)
-    chromium = ChromiumConfig(executable=settings.chromium) if settings.chromium else ChromiumConfig()
-    config = BrowserConfig(policy=UrlPolicy(allow_private=allow_private), chromium=chromium)
-    return BrowserTool(Browser(backend, config))
 
 
 def example_backend(script: Sequence[str], *, use_model: bool = True, quiet: bool = False) -> tuple[Backend, bool]:
@@ -135,12 +78,12 @@ def example_backend(script: Sequence[str], *, use_model: bool = True, quiet: boo
     """
     import sys
 
-    from ossagent.agent.scripted import ScriptedBackend
+    from ossagent.agent.backends.scripted import ScriptedBackend
 
     settings = Settings.from_env()
     folder = find_model(settings) if use_model else None
     if folder is not None:
-        from ossagent.agent.local import LocalBackend
+        from ossagent.agent.backends.local import LocalBackend
 
         if not quiet:
             print(f"[using the model at {folder}]", file=sys.stderr)

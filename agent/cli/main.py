@@ -18,7 +18,7 @@ DEMO_MAX_TOKENS = 2000  # completion tokens per run on the built-in demo model u
 
 
 def _cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
-    from ossagent.agent.doctor import format_report, run_checks
+    from ossagent.agent.cli.doctor import format_report, run_checks
 
     checks = run_checks(settings)
     print(format_report(checks))
@@ -38,7 +38,8 @@ def _status(console: Any, quiet: bool) -> Iterator[Callable[[str], None]]:
 
 def _backend(args: argparse.Namespace, settings: Settings, console: Any) -> tuple[Any, bool]:
     """The backend, and whether it is the built-in demo model (said once, on ``console``)."""
-    from ossagent.agent.factory import build_backend, demo_fallback
+    from ossagent.agent.backends.discovery import demo_fallback
+    from ossagent.agent.backends.factory import build_backend
 
     demo = demo_fallback(settings, model=args.model, remote=args.remote, scripted=args.scripted) is not None
     if demo:
@@ -63,7 +64,7 @@ def _schema(value: str | None) -> Any:
 
 
 def _agent(args: argparse.Namespace, settings: Settings, backend: Any, demo: bool) -> Any:
-    from ossagent.agent.factory import build_tools
+    from ossagent.agent.cli.tools import build_tools
     from ossagent.agent.limits import Limits
     from ossagent.agent.loop import Agent
 
@@ -81,7 +82,7 @@ def _agent(args: argparse.Namespace, settings: Settings, backend: Any, demo: boo
 def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from rich.console import Console
 
-    from ossagent.agent.cli_render import EventPrinter
+    from ossagent.agent.cli.render import EventPrinter
     from ossagent.agent.transcript import Transcript
 
     err = Console(stderr=True, highlight=False)
@@ -114,7 +115,7 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
     from rich.console import Console
 
-    from ossagent.agent.cli_chat import chat
+    from ossagent.agent.cli.chat import chat
 
     console = Console(highlight=False)
     agent = _agent(args, settings, *_backend(args, settings, console))
@@ -127,7 +128,7 @@ def _cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from rich.console import Console
 
-    from ossagent.agent.factory import build_tools
+    from ossagent.agent.cli.tools import build_tools
     from ossagent.agent.server import ServerConfig, create_app
     from ossagent.agent.server.serve import serve_forever
 
@@ -150,7 +151,7 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_download(args: argparse.Namespace, settings: Settings) -> int:
-    from ossagent.agent.download import download
+    from ossagent.agent.cli.download import download
 
     target = Path(args.dir) if args.dir else settings.home / "models" / args.model_id.split("/")[-1]
     path = download(args.model_id, target, include=args.include, offline=args.offline)
@@ -231,6 +232,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""The local engine as a :class:`~ossagent.agent.backend.Backend` (torch is imported only when used).
+"""The local engine as a :class:`~ossagent.agent.backends.base.Backend` (torch is imported only when used).
 
 The engine keeps one KV cache and reuses the longest common prefix of consecutive prompts, so an agent
 that resends the conversation each turn pays only for the new tokens (``cache_stats`` shows it).
@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ossagent.agent.backend import GenerationParams
+from ossagent.agent.backends.base import GenerationParams, default_encoding
 from ossagent.tools.base import UserError
 
 if TYPE_CHECKING:
@@ -27,9 +27,7 @@ class LocalBackend:
     def __init__(self, engine: Engine, encoding: Any = None) -> None:
         self.engine = engine
         if encoding is None:
-            from ossagent.model.tokenizer import o200k_harmony
-
-            encoding = o200k_harmony()
+            encoding = default_encoding()
         self.encoding = encoding
 
     @classmethod
