@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, TypeAlias
 
 from ossagent.agent import prompt as hp
-from ossagent.agent.harmony import END, RETURN
+from ossagent.agent.harmony.tokens import END, FIRST_SPECIAL, RETURN
 from ossagent.agent.prompt import PromptConfig
 from ossagent.agent.transcript import Msg, Transcript, TranscriptError
 from ossagent.tools.base import FunctionDescription, ToolDescription, UserError
@@ -341,7 +341,7 @@ def show_example(example: Example, encoding: Any) -> str:
             run.clear()
 
     for tok, m in zip(example.tokens, example.mask, strict=True):
-        special = tok >= 199998
+        special = tok >= FIRST_SPECIAL
         if m != flag or special:
             flush()
         flag = m

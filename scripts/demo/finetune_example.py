@@ -96,7 +96,7 @@ def build_data(tasks: list[Task], folder: Path) -> list[Any]:
 def evaluate(model_dir: Path, groups: dict[str, list[Task]], threads: int) -> dict[str, tuple[int, int]]:
     import torch
 
-    from ossagent.agent.local import LocalBackend
+    from ossagent.agent.backends.local import LocalBackend
     from scripts.demo.evaluate import run_task
 
     torch.set_num_threads(threads)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ossagent.agent.finetune_cli import build_parser, finetune_main
+from ossagent.agent.cli.finetune import build_parser, finetune_main
 from ossagent.agent.settings import Settings
 from ossagent.agent.transcript import Msg, Transcript, user
 from ossagent.model.demo import demo_model_dir

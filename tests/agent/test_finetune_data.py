@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from ossagent.agent import prompt as hp
+from ossagent.agent.backends.scripted import ScriptedBackend
 from ossagent.agent.finetune_data import (
     DataError,
     build_dataset,
@@ -33,7 +34,6 @@ from ossagent.agent.harmony import (
     SystemContent,
 )
 from ossagent.agent.loop import Agent
-from ossagent.agent.scripted import ScriptedBackend
 from ossagent.agent.transcript import Msg, Transcript, user
 from ossagent.model.tokenizer import o200k_harmony
 from ossagent.tools.base import FunctionDescription
