@@ -93,7 +93,8 @@ def build_data(tasks: list[Task], folder: Path) -> list[Any]:
     return examples
 
 
-def evaluate(model_dir: Path, groups: dict[str, list[Task]], threads: int) -> dict[str, tuple[int, int]]:
+def evaluate(model_dir: Path, groups: dict[str, list[Task]], threads: int) -> dict[str, Any]:
+    """Per group: tasks solved, tasks, and each failure as ``[family/effort] question: reason``."""
     import torch
 
     from ossagent.agent.backends.local import LocalBackend
@@ -101,7 +102,12 @@ def evaluate(model_dir: Path, groups: dict[str, list[Task]], threads: int) -> di
 
     torch.set_num_threads(threads)
     backend = LocalBackend.from_pretrained(model_dir, device="cpu")
-    return {name: (sum(run_task(t, backend).ok for t in tasks), len(tasks)) for name, tasks in groups.items()}
+    out: dict[str, Any] = {}
+    for name, tasks in groups.items():
+        outcomes = [(t, run_task(t, backend)) for t in tasks]
+        out[name] = {"ok": sum(o.ok for _, o in outcomes), "n": len(tasks),
+                     "failures": [f"[{t.family}/{t.effort}] {t.user!r}: {o.reason}" for t, o in outcomes if not o.ok]}
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,10 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--train", type=int, default=150)
-    ap.add_argument("--replay", type=int, default=75, help="gold runs of the original families mixed in")
+    ap.add_argument("--replay", type=int, default=150, help="gold runs of the original families mixed in")
     ap.add_argument("--eval", type=int, default=30, help="held-out convert tasks; as many of the original families")
-    ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--rank", type=int, default=16)
     ap.add_argument("--targets", default="q,k,v,out,unembedding")
     ap.add_argument("--threads", type=int, default=1)
@@ -146,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     print("| tasks (held out) | demo model | + adapter |\n|---|---|---|")
     for name in groups:
-        (b, n), (a, _) = before[name], after[name]
+        b, a, n = before[name]["ok"], after[name]["ok"], before[name]["n"]
         print(f"| {name} ({n}) | {b / n:.0%} | {a / n:.0%} |")
     return 0
 
