@@ -239,7 +239,10 @@ def main(argv: list[str] | None = None) -> int:
     if rows:
         print(f"Demo model, CPU, fp32, LoRA r=8 on q/k/v/out, {args.threads} thread(s):")
         print(_table(["tokens", "checkpointing", "s/step", "peak MiB above load", "RSS after load MiB"], rows))
-    layer = {t: _run("layer", t, args.threads) for t in map(int, args.layer_lengths.split(","))}
+    lengths = [int(x) for x in args.layer_lengths.split(",") if x]
+    if not lengths:
+        return 0
+    layer = {t: _run("layer", t, args.threads) for t in lengths}
     print(f"\nOne gpt-oss-20b layer, CPU bf16, MXFP4 experts, LoRA r=8, {args.threads} thread(s):")
     print(_table(["tokens", "fwd+recompute+bwd s", "saved MiB", "saved MiB, autograd through experts", "GFLOP",
                   "decode 32 experts s"],
