@@ -49,6 +49,7 @@ def load_script(path: str | Path) -> list[str]:
 def build_backend(
     settings: Settings, *, model: str | None = None, remote: str | None = None, remote_model: str | None = None,
     api_key: str | None = None, scripted: str | None = None, progress: Callable[[str], None] | None = None,
+    weights: str = "bf16",
 ) -> Backend:
     """Pick the backend: a script, a remote server, or a local checkpoint (the default; the built-in demo
     model when none is configured, see :func:`demo_fallback`)."""
@@ -68,7 +69,8 @@ def build_backend(
     from ossagent.agent.backends.local import LocalBackend
 
     return LocalBackend.from_pretrained(folder, device=settings.device, tokenizer=settings.tokenizer,
-                                        tiktoken_cache_dir=settings.tiktoken_cache_dir, progress=progress)
+                                        tiktoken_cache_dir=settings.tiktoken_cache_dir, progress=progress,
+                                        weights=weights)
 
 
 def example_backend(script: Sequence[str], *, use_model: bool = True, quiet: bool = False) -> tuple[Backend, bool]:

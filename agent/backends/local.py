@@ -35,8 +35,13 @@ class LocalBackend:
     def from_pretrained(
         cls, path: str | Path, *, device: str | None = None, tokenizer: str | None = None,
         tiktoken_cache_dir: str | None = None, progress: Callable[[str], None] | None = None,
+        weights: str = "bf16",
     ) -> LocalBackend:
-        """Load a model folder (Hugging Face or ``original/`` layout); ``progress`` gets status lines."""
+        """Load a model folder (Hugging Face or ``original/`` layout); ``progress`` gets status lines.
+        ``weights``: "bf16" keeps the checkpoint's attention/unembedding weights, "int8" quantises them while
+        loading (less memory, faster CPU decode; experts stay MXFP4 either way)."""
+        if weights not in ("bf16", "int8"):
+            raise UserError(f"weights must be bf16 or int8, not {weights!r}")
         folder = Path(path).expanduser()
         if not folder.is_dir():
             raise UserError(
@@ -50,7 +55,7 @@ class LocalBackend:
         say(f"loading tokenizer for {folder}")
         enc = load_tokenizer(tokenizer, folder, tiktoken_cache_dir).encoding
         say(f"loading weights from {folder} (device: {device or 'auto'})")
-        engine = Engine.from_pretrained(folder, device=device)
+        engine = Engine.from_pretrained(folder, device=device, weights=weights)
         say("model ready")
         return cls(engine, enc)
 

@@ -78,10 +78,19 @@ def check_model(settings: Settings) -> Check:
     return Check("model", False, "no checkpoint; looked at: " + where)
 
 
+def check_kernels() -> Check:
+    """The native CPU kernels: built, cached or failed (and why), the speed path, the torch build."""
+    from ossagent.model.kernels import status
+
+    st = status(build=True)
+    return Check("kernels", st.native, "; ".join(st.lines()))
+
+
 def run_checks(settings: Settings) -> list[Check]:
     return [
         check_tokenizer(settings),
         check_torch(settings),
+        check_kernels(),
         check_bwrap(),
         check_chromium(settings),
         check_model(settings),

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ossagent.agent.backends.base import Backend, HarnessError
 from ossagent.agent.choices import EFFORTS
+from ossagent.agent.cli.finetune import add_finetune_arguments, finetune_main
 from ossagent.agent.eval.cli import add_parser as add_eval_parser
 from ossagent.agent.eval.cli import main as eval_main
 from ossagent.agent.settings import Settings
@@ -55,7 +56,8 @@ def _backend(args: argparse.Namespace, settings: Settings, console: Any) -> tupl
         console.print(f"[dim]{DEMO_NOTICE}[/dim]", highlight=False)
     with _status(console, getattr(args, "quiet", False)) as progress:
         backend = build_backend(settings, model=args.model, remote=args.remote, remote_model=args.remote_model,
-                                api_key=args.api_key, scripted=args.scripted, progress=progress)
+                                api_key=args.api_key, scripted=args.scripted, progress=progress,
+                                weights=args.weights)
     return backend, demo
 
 
@@ -173,6 +175,9 @@ def _backend_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--remote-model", help="model name on the remote server (default gpt-oss-20b)")
     g.add_argument("--api-key", help="API key for --remote")
     g.add_argument("--scripted", help="a JSON file of scripted model replies (tests and demos)")
+    g.add_argument("--weights", choices=("bf16", "int8"), default="bf16",
+                   help="local model's attention/unembedding weights: bf16 as in the checkpoint (default), or int8 "
+                   "quantised while loading (less memory, faster CPU decode; experts are MXFP4 either way)")
 
 
 def _agent_args(p: argparse.ArgumentParser) -> None:
@@ -219,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--slots", type=int, help="concurrent generations (default 1 for a local model)")
     serve.add_argument("--server-api-key", help="require this bearer token from clients")
     add_eval_parser(sub)
+    ft = sub.add_parser("finetune", help="LoRA fine-tuning on saved agent transcripts",
+                        description="Fine-tune LoRA adapters on the turns of saved transcripts (ossagent finetune).")
+    add_finetune_arguments(ft)
     dl = sub.add_parser("download", help="download a checkpoint from Hugging Face")
     dl.add_argument("model_id")
     dl.add_argument("--dir", help="target folder (default ~/.cache/ossagent/models/NAME)")
@@ -231,7 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = Settings.from_env()
     commands = {"doctor": _cmd_doctor, "run": _cmd_run, "chat": _cmd_chat, "serve": _cmd_serve,
-                "download": _cmd_download, "eval": _cmd_eval}
+                "download": _cmd_download, "eval": _cmd_eval,
+                "finetune": finetune_main}
     try:
         return commands[args.command](args, settings)
     except UserError as exc:

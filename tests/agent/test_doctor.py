@@ -34,4 +34,4 @@ def test_model_found_in_configured_folder(tmp_path: Path) -> None:
     check = check_model(Settings(model=str(tmp_path), home=tmp_path / "home"))
     assert check.ok and str(tmp_path) in check.detail
     assert {c.name for c in run_checks(Settings(home=tmp_path))} == {
-        "tokenizer", "torch", "sandbox", "chromium", "model"}
+        "tokenizer", "torch", "kernels", "sandbox", "chromium", "model"}

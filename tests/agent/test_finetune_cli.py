@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from ossagent.agent.cli.finetune import build_parser, finetune_main
+from ossagent.agent.cli.main import main as ossagent_main
 from ossagent.agent.settings import Settings
 from ossagent.agent.transcript import Msg, Transcript, user
 from ossagent.model.demo import demo_model_dir
@@ -40,11 +41,16 @@ def _main(*argv: str) -> int:
     return finetune_main(build_parser().parse_args(list(argv)), Settings())
 
 
+def _ossagent(*argv: str) -> int:
+    """``ossagent finetune ARGV`` through the real entry point."""
+    return ossagent_main(["finetune", *argv])
+
+
 def test_train_then_merge(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     runs = _runs(tmp_path / "runs")
     out = tmp_path / "adapter"
     common = ["--model", "demo", "--data", str(runs), "--tools", "python", "--current-date", "2025-01-01"]
-    assert _main(*common, "--out", str(out), "--dry-run") == 0
+    assert _ossagent(*common, "--out", str(out), "--dry-run") == 0
     shown = capsys.readouterr().out
     assert "training examples               5" in shown and '+ "<|return|>"' in shown
     assert not out.exists()
@@ -66,6 +72,7 @@ def test_bad_input_is_a_user_error(tmp_path: Path) -> None:
         _main("--model", "demo", "--data", str(runs), "--out", str(tmp_path / "a"))
     with pytest.raises(UserError, match="give --data"):
         _main("--model", "demo", "--out", str(tmp_path / "a"))
+    assert _ossagent("--model", "demo", "--out", str(tmp_path / "a")) == 2  # the CLI: one line, exit 2
     with pytest.raises(UserError, match="does not exist"):
         _main("--model", str(tmp_path / "nope"), "--data", str(runs), "--out", str(tmp_path / "a"))
     with pytest.raises(UserError, match="rank"):
