@@ -34,6 +34,7 @@ from ossagent.agent.server.errors import (
     server_error,
     unauthorized,
 )
+from ossagent.agent.server.reasoning_memory import ReasoningMemory
 from ossagent.agent.server.requests import GenRequest, parse_chat, parse_responses
 from ossagent.agent.server.responses import ResponsesFormatter
 from ossagent.agent.server.runner import Job
@@ -58,6 +59,7 @@ class ServerConfig:
     default_reasoning: str | None = "medium"
     reasoning_budget: int | None = None  # tokens per free-text message (bounds a random test model)
     stored_responses: int = 256
+    reasoning_memory: int = 1024  # tool-call ids whose reasoning is kept for clients that drop it
 
 
 class Server:
@@ -67,6 +69,7 @@ class Server:
         self.responses: OrderedDict[str, Transcript] = OrderedDict()
         self.created = int(time.time())
         self.active_jobs: set[Job] = set()
+        self.reasoning = ReasoningMemory(config.reasoning_memory)
 
     def agent(self, req: GenRequest) -> Agent:
         cfg = self.config
@@ -91,7 +94,7 @@ class Server:
     def job(self, req: GenRequest, request: Request, body: dict[str, Any]) -> tuple[Job, list[RunStream]]:
         if req.model != self.config.model_id:
             raise not_found(f"The model '{req.model}' does not exist; this server serves '{self.config.model_id}'.")
-        messages = list(req.messages)
+        messages = self.reasoning.restore(req.messages)
         if req.previous_response_id:
             prev = self.responses.get(req.previous_response_id)
             if prev is None:
@@ -114,6 +117,7 @@ class Server:
         return Job(make, self.scheduler, client, cleanup=agent.close), holder
 
     def remember(self, response_id: str, stream: RunStream) -> None:
+        self.reasoning.remember(stream.transcript.messages)
         self.responses[response_id] = stream.transcript
         while len(self.responses) > self.config.stored_responses:
             self.responses.popitem(last=False)
@@ -269,7 +273,7 @@ def create_app(config: ServerConfig) -> FastAPI:
             return ([_sse(fmt.usage_chunk())] if req.include_usage else []) + [_sse("[DONE]")]
 
         return await _respond(server, request, req, body, fmt, lambda: [_sse(fmt.first_chunk())], _sse, tail,
-                         fmt.completion, lambda s: None)
+                         fmt.completion, lambda s: server.reasoning.remember(s.transcript.messages))
 
     @app.post("/v1/responses")
     async def responses(request: Request) -> Response:
