@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ from ossagent.agent.functions import FunctionTool
 from ossagent.agent.limits import Limits
 from ossagent.agent.loop import Agent, HookFactory, RunStream
 from ossagent.agent.server.chat import ChatFormatter
+from ossagent.agent.server.conventions import apply_defaults, model_aliases, refuse_unsupported, version_info
+from ossagent.agent.server.cors import add_cors
 from ossagent.agent.server.errors import (
     APIError,
     bad_request,
@@ -34,6 +37,7 @@ from ossagent.agent.server.errors import (
     server_error,
     unauthorized,
 )
+from ossagent.agent.server.metrics import USAGE_KEY, Metrics, Observer
 from ossagent.agent.server.reasoning_memory import ReasoningMemory
 from ossagent.agent.server.requests import GenRequest, parse_chat, parse_responses
 from ossagent.agent.server.responses import ResponsesFormatter
@@ -54,8 +58,13 @@ class ServerConfig:
     max_waiting: int = 256
     api_key: str | None = None
     max_turns: int = 8
-    default_max_tokens: int = 4096
+    default_max_tokens: int | None = 4096
     max_time: float | None = 600.0
+    default_temperature: float | None = None  # for requests that give none (None: the API's 1.0)
+    default_seed: int | None = None
+    instructions: str | None = None  # developer instructions put before each request's own
+    aliases: tuple[str, ...] | None = None  # other names of the model (None: the usual ones for gpt-oss ids)
+    cors_origins: tuple[str, ...] = ()  # browser origins allowed to call the API (empty: no CORS)
     default_reasoning: str | None = "medium"
     reasoning_budget: int | None = None  # tokens per free-text message (bounds a random test model)
     stored_responses: int = 256
@@ -68,8 +77,10 @@ class Server:
         self.scheduler = FairScheduler(config.slots, config.max_waiting)
         self.responses: OrderedDict[str, Transcript] = OrderedDict()
         self.created = int(time.time())
-        self.active_jobs: set[Job] = set()
+        self.active_jobs: weakref.WeakSet[Job] = weakref.WeakSet()  # requests admitted or waiting
         self.reasoning = ReasoningMemory(config.reasoning_memory)
+        self.metrics = Metrics()
+        self.aliases = config.aliases if config.aliases is not None else model_aliases(config.model_id)
 
     def agent(self, req: GenRequest) -> Agent:
         cfg = self.config
@@ -92,8 +103,11 @@ class Server:
             raise bad_request(str(exc)) from exc
 
     def job(self, req: GenRequest, request: Request, body: dict[str, Any]) -> tuple[Job, list[RunStream]]:
-        if req.model != self.config.model_id:
+        if req.model != self.config.model_id and req.model not in self.aliases:
             raise not_found(f"The model '{req.model}' does not exist; this server serves '{self.config.model_id}'.")
+        cfg = self.config
+        apply_defaults(req, body, temperature=cfg.default_temperature, seed=cfg.default_seed,
+                       instructions=cfg.instructions)
         messages = self.reasoning.restore(req.messages)
         if req.previous_response_id:
             prev = self.responses.get(req.previous_response_id)
@@ -115,6 +129,11 @@ class Server:
         client = str(body.get("user") or request.headers.get("authorization") or
                      (request.client.host if request.client else "?"))
         return Job(make, self.scheduler, client, cleanup=agent.close), holder
+
+    def close_streams(self) -> None:
+        """Stop every run (the server is shutting down): open streams end with their usual tail."""
+        for job in list(self.active_jobs):
+            job.cancel()
 
     def remember(self, response_id: str, stream: RunStream) -> None:
         self.reasoning.remember(stream.transcript.messages)
@@ -185,6 +204,8 @@ async def _respond(server: Server, request: Request, req: GenRequest, body: dict
                    on_stop: Callable[[RunStream], None]) -> Response:
     """Admit the request, run it, and answer with SSE (``stream``) or one JSON object."""
     job, holder = server.job(req, request, body)
+    request.scope[USAGE_KEY] = lambda: fmt.usage  # for the request's log line and /metrics
+    server.active_jobs.add(job)
     sched = server.scheduler
     if sched.waiting >= sched.max_waiting:
         job.discard()
@@ -235,6 +256,8 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     app = FastAPI(title="ossagent", version="0.1.0", dependencies=[Depends(auth)])
     app.state.server = server
+    add_cors(app, config.cors_origins)
+    app.add_middleware(Observer, metrics=server.metrics)  # outermost: logs and counts every answer
 
     @app.exception_handler(APIError)
     async def _api_error(_: Request, exc: APIError) -> JSONResponse:
@@ -251,7 +274,24 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "active": server.scheduler.active, "waiting": server.scheduler.waiting}
+        return {"status": "ok", "model": config.model_id, "active": server.scheduler.active,
+                "waiting": server.scheduler.waiting}
+
+    @app.get("/version")
+    async def version() -> dict[str, Any]:
+        return version_info(config.model_id, server.aliases)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        sched = server.scheduler
+        text = server.metrics.render({
+            "ossagent_queue_depth": ("Requests waiting for a slot.", sched.waiting),
+            "ossagent_active_requests": ("Requests holding a slot.", sched.active),
+            "ossagent_slots": ("Concurrent generations allowed.", sched.slots),
+            "ossagent_reasoning_restored_total": ("Turns whose dropped reasoning was restored.",
+                                                  server.reasoning.restored),
+        })
+        return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
@@ -259,13 +299,14 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     @app.get("/v1/models/{model_id:path}")
     async def model(model_id: str) -> dict[str, Any]:
-        if model_id != config.model_id:
+        if model_id != config.model_id and model_id not in server.aliases:
             raise not_found(f"The model '{model_id}' does not exist.")
         return model_card()
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:
         body = await _body(request)
+        refuse_unsupported(body)
         req = parse_chat(body)
         fmt = ChatFormatter(config.model_id, {f.name for f in req.functions})
 
@@ -278,6 +319,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     @app.post("/v1/responses")
     async def responses(request: Request) -> Response:
         body = await _body(request)
+        refuse_unsupported(body)
         prev = server.responses.get(str(body.get("previous_response_id")))
         known = {str(m.meta["call_id"]): (m.recipient or "").split(".", 1)[-1]
                  for m in (prev.messages if prev else []) if m.is_tool_call and "call_id" in m.meta}
