@@ -95,7 +95,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings, backend_of: Callable
         max_time=args.timeout, default_temperature=args.temperature if args.temperature is not None
         else (0.0 if demo else None), default_seed=args.seed, instructions=args.instructions,
         default_reasoning=args.reasoning, encoding=getattr(backend, "encoding", None),
-        cors_origins=tuple(args.cors_origin or ()), **extra,
+        cors_origins=tuple(args.cors_origin or ()), store_path=settings.home / "responses.sqlite3", **extra,
     )
     app = create_app(config)
     level = _log_level(args)

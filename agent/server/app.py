@@ -15,6 +15,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
@@ -43,6 +44,8 @@ from ossagent.agent.server.requests import GenRequest, parse_chat, parse_respons
 from ossagent.agent.server.responses import ResponsesFormatter
 from ossagent.agent.server.runner import Job
 from ossagent.agent.server.scheduler import FairScheduler
+from ossagent.agent.server.store import ResponseStore
+from ossagent.agent.server.stored import add_stored_routes, start_background, wants_store
 from ossagent.agent.transcript import Transcript
 from ossagent.tools.base import Tool, UserError
 
@@ -65,6 +68,7 @@ class ServerConfig:
     instructions: str | None = None  # developer instructions put before each request's own
     aliases: tuple[str, ...] | None = None  # other names of the model (None: the usual ones for gpt-oss ids)
     cors_origins: tuple[str, ...] = ()  # browser origins allowed to call the API (empty: no CORS)
+    store_path: Path | None = None  # SQLite file of stored responses (None: in memory)
     default_reasoning: str | None = "medium"
     reasoning_budget: int | None = None  # tokens per free-text message (bounds a random test model)
     stored_responses: int = 256
@@ -80,6 +84,8 @@ class Server:
         self.active_jobs: weakref.WeakSet[Job] = weakref.WeakSet()  # requests admitted or waiting
         self.reasoning = ReasoningMemory(config.reasoning_memory)
         self.metrics = Metrics()
+        self.store = ResponseStore(config.store_path)
+        self.background: dict[str, asyncio.Future[None]] = {}  # background responses still running
         self.aliases = config.aliases if config.aliases is not None else model_aliases(config.model_id)
 
     def agent(self, req: GenRequest) -> Agent:
@@ -110,7 +116,7 @@ class Server:
                        instructions=cfg.instructions)
         messages = self.reasoning.restore(req.messages)
         if req.previous_response_id:
-            prev = self.responses.get(req.previous_response_id)
+            prev = self.previous(req.previous_response_id)
             if prev is None:
                 raise bad_request(f"previous response {req.previous_response_id!r} not found",
                                   "previous_response_id", "previous_response_not_found")
@@ -135,8 +141,15 @@ class Server:
         for job in list(self.active_jobs):
             job.cancel()
 
-    def remember(self, response_id: str, stream: RunStream) -> None:
+    def previous(self, response_id: str) -> Transcript | None:
+        """The conversation of an earlier response: recent ones in memory, stored ones from the store."""
+        return self.responses.get(response_id) or self.store.transcript(response_id)
+
+    def remember(self, response_id: str, stream: RunStream, stored: dict[str, Any] | None = None) -> None:
+        """Keep a finished response's conversation (and, when ``stored`` is given, that response object)."""
         self.reasoning.remember(stream.transcript.messages)
+        if stored is not None:
+            self.store.put(stored, stream.transcript)
         self.responses[response_id] = stream.transcript
         while len(self.responses) > self.config.stored_responses:
             self.responses.popitem(last=False)
@@ -320,7 +333,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     async def responses(request: Request) -> Response:
         body = await _body(request)
         refuse_unsupported(body)
-        prev = server.responses.get(str(body.get("previous_response_id")))
+        prev = server.previous(str(body.get("previous_response_id")))
         known = {str(m.meta["call_id"]): (m.recipient or "").split(".", 1)[-1]
                  for m in (prev.messages if prev else []) if m.is_tool_call and "call_id" in m.meta}
         req = parse_responses(body, known)
@@ -329,7 +342,12 @@ def create_app(config: ServerConfig) -> FastAPI:
         def start() -> list[bytes]:
             return [_sse(e, e["type"]) for e in fmt.start()]
 
+        if body.get("background"):
+            return await start_background(server, request, req, body, fmt, _collect)
         return await _respond(server, request, req, body, fmt, start, lambda e: _sse(e, e["type"]), list,
-                         fmt.response, lambda s: server.remember(fmt.id, s))
+                         fmt.response,
+                         lambda s: server.remember(fmt.id, s, fmt.response() if wants_store(body) else None))
+
+    add_stored_routes(app, server)
 
     return app

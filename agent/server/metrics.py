@@ -99,15 +99,12 @@ class Observer:
             return
         started = time.perf_counter()
         status = [500]
+        done = [False]
 
-        async def watch(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                status[0] = int(message["status"])
-            await send(message)
-
-        try:
-            await self.app(scope, receive, watch)
-        finally:
+        def finish() -> None:  # before the last byte leaves: a client that has its answer sees it counted
+            if done[0]:
+                return
+            done[0] = True
             seconds = time.perf_counter() - started
             get_usage: Callable[[], Usage] | None = scope.get(USAGE_KEY)
             usage = get_usage() if get_usage is not None else None
@@ -115,6 +112,18 @@ class Observer:
             self.metrics.record(path if path.startswith("/v1/") or path in _PLAIN else "other", status[0],
                                 seconds, usage)
             log.info(log_line(scope.get("method", "?"), path, status[0], seconds, usage))
+
+        async def watch(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = int(message["status"])
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                finish()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        finally:
+            finish()
 
 
 _PLAIN = ("/health", "/version", "/metrics")

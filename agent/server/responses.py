@@ -65,6 +65,7 @@ class ResponsesFormatter:
             "max_output_tokens": self.request.get("max_output_tokens"),
             "previous_response_id": self.request.get("previous_response_id"),
             "reasoning": self.request.get("reasoning"), "text": self.request.get("text"), "metadata": {},
+            "store": self.request.get("store", True) is not False, "background": bool(self.request.get("background")),
             "usage": {"input_tokens": u.prompt_tokens, "output_tokens": u.completion_tokens,
                       "total_tokens": u.total_tokens, "input_tokens_details": {"cached_tokens": u.cached_tokens},
                       "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens}},
