@@ -21,12 +21,12 @@ from ossagent.agent.events import Event
 from ossagent.agent.server.errors import APIError, bad_request
 
 if TYPE_CHECKING:
-    from ossagent.agent.server.app import Server
     from ossagent.agent.server.requests import GenRequest
     from ossagent.agent.server.responses import ResponsesFormatter
     from ossagent.agent.server.runner import Job
 
 Collect = Callable[["Job", Callable[[Event], object]], Awaitable[None]]
+Server = Any  # agent.server.app.Server (its store, background tasks, job() and remember()); app imports this module
 
 
 def wants_store(body: dict[str, Any]) -> bool:
