@@ -13,6 +13,7 @@ from typing import Any
 
 from rich.console import Console
 
+from ossagent.agent.choices import EFFORTS, ReasoningEffort
 from ossagent.agent.cli.render import EventPrinter
 from ossagent.agent.transcript import Transcript
 
@@ -52,7 +53,7 @@ def chat(agent: Any, console: Console, *, show_reasoning: bool = False, save: st
 
 def _repl(agent: Any, console: Console, show_reasoning: bool, save: str | None, read: Any) -> int:
     transcript: Transcript | None = None
-    effort: str | None = None
+    effort: ReasoningEffort | None = None
     console.print("[dim]ossagent chat - /help for commands, /exit to leave[/dim]")
     while True:
         try:
@@ -69,8 +70,8 @@ def _repl(agent: Any, console: Console, show_reasoning: bool, save: str | None, 
             if cmd == "/reasoning":
                 show_reasoning = not show_reasoning
                 console.print(f"[dim]reasoning {'shown' if show_reasoning else 'collapsed'}[/dim]")
-            elif cmd == "/effort" and arg in ("low", "medium", "high"):
-                effort = arg
+            elif cmd == "/effort" and arg in EFFORTS:
+                effort = ReasoningEffort(arg)
                 console.print(f"[dim]reasoning effort: {arg}[/dim]")
             elif cmd == "/save" and arg and transcript is not None:
                 console.print(f"[dim]saved to {transcript.save(arg)}[/dim]")

@@ -9,14 +9,19 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ossagent.agent.backends.base import Backend, HarnessError
+from ossagent.agent.choices import EFFORTS
 from ossagent.agent.cli.helptext import Formatter, epilog
 from ossagent.agent.eval.cli import add_parser as add_eval_parser
 from ossagent.agent.eval.cli import main as eval_main
 from ossagent.agent.settings import Settings
 from ossagent.agent.version import package_version
 from ossagent.tools.base import UserError
+
+if TYPE_CHECKING:
+    from ossagent.agent.loop import Agent
 
 DEMO_MAX_TOKENS = 2000  # completion tokens per run on the built-in demo model unless --max-tokens says otherwise
 
@@ -40,7 +45,7 @@ def _status(console: Any, quiet: bool) -> Iterator[Callable[[str], None]]:
         yield lambda msg: status.update(msg)
 
 
-def _backend(args: argparse.Namespace, settings: Settings, console: Any) -> tuple[Any, bool]:
+def _backend(args: argparse.Namespace, settings: Settings, console: Any) -> tuple[Backend, bool]:
     """The backend, and whether it is the built-in demo model (said once, on ``console``)."""
     from ossagent.agent.backends.discovery import demo_fallback
     from ossagent.agent.backends.factory import build_backend
@@ -62,7 +67,7 @@ def _schema(value: str | None) -> Any:
     return schema_value(value) if value else None
 
 
-def _agent(args: argparse.Namespace, settings: Settings, backend: Any, demo: bool) -> Any:
+def _agent(args: argparse.Namespace, settings: Settings, backend: Backend, demo: bool) -> Agent:
     from ossagent.agent.cli.tools import build_tools
     from ossagent.agent.limits import Limits
     from ossagent.agent.loop import Agent
@@ -157,7 +162,7 @@ def _backend_args(p: argparse.ArgumentParser) -> None:
 
 
 def _agent_args(p: argparse.ArgumentParser, serve: bool = False) -> None:
-    p.add_argument("--reasoning", choices=("low", "medium", "high"), default="medium", help="reasoning effort")
+    p.add_argument("--reasoning", choices=EFFORTS, default="medium", help="reasoning effort")
     p.add_argument("--tools", default="", help="comma-separated built-in tools: python,files,browser")
     p.add_argument("--workspace", default=".", help="folder the python and files tools work in (/mnt/data)")
     p.add_argument("--search", help="browser search: a SearXNG URL or a folder of documents to search offline")
@@ -238,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         print(f"ossagent {args.command}: {exc}", file=sys.stderr)
         return 2
-    except AssertionError as exc:  # ScriptError: a --scripted model's script did not fit the conversation
+    except HarnessError as exc:  # ScriptError: a --scripted model's script did not fit the conversation
         print(f"ossagent {args.command}: the scripted model went off script: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
