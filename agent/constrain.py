@@ -16,8 +16,10 @@ The hook runs its own harmony state machine over the generated tokens, one llgui
   free; only tokens that cannot belong there are masked. Those are the special tokens other than the stop
   tokens (``<|start|>``, ``<|channel|>``, ``<|message|>``, ``<|constrain|>``, reserved ids: harmony content
   is plain text, and a small or quantised model that writes markup inside a message breaks the turn's parse)
-  and ``<|call|>`` ending a message without a recipient. With a call required or a response format, also the
-  stop tokens that would end the message the wrong way (``<|return|>`` in analysis). ``free_text_limit``
+  and ``<|call|>`` ending a message without a recipient, and in every mode ``<|return|>`` outside a final
+  answer (analysis and commentary end with ``<|end|>`` or ``<|call|>``, as harmony prescribes; a return there
+  would end the turn without an answer). With a call required or a response format, also the stop tokens
+  that would end the message the wrong way. ``free_text_limit``
   optionally closes a free body after that many tokens (a reasoning budget; tests use it to bound random
   models).
 
@@ -246,8 +248,8 @@ class ConstrainedHook:
         self.free_count = 0
         if self.c.guard_free_text:
             stops = tuple(t for t in (RETURN, CALL, END) if t not in ends)
-        else:  # a call needs a recipient; other endings stay the model's choice
-            stops = () if CALL in ends else (CALL,)
+        else:  # a call needs a recipient and <|return|> ends only a final answer; <|end|> stays the model's choice
+            stops = tuple(t for t in (RETURN, CALL) if t not in ends)
         self.free_mask_tensor = self.c.free_mask(stops)
 
     def _finish_header(self) -> None:

@@ -102,6 +102,7 @@ class Usage(Event):
     completion_tokens: int = 0
     cached_tokens: int = 0  # prompt tokens that extend the previous turn's tokens (KV prefix reuse)
     turns: int = 0
+    reasoning_tokens: int = 0  # completion tokens in chain-of-thought bodies (analysis, no recipient)
 
     @property
     def total_tokens(self) -> int:

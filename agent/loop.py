@@ -250,17 +250,17 @@ class _Run:
                 yield from turn.generate(built, params, hook)
             except (HarnessError, AssertionError, GeneratorExit):  # a broken script, a bug, or the consumer left
                 self.transcript.extend(turn.finish())
-                self._count(prompt, cached, turn.generated)
+                self._count(prompt, cached, turn.generated, turn.reasoning)
                 raise
             except Exception as exc:  # the backend failed: keep what we have and report
                 self.transcript.extend(turn.finish())
-                self._count(prompt, cached, turn.generated)
+                self._count(prompt, cached, turn.generated, turn.reasoning)
                 yield ErrorEvent("backend", f"{type(exc).__name__}: {exc}")
                 yield from self._stop("error")
                 return
             new_msgs = turn.finish()
             self.transcript.extend(new_msgs)
-            self._count(prompt, cached, turn.generated)
+            self._count(prompt, cached, turn.generated, turn.reasoning)
             self.prev_tokens = prompt + turn.generated
             if turn.stop_hit:
                 yield from self._stop("stop")
@@ -295,10 +295,10 @@ class _Run:
             return "timeout"
         return None
 
-    def _count(self, prompt: list[int], cached: int, generated: list[int]) -> None:
+    def _count(self, prompt: list[int], cached: int, generated: list[int], reasoning: int = 0) -> None:
         u = self.usage
         self.usage = Usage(u.prompt_tokens + len(prompt), u.completion_tokens + len(generated),
-                           u.cached_tokens + cached, u.turns + 1)
+                           u.cached_tokens + cached, u.turns + 1, u.reasoning_tokens + reasoning)
 
     def _finish_final(self, last: Msg) -> Iterator[Event]:
         answer = self.agent.answer
@@ -324,6 +324,7 @@ class _Turn:
         self.matcher = StopMatcher(run.agent.stop)
         self.stop_hit = False
         self.timed_out = False
+        self.reasoning = 0  # generated tokens inside chain-of-thought bodies
         self._call_id: str | None = None
         self._msgs: list[Msg] = []
 
@@ -332,6 +333,7 @@ class _Turn:
         try:
             for tok in stream:
                 self.generated.append(tok)
+                self.reasoning += self.parser.in_reasoning
                 for item in self.parser.feed(tok):
                     yield from self._on(item)
                 if self.matcher.hit:

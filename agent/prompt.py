@@ -207,6 +207,12 @@ class TurnParser:
     def feed(self, token: int) -> list[Delta | Msg | ParseProblem]:
         return self._convert(self._p.process(token))
 
+    @property
+    def in_reasoning(self) -> bool:
+        """The next token belongs to the body (or the end) of a chain-of-thought message: analysis, no recipient."""
+        p = self._p
+        return p.state == "content" and p.current_channel == "analysis" and p.current_recipient is None
+
     def finish(self) -> list[Delta | Msg | ParseProblem]:
         """What is left at the end: a message cut off mid-way (token limit, stop sequence)."""
         return self._convert(self._p.finish())

@@ -1,11 +1,14 @@
 """``ossagent chat``: an interactive conversation that streams the agent's events.
 
 Commands: /reasoning (show or collapse the chain of thought), /effort low|medium|high, /save FILE,
-/reset, /exit.
+/reset, /exit. At a terminal, lines are edited with readline (arrows, Ctrl-R) and the history is kept
+in ``<ossagent home>/chat_history`` (the last 1,000 lines).
 """
 
 from __future__ import annotations
 
+import contextlib
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -18,10 +21,37 @@ HELP = "/reasoning  show or collapse reasoning\n/effort low|medium|high\n/save F
        "/reset  start over\n/exit"
 
 
+def line_editing(history: Path | None) -> Any:
+    """Turn on readline for ``input()`` (when the platform has it); returns a function that saves the history."""
+    try:
+        import readline
+    except ImportError:  # Windows without pyreadline: plain input
+        return lambda: None
+    if history is not None and history.is_file():
+        with contextlib.suppress(OSError):
+            readline.read_history_file(history)
+    readline.set_history_length(1000)
+
+    def save() -> None:
+        if history is not None:
+            with contextlib.suppress(OSError):
+                history.parent.mkdir(parents=True, exist_ok=True)
+                readline.write_history_file(history)
+
+    return save
+
+
 def chat(agent: Any, console: Console, *, show_reasoning: bool = False, save: str | None = None,
-         read: Any = None) -> int:
+         read: Any = None, history: Path | None = None) -> int:
     """Run the REPL; ``read`` replaces ``console.input`` (tests)."""
-    read = read or (lambda: console.input("[bold]you> [/bold]"))
+    save_history = line_editing(history) if read is None else (lambda: None)
+    try:
+        return _repl(agent, console, show_reasoning, save, read or (lambda: console.input("[bold]you> [/bold]")))
+    finally:
+        save_history()
+
+
+def _repl(agent: Any, console: Console, show_reasoning: bool, save: str | None, read: Any) -> int:
     transcript: Transcript | None = None
     effort: ReasoningEffort | None = None
     console.print("[dim]ossagent chat - /help for commands, /exit to leave[/dim]")

@@ -1,4 +1,4 @@
-"""The ``ossagent`` command line: run, chat, serve, download, doctor."""
+"""The ``ossagent`` command line: run, chat, serve, list, download, doctor, eval."""
 
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ from typing import TYPE_CHECKING, Any
 from ossagent.agent.backends.base import Backend, HarnessError
 from ossagent.agent.choices import EFFORTS
 from ossagent.agent.cli.finetune import add_finetune_arguments, finetune_main
+from ossagent.agent.cli.helptext import Formatter, epilog
 from ossagent.agent.eval.cli import add_parser as add_eval_parser
 from ossagent.agent.eval.cli import main as eval_main
 from ossagent.agent.settings import Settings
+from ossagent.agent.version import package_version
 from ossagent.tools.base import UserError
 
 if TYPE_CHECKING:
@@ -62,14 +64,9 @@ def _backend(args: argparse.Namespace, settings: Settings, console: Any) -> tupl
 
 
 def _schema(value: str | None) -> Any:
-    if not value:
-        return None
-    path = Path(value)
-    try:
-        text = path.read_text(encoding="utf-8") if path.is_file() else value
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UserError(f"--schema must be a JSON Schema (a file or inline JSON): {exc}") from exc
+    from ossagent.agent.cli.checks import schema_value
+
+    return schema_value(value) if value else None
 
 
 def _agent(args: argparse.Namespace, settings: Settings, backend: Backend, demo: bool) -> Agent:
@@ -129,33 +126,22 @@ def _cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
     console = Console(highlight=False)
     agent = _agent(args, settings, *_backend(args, settings, console))
     try:
-        return chat(agent, console, show_reasoning=args.verbose, save=args.transcript)
+        return chat(agent, console, show_reasoning=args.verbose, save=args.transcript,
+                    history=settings.home / "chat_history")
     finally:
         agent.close()
 
 
 def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from rich.console import Console
+    from ossagent.agent.cli.serve import cmd_serve
 
-    from ossagent.agent.cli.tools import build_tools
-    from ossagent.agent.server import ServerConfig, create_app
-    from ossagent.agent.server.serve import serve_forever
+    return cmd_serve(args, settings, _backend, DEMO_MAX_TOKENS)
 
-    console = Console(stderr=True, highlight=False)
-    backend, _ = _backend(args, settings, console)
-    names = [t for t in (args.tools or "").split(",") if t]
-    build_tools(names, Path(args.workspace), settings, search=args.search)  # fail now, not at the first request
 
-    def tools() -> list[Any]:
-        return build_tools(names, Path(args.workspace), settings, search=args.search,
-                           allow_private=args.allow_private)
+def _cmd_list(args: argparse.Namespace, settings: Settings) -> int:
+    from ossagent.agent.cli.listing import find_local_models, format_models
 
-    slots = args.slots or (1 if backend.takes_hooks else 8)
-    config = ServerConfig(backend=backend, model_id=args.model_id, tools_factory=tools if names else None,
-                          slots=slots, api_key=args.server_api_key, max_turns=args.max_turns,
-                          default_reasoning=args.reasoning)
-    console.print(f"serving {args.model_id} on http://{args.host}:{args.port}/v1 ({slots} slot(s))")
-    serve_forever(create_app(config), args.host, args.port)
+    print(format_models(find_local_models(settings)))
     return 0
 
 
@@ -180,18 +166,22 @@ def _backend_args(p: argparse.ArgumentParser) -> None:
                    "quantised while loading (less memory, faster CPU decode; experts are MXFP4 either way)")
 
 
-def _agent_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--reasoning", choices=EFFORTS, default="medium")
+def _agent_args(p: argparse.ArgumentParser, serve: bool = False) -> None:
+    p.add_argument("--reasoning", choices=EFFORTS, default="medium", help="reasoning effort")
     p.add_argument("--tools", default="", help="comma-separated built-in tools: python,files,browser")
     p.add_argument("--workspace", default=".", help="folder the python and files tools work in (/mnt/data)")
     p.add_argument("--search", help="browser search: a SearXNG URL or a folder of documents to search offline")
     p.add_argument("--allow-private", action="store_true", help="let the browser open private/loopback addresses")
     p.add_argument("--instructions", help="developer instructions")
-    p.add_argument("--max-turns", type=int, default=20)
+    p.add_argument("--max-turns", type=int, default=20, help="model calls per run")
     p.add_argument("--max-tokens", type=int, help="completion tokens for the whole run")
     p.add_argument("--timeout", type=float, help="wall-clock seconds for the whole run")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=int, help="sampling seed (reproducible runs)")
     p.add_argument("--temperature", type=float, help="sampling temperature (default 1.0; 0, greedy, for the demo model)")
+    if serve:  # a server's defaults for requests that give none; its output is a log
+        p.add_argument("-v", "--verbose", action="store_true", help="debug log (uvicorn included)")
+        p.add_argument("-q", "--quiet", action="store_true", help="log warnings only (no line per request)")
+        return
     p.add_argument("--transcript", help="save the transcript (JSONL) here")
     p.add_argument("-v", "--verbose", action="store_true", help="show the reasoning")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the answer")
@@ -202,25 +192,34 @@ def _cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ossagent", description="gpt-oss as a local tool-using agent")
+    parser = argparse.ArgumentParser(prog="ossagent", description="gpt-oss as a local tool-using agent",
+                                     epilog=epilog(), formatter_class=Formatter)
+    parser.add_argument("--version", action="version", version=f"ossagent {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("doctor", help="report what this machine offers (tokenizer, torch, sandbox, browser, model)")
-    run = sub.add_parser("run", help="run one agent task")
-    run.add_argument("task")
+    sub.add_parser("list", help="list the gpt-oss checkpoints on this machine")
+    run = sub.add_parser("run", help="run one agent task", epilog=epilog("run"), formatter_class=Formatter)
+    run.add_argument("task", help="what to do; - reads it from standard input")
     _backend_args(run)
     _agent_args(run)
     run.add_argument("--schema", help="JSON Schema (file or inline) the answer must follow")
-    run.add_argument("--output", choices=("text", "json"), default="text")
+    run.add_argument("--output", choices=("text", "json"), default="text",
+                     help="the answer as text, or one JSON object (answer, output, stop reason, usage, calls)")
     run.add_argument("--resume", help="continue the conversation of a saved transcript")
-    chat = sub.add_parser("chat", help="interactive chat (streaming; /help inside)")
+    chat = sub.add_parser("chat", help="interactive chat (streaming; /help inside)", epilog=epilog("chat"),
+                          formatter_class=Formatter)
     _backend_args(chat)
     _agent_args(chat)
-    serve = sub.add_parser("serve", help="OpenAI-compatible HTTP server")
+    serve = sub.add_parser("serve", help="OpenAI-compatible HTTP server", epilog=epilog("serve"),
+                           formatter_class=Formatter)
     _backend_args(serve)
-    _agent_args(serve)
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--model-id", default="gpt-oss-20b", help="the name clients use in 'model'")
+    _agent_args(serve, serve=True)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (0: any free port, printed)")
+    serve.add_argument("--model-id", help="the name clients use in 'model' (default gpt-oss-20b; ossagent-demo "
+                                          "for the demo model); openai/NAME and gpt-oss:SIZE are accepted too")
+    serve.add_argument("--cors-origin", action="append", metavar="ORIGIN",
+                       help="let browser pages from ORIGIN call the API (repeatable; * for any); off by default")
     serve.add_argument("--slots", type=int, help="concurrent generations (default 1 for a local model)")
     serve.add_argument("--server-api-key", help="require this bearer token from clients")
     add_eval_parser(sub)
@@ -236,12 +235,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    from ossagent.agent.cli import config
+    from ossagent.agent.cli.checks import preflight
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
     settings = Settings.from_env()
     commands = {"doctor": _cmd_doctor, "run": _cmd_run, "chat": _cmd_chat, "serve": _cmd_serve,
-                "download": _cmd_download, "eval": _cmd_eval,
+                "download": _cmd_download, "eval": _cmd_eval, "list": _cmd_list,
                 "finetune": finetune_main}
     try:
+        path = settings.home / config.FILE_NAME
+        config.apply(parser, args, config.load(path), path)
+        preflight(args)  # common mistakes: one line and exit 2, before any model loads
         return commands[args.command](args, settings)
     except UserError as exc:
         print(f"ossagent {args.command}: {exc}", file=sys.stderr)

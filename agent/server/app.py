@@ -11,9 +11,11 @@ import asyncio
 import contextlib
 import json
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
@@ -26,6 +28,8 @@ from ossagent.agent.functions import FunctionTool
 from ossagent.agent.limits import Limits
 from ossagent.agent.loop import Agent, HookFactory, RunStream
 from ossagent.agent.server.chat import ChatFormatter
+from ossagent.agent.server.conventions import apply_defaults, model_aliases, refuse_unsupported, version_info
+from ossagent.agent.server.cors import add_cors
 from ossagent.agent.server.errors import (
     APIError,
     bad_request,
@@ -34,10 +38,14 @@ from ossagent.agent.server.errors import (
     server_error,
     unauthorized,
 )
+from ossagent.agent.server.metrics import USAGE_KEY, Metrics, Observer
+from ossagent.agent.server.reasoning_memory import ReasoningMemory
 from ossagent.agent.server.requests import GenRequest, parse_chat, parse_responses
 from ossagent.agent.server.responses import ResponsesFormatter
 from ossagent.agent.server.runner import Job
 from ossagent.agent.server.scheduler import FairScheduler
+from ossagent.agent.server.store import ResponseStore
+from ossagent.agent.server.stored import add_stored_routes, start_background, wants_store
 from ossagent.agent.transcript import Transcript
 from ossagent.tools.base import Tool, UserError
 
@@ -53,11 +61,18 @@ class ServerConfig:
     max_waiting: int = 256
     api_key: str | None = None
     max_turns: int = 8
-    default_max_tokens: int = 4096
+    default_max_tokens: int | None = 4096
     max_time: float | None = 600.0
+    default_temperature: float | None = None  # for requests that give none (None: the API's 1.0)
+    default_seed: int | None = None
+    instructions: str | None = None  # developer instructions put before each request's own
+    aliases: tuple[str, ...] | None = None  # other names of the model (None: the usual ones for gpt-oss ids)
+    cors_origins: tuple[str, ...] = ()  # browser origins allowed to call the API (empty: no CORS)
+    store_path: Path | None = None  # SQLite file of stored responses (None: in memory)
     default_reasoning: str | None = "medium"
     reasoning_budget: int | None = None  # tokens per free-text message (bounds a random test model)
     stored_responses: int = 256
+    reasoning_memory: int = 1024  # tool-call ids whose reasoning is kept for clients that drop it
 
 
 class Server:
@@ -66,7 +81,12 @@ class Server:
         self.scheduler = FairScheduler(config.slots, config.max_waiting)
         self.responses: OrderedDict[str, Transcript] = OrderedDict()
         self.created = int(time.time())
-        self.active_jobs: set[Job] = set()
+        self.active_jobs: weakref.WeakSet[Job] = weakref.WeakSet()  # requests admitted or waiting
+        self.reasoning = ReasoningMemory(config.reasoning_memory)
+        self.metrics = Metrics()
+        self.store = ResponseStore(config.store_path)
+        self.background: dict[str, asyncio.Future[None]] = {}  # background responses still running
+        self.aliases = config.aliases if config.aliases is not None else model_aliases(config.model_id)
 
     def agent(self, req: GenRequest) -> Agent:
         cfg = self.config
@@ -89,11 +109,14 @@ class Server:
             raise bad_request(str(exc)) from exc
 
     def job(self, req: GenRequest, request: Request, body: dict[str, Any]) -> tuple[Job, list[RunStream]]:
-        if req.model != self.config.model_id:
+        if req.model != self.config.model_id and req.model not in self.aliases:
             raise not_found(f"The model '{req.model}' does not exist; this server serves '{self.config.model_id}'.")
-        messages = list(req.messages)
+        cfg = self.config
+        apply_defaults(req, body, temperature=cfg.default_temperature, seed=cfg.default_seed,
+                       instructions=cfg.instructions)
+        messages = self.reasoning.restore(req.messages)
         if req.previous_response_id:
-            prev = self.responses.get(req.previous_response_id)
+            prev = self.previous(req.previous_response_id)
             if prev is None:
                 raise bad_request(f"previous response {req.previous_response_id!r} not found",
                                   "previous_response_id", "previous_response_not_found")
@@ -113,7 +136,20 @@ class Server:
                      (request.client.host if request.client else "?"))
         return Job(make, self.scheduler, client, cleanup=agent.close), holder
 
-    def remember(self, response_id: str, stream: RunStream) -> None:
+    def close_streams(self) -> None:
+        """Stop every run (the server is shutting down): open streams end with their usual tail."""
+        for job in list(self.active_jobs):
+            job.cancel()
+
+    def previous(self, response_id: str) -> Transcript | None:
+        """The conversation of an earlier response: recent ones in memory, stored ones from the store."""
+        return self.responses.get(response_id) or self.store.transcript(response_id)
+
+    def remember(self, response_id: str, stream: RunStream, stored: dict[str, Any] | None = None) -> None:
+        """Keep a finished response's conversation (and, when ``stored`` is given, that response object)."""
+        self.reasoning.remember(stream.transcript.messages)
+        if stored is not None:
+            self.store.put(stored, stream.transcript)
         self.responses[response_id] = stream.transcript
         while len(self.responses) > self.config.stored_responses:
             self.responses.popitem(last=False)
@@ -181,6 +217,8 @@ async def _respond(server: Server, request: Request, req: GenRequest, body: dict
                    on_stop: Callable[[RunStream], None]) -> Response:
     """Admit the request, run it, and answer with SSE (``stream``) or one JSON object."""
     job, holder = server.job(req, request, body)
+    request.scope[USAGE_KEY] = lambda: fmt.usage  # for the request's log line and /metrics
+    server.active_jobs.add(job)
     sched = server.scheduler
     if sched.waiting >= sched.max_waiting:
         job.discard()
@@ -231,6 +269,8 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     app = FastAPI(title="ossagent", version="0.1.0", dependencies=[Depends(auth)])
     app.state.server = server
+    add_cors(app, config.cors_origins)
+    app.add_middleware(Observer, metrics=server.metrics)  # outermost: logs and counts every answer
 
     @app.exception_handler(APIError)
     async def _api_error(_: Request, exc: APIError) -> JSONResponse:
@@ -247,7 +287,24 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "active": server.scheduler.active, "waiting": server.scheduler.waiting}
+        return {"status": "ok", "model": config.model_id, "active": server.scheduler.active,
+                "waiting": server.scheduler.waiting}
+
+    @app.get("/version")
+    async def version() -> dict[str, Any]:
+        return version_info(config.model_id, server.aliases)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        sched = server.scheduler
+        text = server.metrics.render({
+            "ossagent_queue_depth": ("Requests waiting for a slot.", sched.waiting),
+            "ossagent_active_requests": ("Requests holding a slot.", sched.active),
+            "ossagent_slots": ("Concurrent generations allowed.", sched.slots),
+            "ossagent_reasoning_restored_total": ("Turns whose dropped reasoning was restored.",
+                                                  server.reasoning.restored),
+        })
+        return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
@@ -255,13 +312,14 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     @app.get("/v1/models/{model_id:path}")
     async def model(model_id: str) -> dict[str, Any]:
-        if model_id != config.model_id:
+        if model_id != config.model_id and model_id not in server.aliases:
             raise not_found(f"The model '{model_id}' does not exist.")
         return model_card()
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:
         body = await _body(request)
+        refuse_unsupported(body)
         req = parse_chat(body)
         fmt = ChatFormatter(config.model_id, {f.name for f in req.functions})
 
@@ -269,12 +327,13 @@ def create_app(config: ServerConfig) -> FastAPI:
             return ([_sse(fmt.usage_chunk())] if req.include_usage else []) + [_sse("[DONE]")]
 
         return await _respond(server, request, req, body, fmt, lambda: [_sse(fmt.first_chunk())], _sse, tail,
-                         fmt.completion, lambda s: None)
+                         fmt.completion, lambda s: server.reasoning.remember(s.transcript.messages))
 
     @app.post("/v1/responses")
     async def responses(request: Request) -> Response:
         body = await _body(request)
-        prev = server.responses.get(str(body.get("previous_response_id")))
+        refuse_unsupported(body)
+        prev = server.previous(str(body.get("previous_response_id")))
         known = {str(m.meta["call_id"]): (m.recipient or "").split(".", 1)[-1]
                  for m in (prev.messages if prev else []) if m.is_tool_call and "call_id" in m.meta}
         req = parse_responses(body, known)
@@ -283,7 +342,12 @@ def create_app(config: ServerConfig) -> FastAPI:
         def start() -> list[bytes]:
             return [_sse(e, e["type"]) for e in fmt.start()]
 
+        if body.get("background"):
+            return await start_background(server, request, req, body, fmt, _collect)
         return await _respond(server, request, req, body, fmt, start, lambda e: _sse(e, e["type"]), list,
-                         fmt.response, lambda s: server.remember(fmt.id, s))
+                         fmt.response,
+                         lambda s: server.remember(fmt.id, s, fmt.response() if wants_store(body) else None))
+
+    add_stored_routes(app, server)
 
     return app

@@ -12,14 +12,13 @@ import uuid
 from typing import Any
 
 from ossagent.agent import events
-
-FINISH = {"final": "stop", "stop": "stop", "tool_calls": "tool_calls", "max_tokens": "length",
-          "max_turns": "length", "timeout": "length", "incomplete": "length", "error": "stop"}
+from ossagent.agent.server.stops import finish_reason
 
 
 def usage_dict(u: events.Usage) -> dict[str, Any]:
     return {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
-            "total_tokens": u.total_tokens, "prompt_tokens_details": {"cached_tokens": u.cached_tokens}}
+            "total_tokens": u.total_tokens, "prompt_tokens_details": {"cached_tokens": u.cached_tokens},
+            "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens}}
 
 
 class ChatFormatter:
@@ -73,7 +72,7 @@ class ChatFormatter:
             if ev.kind in ("backend", "server"):  # the openai client raises on an "error" chunk
                 return [{"error": {"message": ev.message, "type": "server_error", "param": None, "code": None}}]
         elif isinstance(ev, events.Stopped):
-            self.finish = FINISH.get(ev.reason, "stop")
+            self.finish = finish_reason(ev.reason)
             if ev.reason != "tool_calls":
                 self.calls = {}  # calls the server ran itself are not the caller's business
             return [self._chunk({}, self.finish)]

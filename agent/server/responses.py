@@ -13,9 +13,7 @@ import uuid
 from typing import Any
 
 from ossagent.agent import events
-
-INCOMPLETE = {"max_tokens": "max_output_tokens", "max_turns": "max_output_tokens", "timeout": "max_output_tokens",
-              "incomplete": "max_output_tokens"}
+from ossagent.agent.server.stops import incomplete_reason
 
 
 def _id(prefix: str) -> str:
@@ -56,9 +54,10 @@ class ResponsesFormatter:
             "max_output_tokens": self.request.get("max_output_tokens"),
             "previous_response_id": self.request.get("previous_response_id"),
             "reasoning": self.request.get("reasoning"), "text": self.request.get("text"), "metadata": {},
+            "store": self.request.get("store", True) is not False, "background": bool(self.request.get("background")),
             "usage": {"input_tokens": u.prompt_tokens, "output_tokens": u.completion_tokens,
                       "total_tokens": u.total_tokens, "input_tokens_details": {"cached_tokens": u.cached_tokens},
-                      "output_tokens_details": {"reasoning_tokens": 0}},
+                      "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens}},
         }
 
     def start(self) -> list[dict[str, Any]]:
@@ -146,7 +145,7 @@ class ResponsesFormatter:
             self.errors.append(ev)
         elif isinstance(ev, events.Stopped):
             out = self._close_open()
-            self.incomplete = INCOMPLETE.get(ev.reason)
+            self.incomplete = incomplete_reason(ev.reason)
             self.status = "incomplete" if self.incomplete else ("failed" if ev.reason == "error" else "completed")
             kind = {"incomplete": "response.incomplete", "failed": "response.failed"}.get(self.status,
                                                                                         "response.completed")

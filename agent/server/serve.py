@@ -1,4 +1,4 @@
-"""Run the server: blocking (``ossagent serve``) or on a background thread (tests, examples)."""
+"""Run the server on a background thread (tests, examples); ``ossagent serve`` runs it in agent/cli/serve.py."""
 
 from __future__ import annotations
 
@@ -19,10 +19,6 @@ class RunningServer:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
-
-
-def serve_forever(app: FastAPI, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:
-    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)
 
 
 def start_in_thread(app: FastAPI, host: str = "127.0.0.1", port: int = 0, timeout: float = 20.0) -> RunningServer:

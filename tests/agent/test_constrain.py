@@ -181,7 +181,7 @@ def test_free_bodies_mask_only_markup_and_a_call_without_recipient(enc: Any, mak
     mask = action.mask
     assert mask is not None and not action.forced
     assert bool(mask[:199_998].all())
-    assert bool(mask[END]) and bool(mask[RETURN]) and not bool(mask[CALL])
+    assert bool(mask[END]) and not bool(mask[RETURN]) and not bool(mask[CALL])  # return ends only a final
     assert not any(bool(mask[t]) for t in (START, CHANNEL, 200008, 200003, 199_999, 200_013, 201_087))
     action = hook.step(enc.encode("<|channel|>analysis<|message|>Let me think.", allowed_special="all"))
     assert action.mask is mask
