@@ -420,10 +420,17 @@ class GrammarHooks:
                 self.agent.functions, encoding=req.encoding,
                 vocab_size=getattr(self.agent.backend, "vocab_size", None), tool_choice=spec,
                 response_format=self.agent.answer, builtin_recipients=self.agent.builtin_recipients,
-                free_text_limit=self.free_text_limit,
+                free_text_limit=self.free_text_limit, builtin_schemas=namespace_schemas(self.agent.config),
             )
             self._compiled[key] = tc
         return tc.hook()
+
+
+def namespace_schemas(config: hp.PromptConfig) -> dict[str, dict[str, Any]]:
+    """``{"page.click": schema, ...}``: the parameter schemas of every namespace tool's functions, so their
+    arguments are decoded under the same grammar as function calls."""
+    return {f"{t.name}.{f.name}": f.parameters for t in config.builtin_tools for f in t.functions
+            if f.parameters is not None}
 
 
 def _resolve_citations(agent: Agent, text: str) -> list[dict[str, Any]]:
