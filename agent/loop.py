@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from ossagent.agent import prompt as hp
+from ossagent.agent.approvals import Approver, Decision, PendingCall, Policy, record, refusal
 from ossagent.agent.backends.base import Backend, GenerationParams, default_encoding
 from ossagent.agent.dispatch import Dispatcher
 from ossagent.agent.events import (
@@ -112,8 +113,15 @@ class Agent:
         reasoning_budget: int | None = None,
         hook_factory: HookFactory | None = None,
         encoding: Any = None,
+        mcp: Sequence[Any] = (),
+        workspace: str | None = None,
+        approvals: Policy | None = None,
+        approver: Approver | None = None,
     ) -> None:
         self.backend = backend
+        self.approvals, self.approver = approvals or Policy(), approver
+        if mcp:
+            tools = [*tools, *_mcp_tools(mcp, workspace)]
         self.reasoning = check_effort(reasoning)
         self.limits = limits or Limits()
         if not 0.0 <= temperature <= 2.0:
@@ -168,14 +176,17 @@ class Agent:
         tool_outputs: Sequence[tuple[str, str]] = (),
         reasoning: str | None = None,
         limits: Limits | None = None,
+        approvals: Sequence[Decision] = (),
     ) -> RunStream:
         """Events of one run (iterate); the last two are :class:`Usage` and :class:`Stopped`.
 
         transcript: continue this conversation (it is copied; the result carries the new one).
         tool_outputs: answers to calls returned earlier, as (recipient, text), appended first.
         reasoning: this run's effort, overriding the agent's.
+        approvals: decisions on calls a run paused for (``stop_reason == "approval"``), by call id.
         """
         run = _Run(self, transcript, reasoning, limits)
+        run.decisions = {d.call_id: d for d in approvals}
         for recipient, text in tool_outputs:
             run.transcript.append(tool_result(recipient, text, channel="commentary"))
         pending = run.transcript.pending_tool_call()
@@ -210,6 +221,7 @@ class _Run:
         self.usage = Usage()
         self.started = time.monotonic()
         self.prev_tokens: list[int] = []  # last prompt + what the model produced (the engine's KV prefix)
+        self.decisions: dict[str, Decision] = {}
 
     def _timed_out(self) -> bool:
         lim = self.limits.max_time
@@ -221,12 +233,40 @@ class _Run:
             return per_turn
         return min(per_turn, self.limits.max_tokens - self.usage.completion_tokens)
 
-    def _dispatch(self, call: Msg) -> tuple[Msg, ToolResultEvent]:
+    def _approved(self, call: Msg) -> Generator[Event, None, Msg | None]:
+        """Run a call if the approval policy (or a decision on it) lets it, else refuse it; None: it waits for a
+        decision (the run pauses)."""
+        agent, recipient, call_id = self.agent, call.recipient or "", call.meta.get("call_id", "")
+        verdict = agent.approvals.verdict(recipient, call.text, agent.dispatcher.tool_for(recipient))
+        if verdict == "allow":
+            msg, event = self._dispatch(call)
+            yield event
+            return msg
+        decision = self.decisions.get(call_id) if verdict == "ask" else None
+        if verdict == "ask" and decision is None and agent.approver is not None:
+            decision = agent.approver(PendingCall(call_id, recipient, call.text))
+        if verdict == "ask" and decision is None:
+            return None
+        approval = record(decision, verdict)
+        if self.transcript.messages and self.transcript.messages[-1] is call:
+            self.transcript.messages[-1] = call.with_meta(approval=approval)
+        if decision is not None and decision.approve:
+            msg, event = self._dispatch(call, approval=approval)
+        else:
+            reason = decision.reason if decision is not None else "the approval policy denies it"
+            msg = tool_result(recipient, refusal(recipient, reason), channel=call.channel, call_id=call_id,
+                              is_error=True, metadata={"fault": "approval"}, approval=approval)
+            self.transcript.append(msg)
+            event = ToolResultEvent(call_id, recipient, msg.text, True, {"fault": "approval"})
+        yield event
+        return msg
+
+    def _dispatch(self, call: Msg, **meta: Any) -> tuple[Msg, ToolResultEvent]:
         """Run a call here and append its answer to the transcript."""
         recipient = call.recipient or ""
         result = self.agent.dispatcher.call(recipient, call.text)
         msg = tool_result(recipient, result.text, channel=call.channel, call_id=call.meta.get("call_id"),
-                          is_error=result.is_error, metadata=result.metadata)
+                          is_error=result.is_error, metadata=result.metadata, **meta)
         self.transcript.append(msg)
         return msg, ToolResultEvent(call.meta.get("call_id", ""), recipient, result.text, result.is_error,
                                     dict(result.metadata))
@@ -236,8 +276,10 @@ class _Run:
         self.started = time.monotonic()  # the clock starts when the run does (not while it queues)
         chain: list[int] | None = None
         pending = self.transcript.pending_tool_call()
-        if pending is not None:  # a saved run that stopped between a call and its answer: answer it first
-            yield self._dispatch(pending)[1]
+        # a saved run that stopped between a call and its answer (or paused for approval): answer it first
+        if pending is not None and (yield from self._approved(pending)) is None:
+            yield from self._stop("approval")
+            return
         while True:
             reason = self._limit_reason()
             if reason:
@@ -289,8 +331,10 @@ class _Run:
             if agent.dispatcher.returns_to_caller(recipient):
                 yield from self._stop("tool_calls")
                 return
-            answer, event = self._dispatch(last)
-            yield event
+            answer = yield from self._approved(last)
+            if answer is None:
+                yield from self._stop("approval")
+                return
             chain = self.prev_tokens + hp.render_message(answer, enc) + hp.assistant_start(enc)
 
     def _limit_reason(self) -> str | None:
@@ -433,6 +477,24 @@ def namespace_schemas(config: hp.PromptConfig) -> dict[str, dict[str, Any]]:
             if f.parameters is not None}
 
 
+def _mcp_tools(servers: Sequence[Any], workspace: str | None) -> list[Tool]:
+    """MCP servers (configs or ready :class:`~ossagent.agent.mcp.MCPTool` objects) as tools, connected now."""
+    from ossagent.agent.mcp import MCPServerConfig, MCPTool
+
+    tools: list[Any] = [s if isinstance(s, MCPTool) else MCPTool(s, workspace or ".") for s in servers
+                        if isinstance(s, MCPServerConfig | MCPTool)]
+    if len(tools) != len(servers):
+        raise UserError("mcp= takes MCPServerConfig or MCPTool objects (see ossagent.agent.mcp)")
+    try:
+        for t in tools:
+            t.description()  # connects and lists the server's tools
+    except BaseException:
+        for t in tools:
+            t.close()
+        raise
+    return tools
+
+
 def _resolve_citations(agent: Agent, text: str) -> list[dict[str, Any]]:
     """Citation markers (``【3†L10-L15】``) in the answer, resolved by the browser that showed the pages."""
     out: list[dict[str, Any]] = []
@@ -537,6 +599,10 @@ class _Collector:
             except OutputError:
                 output = None
         calls = self.calls if self.reason == "tool_calls" else []
+        pending = transcript.pending_tool_call() if self.reason == "approval" else None
+        if pending is not None:  # the call waiting for a decision
+            calls = [ToolCall(pending.meta.get("call_id", ""), pending.recipient or "", pending.text,
+                              pending.channel, pending.content_type)]
         self.citations += _resolve_citations(self.agent, text)
         return RunResult(text, self.reason, transcript, self.usage, output, self.citations, calls,
                          self.errors)
