@@ -49,9 +49,11 @@ class Policy:
     rules: Mapping[str, str] = field(default_factory=dict)  # "ns.fn" | "ns" | "*" -> allow | ask | deny
     default: str = "allow"
     side_effects: str = "allow"  # page actions that submit, download or upload
+    ask_as: str = "ask"  # what "ask" becomes: "deny" where nobody can answer (``--approve none``)
 
     def __post_init__(self) -> None:
-        for key, value in {**self.rules, "default": self.default, "side_effects": self.side_effects}.items():
+        for key, value in {**self.rules, "default": self.default, "side_effects": self.side_effects,
+                           "ask_as": self.ask_as}.items():
             if value not in VERDICTS:
                 raise UserError(f"approval for {key!r} must be one of {VERDICTS}, not {value!r}")
         self.rules = dict(self.rules)
@@ -62,6 +64,10 @@ class Policy:
         return cls({"*": verdict}, default=verdict, side_effects=verdict)
 
     def verdict(self, recipient: str, content: str, tool: Tool | None) -> str:
+        found = self._verdict(recipient, content, tool)
+        return self.ask_as if found == "ask" else found
+
+    def _verdict(self, recipient: str, content: str, tool: Tool | None) -> str:
         namespace = recipient.split(".", 1)[0]
         for key in (recipient, namespace):
             if key in self.rules:

@@ -237,9 +237,11 @@ class _Run:
         """Run a call if the approval policy (or a decision on it) lets it, else refuse it; None: it waits for a
         decision (the run pauses)."""
         agent, recipient, call_id = self.agent, call.recipient or "", call.meta.get("call_id", "")
-        verdict = agent.approvals.verdict(recipient, call.text, agent.dispatcher.tool_for(recipient))
-        if verdict == "allow":
-            msg, event = self._dispatch(call)
+        tool = agent.dispatcher.tool_for(recipient)
+        verdict = agent.approvals.verdict(recipient, call.text, tool)
+        if verdict == "allow":  # recorded for tools that would ask by default (MCP servers)
+            meta = {"approval": record(None, verdict)} if hasattr(tool, "default_approval") else {}
+            msg, event = self._dispatch(call, **meta)
             yield event
             return msg
         decision = self.decisions.get(call_id) if verdict == "ask" else None
