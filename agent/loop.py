@@ -233,9 +233,9 @@ class _Run:
             return per_turn
         return min(per_turn, self.limits.max_tokens - self.usage.completion_tokens)
 
-    def _approved(self, call: Msg) -> Generator[Event, None, Msg | None]:
+    def _approved(self, call: Msg, resumed: bool = False) -> Generator[Event, None, Msg | None]:
         """Run a call if the approval policy (or a decision on it) lets it, else refuse it; None: it waits for a
-        decision (the run pauses)."""
+        decision (the run pauses). ``resumed``: a call from a paused run, announced again before it is decided."""
         agent, recipient, call_id = self.agent, call.recipient or "", call.meta.get("call_id", "")
         tool = agent.dispatcher.tool_for(recipient)
         verdict = agent.approvals.verdict(recipient, call.text, tool)
@@ -249,6 +249,8 @@ class _Run:
             decision = agent.approver(PendingCall(call_id, recipient, call.text))
         if verdict == "ask" and decision is None:
             return None
+        if resumed:
+            yield ToolCall(call_id, recipient, call.text, call.channel, call.content_type)
         approval = record(decision, verdict)
         if self.transcript.messages and self.transcript.messages[-1] is call:
             self.transcript.messages[-1] = call.with_meta(approval=approval)
@@ -279,7 +281,7 @@ class _Run:
         chain: list[int] | None = None
         pending = self.transcript.pending_tool_call()
         # a saved run that stopped between a call and its answer (or paused for approval): answer it first
-        if pending is not None and (yield from self._approved(pending)) is None:
+        if pending is not None and (yield from self._approved(pending, resumed=True)) is None:
             yield from self._stop("approval")
             return
         while True:

@@ -268,15 +268,23 @@ def _input_items(value: Any, known_calls: dict[str, str]) -> tuple[list[Msg], li
 
 def parse_responses(body: dict[str, Any], known_calls: dict[str, str] | None = None) -> GenRequest:
     """known_calls: call_id -> function name of calls made in the ``previous_response_id`` conversation."""
+    from ossagent.agent.server.mcp import MCPRequest, parse_tool, take_items
+
     common = _common(body)
-    msgs, instructions = _input_items(body.get("input"), known_calls or {})
+    mcp = MCPRequest()
+    items = take_items(body.get("input"), mcp)
+    msgs, instructions = _input_items(items, known_calls or {}) if items or not mcp.decisions else ([], [])
     if isinstance(body.get("instructions"), str):
         instructions.insert(0, body["instructions"])
     functions = []
     for i, tool in enumerate(body.get("tools") or []):
+        if isinstance(tool, dict) and tool.get("type") == "mcp":
+            parse_tool(tool, f"tools[{i}]", mcp)
+            continue
         if not isinstance(tool, dict) or tool.get("type") != "function":
-            raise bad_request("only tools of type 'function' are supported", f"tools[{i}]")
+            raise bad_request("only tools of type 'function' and 'mcp' are supported", f"tools[{i}]")
         functions.append(_function(tool.get("name"), tool.get("description"), tool.get("parameters"), f"tools[{i}]"))
+    common["extra"] = {**common.get("extra", {}), "mcp": mcp}
     text = body.get("text") or {}
     reasoning = body.get("reasoning") or {}
     return GenRequest(

@@ -20,7 +20,7 @@ from ossagent.tools.base import FunctionDescription, ToolDescription
 from ossagent.tools.browser.action_tool import DESCRIPTION, FUNCTIONS
 
 VOCAB = 201_088
-N = 60
+N = 40
 # the input schema the mcp SDK's MCPServer derives for tests/agent/mcp/server.py's plan_trip
 PLAN_TRIP = {
     "type": "object",

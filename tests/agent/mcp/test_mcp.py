@@ -4,10 +4,7 @@ streamable HTTP on loopback, driven by scripted models under the turn grammar.""
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -128,31 +125,16 @@ def test_descriptions_are_untrusted_no_markup_passes(tmp_path: Path, enc: Any) -
     assert injected and all(ln.startswith("// ") for ln in injected)  # the server's lines stay comments
 
 
-def test_http_server_on_loopback(tmp_path: Path) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, str(SERVER), "http", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.1)
-        config = parse_spec(f"web=http://127.0.0.1:{port}/mcp", approval="allow")
-        with ScriptedBackend([call("lookup", {"word": "mcp"}, ns="web"), Step(final("ok"), expect="mcp: a word")],
-                             constrained=True) as backend:
-            agent = Agent(backend, mcp=[config], workspace=str(tmp_path))
-            try:
-                result = agent.run("Look it up.")
-            finally:
-                agent.close()
-        assert result.stop_reason == "final", result.errors
-    finally:
-        proc.terminate()
-        proc.wait(10)
+def test_http_server_on_loopback(mcp_url: str, tmp_path: Path) -> None:
+    config = parse_spec(f"web={mcp_url}", approval="allow")
+    with ScriptedBackend([call("lookup", {"word": "mcp"}, ns="web"), Step(final("ok"), expect="mcp: a word")],
+                         constrained=True) as backend:
+        agent = Agent(backend, mcp=[config], workspace=str(tmp_path))
+        try:
+            result = agent.run("Look it up.")
+        finally:
+            agent.close()
+    assert result.stop_reason == "final", result.errors
 
 
 def test_config_file_and_specs(tmp_path: Path) -> None:
