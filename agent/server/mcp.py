@@ -90,6 +90,21 @@ def take_items(items: Any, out: MCPRequest) -> Any:
     return rest
 
 
+def split_body(body: dict[str, Any], out: MCPRequest) -> tuple[dict[str, Any], bool]:
+    """The request without its MCP tools and items (those go to ``out``), and whether its input held only
+    approval responses (a resumed run with nothing new to say)."""
+    tools = body.get("tools")
+    if isinstance(tools, list):
+        for i, tool in enumerate(tools):
+            if isinstance(tool, dict) and tool.get("type") == "mcp":
+                parse_tool(tool, f"tools[{i}]", out)
+        tools = [t for t in tools if not (isinstance(t, dict) and t.get("type") == "mcp")]
+    items = take_items(body.get("input"), out)
+    only_decisions = items == [] and bool(out.decisions)
+    placeholder = [{"type": "message", "role": "user", "content": "-"}]  # validated, then not used
+    return {**body, "tools": tools, "input": placeholder if only_decisions else items}, only_decisions
+
+
 def call_item(label: str, name: str, arguments: str, call_id: str, output: str | None = None,
               error: str | None = None, *, pending: bool = False) -> dict[str, Any]:
     if pending:

@@ -13,7 +13,7 @@ import pytest
 
 from ossagent.agent import prompt as hp
 from ossagent.agent.approvals import Policy
-from ossagent.agent.backends.scripted import ScriptedBackend, Step
+from ossagent.agent.backends.scripted import ScriptedBackend, ScriptError, Step
 from ossagent.agent.harmony.tokens import START
 from ossagent.agent.loop import Agent
 from ossagent.agent.mcp import MCPServerConfig, MCPTool, load_config, parse_spec
@@ -66,7 +66,7 @@ def test_the_grammar_keeps_arguments_to_the_schema(sandboxed: MCPTool) -> None:
     bad = call("plan_trip", {"stops": [{"city": "Oslo", "nights": 2, "extra": 1}], "travellers": []})
     with ScriptedBackend([bad], constrained=True) as backend:
         agent = Agent(backend, tools=[sandboxed], approvals=ALLOW)
-        with pytest.raises(AssertionError):  # the scripted model is held to the grammar like a real one
+        with pytest.raises(ScriptError, match="constraints forbid"):  # the scripted model is held to the grammar
             agent.run("Plan it.")
 
 
