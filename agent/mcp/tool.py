@@ -41,6 +41,38 @@ class _Function:
     compiled: CompiledSchema | None
 
 
+def inline_refs(schema: dict[str, Any], depth: int = 8) -> dict[str, Any]:
+    """``schema`` with local ``#/$defs/NAME`` references replaced by their definitions, so the model sees the
+    nested shape (the harmony rendering shows a reference as ``any``); unchanged when a reference is recursive,
+    external or unknown."""
+    defs = schema.get("$defs") or schema.get("definitions") or {}
+
+    class Unresolved(Exception):
+        pass
+
+    def walk(node: Any, level: int) -> Any:
+        if isinstance(node, list):
+            return [walk(v, level) for v in node]
+        if not isinstance(node, dict):
+            return node
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            name = ref.rsplit("/", 1)[-1]
+            if level >= depth or not ref.startswith(("#/$defs/", "#/definitions/")) or name not in defs:
+                raise Unresolved(ref)
+            rest = {k: v for k, v in node.items() if k != "$ref"}
+            return {**walk(defs[name], level + 1), **walk(rest, level)}
+        return {k: walk(v, level) for k, v in node.items() if k not in ("$defs", "definitions")}
+
+    if not defs:
+        return schema
+    try:
+        out: dict[str, Any] = walk(schema, 0)
+        return out
+    except Unresolved:
+        return schema
+
+
 def function_name(name: str, taken: set[str]) -> str:
     """A harmony-safe, unique function name for the server's tool ``name``."""
     base = re.sub(r"[^A-Za-z0-9_-]", "_", name)[:64] or "tool"
@@ -88,7 +120,7 @@ class MCPTool:
             if self.config.allowed_tools is not None and tool.name not in self.config.allowed_tools:
                 continue
             fname = function_name(tool.name, taken)
-            schema = inert_schema(tool.input_schema or EMPTY)
+            schema = inline_refs(inert_schema(tool.input_schema or EMPTY))
             compiled = None
             try:
                 compiled = compile_schema(schema, where=f"{self.name}.{fname}", lenient=True)

@@ -121,6 +121,10 @@ def test_descriptions_are_untrusted_no_markup_passes(tmp_path: Path, enc: Any) -
     assert "<|" not in body and "|>" not in body
     starts = [t for t in tokens if t == START]
     assert len(starts) == 4  # system, developer, user, and the assistant's turn: nothing else opens a message
+    golden = Path(__file__).parents[1] / "golden" / "mcp_namespace.txt"
+    if not golden.exists():  # pragma: no cover - written once, then reviewed and committed
+        golden.write_text(body, encoding="utf-8")
+    assert body == golden.read_text(encoding="utf-8")
     injected = [ln for ln in body.splitlines() if "Instructions" in ln or "namespace x" in ln or "call crash" in ln]
     assert injected and all(ln.startswith("// ") for ln in injected)  # the server's lines stay comments
 
@@ -150,3 +154,15 @@ def test_config_file_and_specs(tmp_path: Path) -> None:
     for bad in ("nothing", "functions=cmd", "a b=cmd", "x=", "x=http://"):
         with pytest.raises(UserError):
             parse_spec(bad)
+
+
+def test_inline_refs_shows_nested_shapes_and_leaves_recursion_alone() -> None:
+    from ossagent.agent.mcp.tool import inline_refs
+
+    flat = {"type": "object", "$defs": {"P": {"type": "object", "properties": {"x": {"type": "integer"}}}},
+            "properties": {"p": {"$ref": "#/$defs/P", "description": "a point"}}}
+    assert inline_refs(flat) == {"type": "object", "properties": {"p": {
+        "type": "object", "properties": {"x": {"type": "integer"}}, "description": "a point"}}}
+    tree = {"type": "object", "$defs": {"T": {"type": "object", "properties": {"kids": {
+        "type": "array", "items": {"$ref": "#/$defs/T"}}}}}, "properties": {"root": {"$ref": "#/$defs/T"}}}
+    assert inline_refs(tree) is tree
