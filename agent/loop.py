@@ -118,8 +118,6 @@ class Agent:
     ) -> None:
         self.backend = backend
         self.approvals, self.approver = approvals or Policy(), approver
-        if mcp:
-            tools = [*tools, *_mcp_tools(mcp, workspace)]
         self.reasoning = effort(reasoning)
         self.limits = limits or Limits()
         if not 0.0 <= temperature <= 2.0:
@@ -131,23 +129,34 @@ class Agent:
         StopMatcher(self.stop)  # validates
         if any(t.name == NAMESPACE for t in tools):
             raise UserError("pass function tools as functions=, not tools=")
-        self.functions = functions if isinstance(functions, Functions) else Functions(functions)
-        caller = frozenset(f.name for f in self.functions if f.implementation is None)
-        local = [self.functions] if len(caller) < len(self.functions) else []
-        self.dispatcher = Dispatcher([*tools, *local], caller, tool_timeout)
-        self.answer = response_format_from(response_format)
-        self.config = hp.PromptConfig(
-            reasoning=self.reasoning,
-            instructions=instructions,
-            builtin_tools=tuple(t.description() for t in tools),
-            function_tools=self.functions.description().functions,
-            response_format=(self.answer.name, self.answer.schema, self.answer.description or None)
-            if self.answer else None,
-            model_identity=model_identity,
-            current_date=current_date,
-        )
-        self.tool_choice = ToolChoice.parse(tool_choice).check(
-            [f.name for f in self.config.function_tools], bool(self.config.function_tools or self.config.builtin_tools))
+        mcp_tools: list[Tool] = []
+        if mcp:  # connected now; closed if the rest fails
+            from ossagent.agent.mcp import connect
+
+            mcp_tools = connect(mcp, workspace or ".")
+        tools = [*tools, *mcp_tools]
+        try:
+            self.functions = functions if isinstance(functions, Functions) else Functions(functions)
+            caller = frozenset(f.name for f in self.functions if f.implementation is None)
+            local = [self.functions] if len(caller) < len(self.functions) else []
+            self.dispatcher = Dispatcher([*tools, *local], caller, tool_timeout)
+            self.answer = response_format_from(response_format)
+            self.config = hp.PromptConfig(
+                reasoning=self.reasoning,
+                instructions=instructions,
+                builtin_tools=tuple(t.description() for t in tools),
+                function_tools=self.functions.description().functions,
+                response_format=(self.answer.name, self.answer.schema, self.answer.description or None)
+                if self.answer else None,
+                model_identity=model_identity,
+                current_date=current_date,
+            )
+            self.tool_choice = ToolChoice.parse(tool_choice).check(
+                [f.name for f in self.config.function_tools], bool(self.config.function_tools or self.config.builtin_tools))
+        except BaseException:
+            for tool in mcp_tools:
+                tool.close()
+            raise
         self.builtin_recipients = tuple(
             f"{t.name}.{f.name}" if f else t.name
             for t in self.config.builtin_tools for f in (t.functions or (None,))
@@ -468,24 +477,6 @@ def namespace_schemas(config: hp.PromptConfig) -> dict[str, dict[str, Any]]:
     arguments are decoded under the same grammar as function calls."""
     return {f"{t.name}.{f.name}": f.parameters for t in config.builtin_tools for f in t.functions
             if f.parameters is not None}
-
-
-def _mcp_tools(servers: Sequence[Any], workspace: str | None) -> list[Tool]:
-    """MCP servers (configs or ready :class:`~ossagent.agent.mcp.MCPTool` objects) as tools, connected now."""
-    from ossagent.agent.mcp import MCPServerConfig, MCPTool
-
-    tools: list[Any] = [s if isinstance(s, MCPTool) else MCPTool(s, workspace or ".") for s in servers
-                        if isinstance(s, MCPServerConfig | MCPTool)]
-    if len(tools) != len(servers):
-        raise UserError("mcp= takes MCPServerConfig or MCPTool objects (see ossagent.agent.mcp)")
-    try:
-        for t in tools:
-            t.description()  # connects and lists the server's tools
-    except BaseException:
-        for t in tools:
-            t.close()
-        raise
-    return tools
 
 
 def _resolve_citations(agent: Agent, text: str) -> list[dict[str, Any]]:

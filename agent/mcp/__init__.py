@@ -7,6 +7,6 @@ grammar-constrained from each tool's input schema.
 """
 
 from ossagent.agent.mcp.config import MCPServerConfig, load_config, parse_spec
-from ossagent.agent.mcp.tool import MCPTool
+from ossagent.agent.mcp.tool import MCPTool, connect
 
-__all__ = ["MCPServerConfig", "MCPTool", "load_config", "parse_spec"]
+__all__ = ["MCPServerConfig", "MCPTool", "connect", "load_config", "parse_spec"]

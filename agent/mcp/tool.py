@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from ossagent.agent.schema import CompiledSchema, compile_schema, loads_strict, 
 from ossagent.tools.base import (
     FunctionDescription,
     ModelError,
+    Tool,
     ToolDescription,
     ToolFailure,
     ToolResult,
@@ -199,6 +201,23 @@ class MCPTool:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def connect(servers: Sequence[MCPServerConfig | MCPTool], workspace: str | Path) -> list[Tool]:
+    """MCP servers (configs or ready tools) as tools, connected now (their tools listed); all closed if one
+    cannot be."""
+    tools = [s if isinstance(s, MCPTool) else MCPTool(s, workspace) for s in servers
+             if isinstance(s, MCPServerConfig | MCPTool)]
+    if len(tools) != len(servers):
+        raise UserError("mcp= takes MCPServerConfig or MCPTool objects (see ossagent.agent.mcp)")
+    try:
+        for t in tools:
+            t.description()
+    except BaseException:
+        for t in tools:
+            t.close()
+        raise
+    return list(tools)
 
 
 def render_result(result: Any, limit: int) -> str:

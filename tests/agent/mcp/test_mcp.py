@@ -166,3 +166,10 @@ def test_inline_refs_shows_nested_shapes_and_leaves_recursion_alone() -> None:
     tree = {"type": "object", "$defs": {"T": {"type": "object", "properties": {"kids": {
         "type": "array", "items": {"$ref": "#/$defs/T"}}}}}, "properties": {"root": {"$ref": "#/$defs/T"}}}
     assert inline_refs(tree) is tree
+
+
+def test_a_bad_agent_closes_the_servers_it_connected(tmp_path: Path) -> None:
+    tool = MCPTool(stdio(trusted=True, allowed_tools=("lookup",)), tmp_path)
+    with pytest.raises(UserError, match="tool_choice"):
+        Agent(ScriptedBackend([]), mcp=[tool], tool_choice={"type": "function", "name": "nope"})
+    assert tool._conn is None  # closed (the server process is gone with it)
