@@ -10,7 +10,8 @@ The hook runs its own harmony state machine over the generated tokens, one llgui
   ``functions.NAME`` are limited to declared functions (or to the named one, or none), the ``final``
   channel is left out when a call is required, both recipient placements and the optional space before
   ``<|constrain|>`` are accepted. Textual spellings of special tokens never match (llguidance marks them).
-* **function body**: ``%json`` of that function's schema followed by ``<|call|>``.
+* **function body**: ``%json`` of that function's schema followed by ``<|call|>``; the same for a function
+  of another namespace (``page.click``, an MCP server's tools) given in ``builtin_schemas``.
 * **final body** with a response format: ``%json`` of its schema followed by ``<|return|>``.
 * **free bodies** (analysis, preamble, builtin tool input, a final answer without a format): the text stays
   free; only tokens that cannot belong there are masked. Those are the special tokens other than the stop
@@ -47,6 +48,7 @@ import numpy as np
 from ossagent.agent.choices import ToolChoice
 from ossagent.agent.functions import NAMESPACE, Functions, FunctionTool, ResponseFormat
 from ossagent.agent.harmony.tokens import CALL, END, MESSAGE, RETURN, STOPS
+from ossagent.agent.schema import compile_schema
 from ossagent.model.hooks import StepAction
 from ossagent.tools.base import UserError
 
@@ -114,6 +116,22 @@ def body_lark(grammar_json: str, terminator: int) -> str:
     return f"start: body <[{terminator}]>\nbody: %json {grammar_json}\n"
 
 
+def builtin_grammars(schemas: Mapping[str, dict[str, Any]], recipients: Sequence[str]) -> dict[str, str]:
+    """The ``%json`` grammars of the namespace functions among ``recipients`` whose parameter schemas the
+    decoder can enforce (leniently: keywords it cannot enforce are validated by the tool afterwards); a schema
+    it cannot compile at all leaves that function's body free, as before."""
+    out = {}
+    for recipient in recipients:
+        schema = schemas.get(recipient)
+        if schema is None:
+            continue
+        try:
+            out[recipient] = compile_schema(schema, where=recipient, lenient=True).grammar_json
+        except UserError:
+            continue
+    return out
+
+
 @dataclass(frozen=True)
 class Header:
     """What a finished header says: its channel and recipient (``None`` when absent)."""
@@ -157,6 +175,7 @@ class TurnConstraints:
         response_format: ResponseFormat | None = None,
         builtin_recipients: Sequence[str] = (),
         free_text_limit: int | None = None,
+        builtin_schemas: Mapping[str, dict[str, Any]] | None = None,
     ) -> None:
         self.functions = functions if isinstance(functions, Functions) else Functions(functions)
         self.tool_choice = ToolChoice.parse(tool_choice)
@@ -193,6 +212,8 @@ class TurnConstraints:
                         for n in callable_names}
         self._final = (self._compile(body_lark(response_format.compiled.grammar_json, RETURN))
                        if response_format is not None else None)
+        self._builtin_bodies = {r: self._compile(body_lark(g, CALL))
+                                for r, g in builtin_grammars(builtin_schemas or {}, self.builtins).items()}
         self._free_masks: dict[tuple[int, ...], torch.Tensor] = {}
 
     def _compile(self, lark: str) -> llg.LLMatcher:
@@ -260,6 +281,9 @@ class ConstrainedHook:
             self.function = hdr.recipient.split(".", 1)[1]
             self.part = "json"
             self.matcher = self.c._bodies[self.function].deep_copy()
+        elif hdr.recipient is not None and hdr.recipient in self.c._builtin_bodies:
+            self.part = "json"  # a namespace tool's function with a parameter schema (page.*, MCP tools)
+            self.matcher = self.c._builtin_bodies[hdr.recipient].deep_copy()
         elif hdr.recipient is not None:
             self._enter_free((CALL,), CALL)
         elif hdr.channel == "final" and self.c._final is not None:

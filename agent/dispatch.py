@@ -33,6 +33,9 @@ class Dispatcher:
     def namespace(self, recipient: str) -> str:
         return recipient.split(".", 1)[0]
 
+    def tool_for(self, recipient: str) -> Tool | None:
+        return self._by_name.get(self.namespace(recipient))
+
     def returns_to_caller(self, recipient: str) -> bool:
         if not recipient.startswith("functions."):
             return False

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from ossagent.agent import prompt as hp
+from ossagent.agent.approvals import Approver, Decision, PendingCall, Policy, record, refusal
 from ossagent.agent.backends.base import Backend, GenerationParams, HarnessError
 from ossagent.agent.choices import ReasoningEffort, ToolChoice, effort
 from ossagent.agent.dispatch import Dispatcher
@@ -110,8 +111,13 @@ class Agent:
         reasoning_budget: int | None = None,
         hook_factory: HookFactory | None = None,
         encoding: Any = None,
+        mcp: Sequence[Any] = (),
+        workspace: str | None = None,
+        approvals: Policy | None = None,
+        approver: Approver | None = None,
     ) -> None:
         self.backend = backend
+        self.approvals, self.approver = approvals or Policy(), approver
         self.reasoning = effort(reasoning)
         self.limits = limits or Limits()
         if not 0.0 <= temperature <= 2.0:
@@ -123,23 +129,34 @@ class Agent:
         StopMatcher(self.stop)  # validates
         if any(t.name == NAMESPACE for t in tools):
             raise UserError("pass function tools as functions=, not tools=")
-        self.functions = functions if isinstance(functions, Functions) else Functions(functions)
-        caller = frozenset(f.name for f in self.functions if f.implementation is None)
-        local = [self.functions] if len(caller) < len(self.functions) else []
-        self.dispatcher = Dispatcher([*tools, *local], caller, tool_timeout)
-        self.answer = response_format_from(response_format)
-        self.config = hp.PromptConfig(
-            reasoning=self.reasoning,
-            instructions=instructions,
-            builtin_tools=tuple(t.description() for t in tools),
-            function_tools=self.functions.description().functions,
-            response_format=(self.answer.name, self.answer.schema, self.answer.description or None)
-            if self.answer else None,
-            model_identity=model_identity,
-            current_date=current_date,
-        )
-        self.tool_choice = ToolChoice.parse(tool_choice).check(
-            [f.name for f in self.config.function_tools], bool(self.config.function_tools or self.config.builtin_tools))
+        mcp_tools: list[Tool] = []
+        if mcp:  # connected now; closed if the rest fails
+            from ossagent.agent.mcp import connect
+
+            mcp_tools = connect(mcp, workspace or ".")
+        tools = [*tools, *mcp_tools]
+        try:
+            self.functions = functions if isinstance(functions, Functions) else Functions(functions)
+            caller = frozenset(f.name for f in self.functions if f.implementation is None)
+            local = [self.functions] if len(caller) < len(self.functions) else []
+            self.dispatcher = Dispatcher([*tools, *local], caller, tool_timeout)
+            self.answer = response_format_from(response_format)
+            self.config = hp.PromptConfig(
+                reasoning=self.reasoning,
+                instructions=instructions,
+                builtin_tools=tuple(t.description() for t in tools),
+                function_tools=self.functions.description().functions,
+                response_format=(self.answer.name, self.answer.schema, self.answer.description or None)
+                if self.answer else None,
+                model_identity=model_identity,
+                current_date=current_date,
+            )
+            self.tool_choice = ToolChoice.parse(tool_choice).check(
+                [f.name for f in self.config.function_tools], bool(self.config.function_tools or self.config.builtin_tools))
+        except BaseException:
+            for tool in mcp_tools:
+                tool.close()
+            raise
         self.builtin_recipients = tuple(
             f"{t.name}.{f.name}" if f else t.name
             for t in self.config.builtin_tools for f in (t.functions or (None,))
@@ -161,14 +178,17 @@ class Agent:
         tool_outputs: Sequence[tuple[str, str]] = (),
         reasoning: ReasoningEffort | str | None = None,
         limits: Limits | None = None,
+        approvals: Sequence[Decision] = (),
     ) -> RunStream:
         """Events of one run (iterate); the last two are :class:`Usage` and :class:`Stopped`.
 
         transcript: continue this conversation (it is copied; the result carries the new one).
         tool_outputs: answers to calls returned earlier, as (recipient, text), appended first.
         reasoning: this run's effort, overriding the agent's.
+        approvals: decisions on calls a run paused for (``stop_reason == "approval"``), by call id.
         """
         run = _Run(self, transcript, reasoning, limits)
+        run.decisions = {d.call_id: d for d in approvals}
         for recipient, text in tool_outputs:
             run.transcript.append(tool_result(recipient, text, channel="commentary"))
         pending = run.transcript.pending_tool_call()
@@ -204,6 +224,7 @@ class _Run:
         self.usage = Usage()
         self.started = time.monotonic()
         self.prev_tokens: list[int] = []  # last prompt + what the model produced (the engine's KV prefix)
+        self.decisions: dict[str, Decision] = {}
 
     def _timed_out(self) -> bool:
         lim = self.limits.max_time
@@ -215,12 +236,44 @@ class _Run:
             return per_turn
         return min(per_turn, self.limits.max_tokens - self.usage.completion_tokens)
 
-    def _dispatch(self, call: Msg) -> tuple[Msg, ToolResultEvent]:
+    def _approved(self, call: Msg, resumed: bool = False) -> Generator[Event, None, Msg | None]:
+        """Run a call if the approval policy (or a decision on it) lets it, else refuse it; None: it waits for a
+        decision (the run pauses). ``resumed``: a call from a paused run, announced again before it is decided."""
+        agent, recipient, call_id = self.agent, call.recipient or "", call.meta.get("call_id", "")
+        tool = agent.dispatcher.tool_for(recipient)
+        verdict = agent.approvals.verdict(recipient, call.text, tool)
+        if verdict == "allow":  # recorded for tools that would ask by default (MCP servers)
+            meta = {"approval": record(None, verdict)} if hasattr(tool, "default_approval") else {}
+            msg, event = self._dispatch(call, **meta)
+            yield event
+            return msg
+        decision = self.decisions.get(call_id) if verdict == "ask" else None
+        if verdict == "ask" and decision is None and agent.approver is not None:
+            decision = agent.approver(PendingCall(call_id, recipient, call.text))
+        if verdict == "ask" and decision is None:
+            return None
+        if resumed:
+            yield ToolCall(call_id, recipient, call.text, call.channel, call.content_type)
+        approval = record(decision, verdict)
+        if self.transcript.messages and self.transcript.messages[-1] is call:
+            self.transcript.messages[-1] = call.with_meta(approval=approval)
+        if decision is not None and decision.approve:
+            msg, event = self._dispatch(call, approval=approval)
+        else:
+            reason = decision.reason if decision is not None else "the approval policy denies it"
+            msg = tool_result(recipient, refusal(recipient, reason), channel=call.channel, call_id=call_id,
+                              is_error=True, metadata={"fault": "approval"}, approval=approval)
+            self.transcript.append(msg)
+            event = ToolResultEvent(call_id, recipient, msg.text, True, {"fault": "approval"})
+        yield event
+        return msg
+
+    def _dispatch(self, call: Msg, **meta: Any) -> tuple[Msg, ToolResultEvent]:
         """Run a call here and append its answer to the transcript."""
         recipient = call.recipient or ""
         result = self.agent.dispatcher.call(recipient, call.text)
         msg = tool_result(recipient, result.text, channel=call.channel, call_id=call.meta.get("call_id"),
-                          is_error=result.is_error, metadata=result.metadata)
+                          is_error=result.is_error, metadata=result.metadata, **meta)
         self.transcript.append(msg)
         return msg, ToolResultEvent(call.meta.get("call_id", ""), recipient, result.text, result.is_error,
                                     dict(result.metadata))
@@ -230,8 +283,10 @@ class _Run:
         self.started = time.monotonic()  # the clock starts when the run does (not while it queues)
         chain: list[int] | None = None
         pending = self.transcript.pending_tool_call()
-        if pending is not None:  # a saved run that stopped between a call and its answer: answer it first
-            yield self._dispatch(pending)[1]
+        # a saved run that stopped between a call and its answer (or paused for approval): answer it first
+        if pending is not None and (yield from self._approved(pending, resumed=True)) is None:
+            yield from self._stop("approval")
+            return
         while True:
             reason = self._limit_reason()
             if reason:
@@ -282,8 +337,10 @@ class _Run:
             if agent.dispatcher.returns_to_caller(recipient):
                 yield from self._stop("tool_calls")
                 return
-            answer, event = self._dispatch(last)
-            yield event
+            answer = yield from self._approved(last)
+            if answer is None:
+                yield from self._stop("approval")
+                return
             chain = self.prev_tokens + hp.render_message(answer, enc) + hp.assistant_start(enc)
 
     def _limit_reason(self) -> str | None:
@@ -411,10 +468,17 @@ class GrammarHooks:
                 self.agent.functions, encoding=req.encoding,
                 vocab_size=self.agent.backend.vocab_size, tool_choice=req.tool_choice,
                 response_format=self.agent.answer, builtin_recipients=self.agent.builtin_recipients,
-                free_text_limit=self.free_text_limit,
+                free_text_limit=self.free_text_limit, builtin_schemas=namespace_schemas(self.agent.config),
             )
             self._compiled[req.tool_choice] = tc
         return tc.hook()
+
+
+def namespace_schemas(config: hp.PromptConfig) -> dict[str, dict[str, Any]]:
+    """``{"page.click": schema, ...}``: the parameter schemas of every namespace tool's functions, so their
+    arguments are decoded under the same grammar as function calls."""
+    return {f"{t.name}.{f.name}": f.parameters for t in config.builtin_tools for f in t.functions
+            if f.parameters is not None}
 
 
 def _resolve_citations(agent: Agent, text: str) -> list[dict[str, Any]]:
@@ -508,6 +572,10 @@ class _Collector:
             except OutputError:
                 output = None
         calls = self.calls if self.reason == "tool_calls" else []
+        pending = transcript.pending_tool_call() if self.reason == "approval" else None
+        if pending is not None:  # the call waiting for a decision
+            calls = [ToolCall(pending.meta.get("call_id", ""), pending.recipient or "", pending.text,
+                              pending.channel, pending.content_type)]
         self.citations += _resolve_citations(self.agent, text)
         return RunResult(text, self.reason, transcript, self.usage, output, self.citations, calls,
                          self.errors)

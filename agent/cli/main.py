@@ -80,9 +80,15 @@ def _agent(args: argparse.Namespace, settings: Settings, backend: Backend, demo:
     max_tokens = args.max_tokens if args.max_tokens is not None else (DEMO_MAX_TOKENS if demo else None)
     limits = Limits(max_turns=args.max_turns, max_tokens=max_tokens, max_time=args.timeout)
     temperature = args.temperature if args.temperature is not None else (0.0 if demo else 1.0)
+    from rich.console import Console
+
+    from ossagent.agent.cli import approve
+
     return Agent(backend, tools=tools, instructions=args.instructions, reasoning=args.reasoning,
                  response_format=_schema(getattr(args, "schema", None)), limits=limits, seed=args.seed,
-                 temperature=temperature, current_date=datetime.date.today().isoformat())
+                 temperature=temperature, current_date=datetime.date.today().isoformat(),
+                 mcp=approve.servers(args), workspace=args.workspace, approvals=approve.policy(args),
+                 approver=approve.terminal_approver(Console(stderr=True, highlight=False)))
 
 
 def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
@@ -115,7 +121,11 @@ def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         }, ensure_ascii=False, indent=2))
     else:
         print(result.text)
-    return 0 if result.stop_reason in ("final", "tool_calls") else 3
+    if result.stop_reason == "approval":  # no terminal to ask on: say what waits and how to go on
+        for call in result.tool_calls:
+            print(f"waiting for approval: {call.recipient} {call.arguments}\n  resume with --resume TRANSCRIPT "
+                  "and --approve all (run it) or --approve none (refuse it)", file=sys.stderr)
+    return 0 if result.stop_reason in ("final", "tool_calls", "approval") else 3
 
 
 def _cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
@@ -185,6 +195,9 @@ def _agent_args(p: argparse.ArgumentParser, serve: bool = False) -> None:
     p.add_argument("--transcript", help="save the transcript (JSONL) here")
     p.add_argument("-v", "--verbose", action="store_true", help="show the reasoning")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the answer")
+    from ossagent.agent.cli.approve import add_arguments
+
+    add_arguments(p)
 
 
 def _cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
@@ -199,7 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("doctor", help="report what this machine offers (tokenizer, torch, sandbox, browser, model)")
     sub.add_parser("list", help="list the gpt-oss checkpoints on this machine")
     run = sub.add_parser("run", help="run one agent task", epilog=epilog("run"), formatter_class=Formatter)
-    run.add_argument("task", help="what to do; - reads it from standard input")
+    run.add_argument("task", nargs="?", help="what to do; - reads it from standard input; leave it out to resume "
+                     "a paused --resume transcript")
     _backend_args(run)
     _agent_args(run)
     run.add_argument("--schema", help="JSON Schema (file or inline) the answer must follow")
@@ -222,6 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="let browser pages from ORIGIN call the API (repeatable; * for any); off by default")
     serve.add_argument("--slots", type=int, help="concurrent generations (default 1 for a local model)")
     serve.add_argument("--server-api-key", help="require this bearer token from clients")
+    serve.add_argument("--allow-mcp", action="store_true",
+                       help="connect to the MCP servers (streamable HTTP URLs) that Responses requests name")
     add_eval_parser(sub)
     ft = sub.add_parser("finetune", help="LoRA fine-tuning on saved agent transcripts",
                         description="Fine-tune LoRA adapters on the turns of saved transcripts (ossagent finetune).")

@@ -31,12 +31,20 @@ def build_tools(
 
             tools.append(FilesTool(workspace))
         elif name == "browser":
-            tools.append(_browser(settings, search, allow_private))
+            tools.extend(_browser(settings, search, allow_private, workspace))
     return tools
 
 
-def _browser(settings: Settings, search: str | None, allow_private: bool) -> Tool:
-    from ossagent.tools.browser import Browser, BrowserConfig, BrowserTool, OfflineBackend, SearxngBackend
+def _browser(settings: Settings, search: str | None, allow_private: bool, workspace: Path) -> list[Tool]:
+    """``browser`` (search/open/find) and ``page`` (actions in a live tab) over one browser."""
+    from ossagent.tools.browser import (
+        ActionConfig,
+        Browser,
+        BrowserConfig,
+        OfflineBackend,
+        SearxngBackend,
+        browser_tools,
+    )
     from ossagent.tools.browser.chromium import ChromiumConfig
     from ossagent.tools.browser.policy import UrlPolicy
 
@@ -46,5 +54,6 @@ def _browser(settings: Settings, search: str | None, allow_private: bool) -> Too
     elif search:
         backend = OfflineBackend(search)
     chromium = ChromiumConfig(executable=settings.chromium) if settings.chromium else ChromiumConfig()
-    config = BrowserConfig(policy=UrlPolicy(allow_private=allow_private), chromium=chromium)
-    return BrowserTool(Browser(backend, config))
+    config = BrowserConfig(policy=UrlPolicy(allow_private=allow_private), chromium=chromium,
+                           actions=ActionConfig(workspace=workspace))
+    return browser_tools(Browser(backend, config))

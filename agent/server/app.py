@@ -73,6 +73,7 @@ class ServerConfig:
     reasoning_budget: int | None = None  # tokens per free-text message (bounds a random test model)
     stored_responses: int = 256
     reasoning_memory: int = 1024  # tool-call ids whose reasoning is kept for clients that drop it
+    allow_mcp: bool = False  # connect to the MCP servers (streamable HTTP) a Responses request names
 
 
 class Server:
@@ -90,6 +91,9 @@ class Server:
 
     def agent(self, req: GenRequest) -> Agent:
         cfg = self.config
+        mcp = req.extra.get("mcp")
+        if mcp is not None and mcp.servers and not cfg.allow_mcp:
+            raise bad_request("this server does not connect to MCP servers (start it with --allow-mcp)", "tools")
         tools = list(cfg.tools_factory()) if cfg.tools_factory else []
         try:
             functions = [FunctionTool.from_schema(f.name, f.parameters, f.description, lenient=True)
@@ -101,7 +105,8 @@ class Server:
                               max_time=cfg.max_time),
                 temperature=req.temperature, top_p=req.top_p, seed=req.seed, stop=req.stop,
                 tool_choice=req.tool_choice, hook_factory=cfg.hook_factory, encoding=cfg.encoding,
-                reasoning_budget=cfg.reasoning_budget,
+                reasoning_budget=cfg.reasoning_budget, mcp=mcp.servers if mcp else (),
+                approvals=mcp.policy() if mcp else None,
             )
         except UserError as exc:
             for tool in tools:
@@ -123,7 +128,8 @@ class Server:
             messages = prev.messages + messages
         agent = self.agent(req)
         try:  # building the run checks the conversation (e.g. a tool call without its answer): a 400
-            stream = agent.stream(transcript=Transcript(messages))
+            mcp = req.extra.get("mcp")
+            stream = agent.stream(transcript=Transcript(messages), approvals=mcp.decisions if mcp else ())
         except UserError as exc:
             agent.close()
             raise bad_request(str(exc), "messages") from exc
@@ -337,7 +343,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         known = {str(m.meta["call_id"]): (m.recipient or "").split(".", 1)[-1]
                  for m in (prev.messages if prev else []) if m.is_tool_call and "call_id" in m.meta}
         req = parse_responses(body, known)
-        fmt = ResponsesFormatter(config.model_id, {f.name for f in req.functions}, body)
+        fmt = ResponsesFormatter(config.model_id, {f.name for f in req.functions}, body, req.extra["mcp"].labels)
 
         def start() -> list[bytes]:
             return [_sse(e, e["type"]) for e in fmt.start()]

@@ -508,8 +508,12 @@ class ResponsesRequest(_Common):
 
 def parse_responses(body: dict[str, Any], known_calls: dict[str, str] | None = None) -> GenRequest:
     """known_calls: call_id -> function name of calls made in the ``previous_response_id`` conversation."""
+    from ossagent.agent.server.mcp import MCPRequest, split_body
+
+    mcp = MCPRequest()
+    body, only_decisions = split_body(body, mcp)
     req: ResponsesRequest = _validate(ResponsesRequest, body)
-    msgs, instructions = req.conversation(known_calls or {})
+    msgs, instructions = ([], []) if only_decisions else req.conversation(known_calls or {})
     if isinstance(req.instructions, str):
         instructions.insert(0, req.instructions)
     functions = [FunctionDescription(t.name, str(t.description or ""), t.parameters) for t in req.tools]
@@ -521,5 +525,5 @@ def parse_responses(body: dict[str, Any], known_calls: dict[str, str] | None = N
         response_format=response_format(text.get("format"), "text.format"),
         reasoning=effort(reasoning.get("effort"), "reasoning.effort"),
         max_tokens=req.max_output_tokens, previous_response_id=req.previous_response_id,
-        temperature=req.temperature, top_p=req.top_p, seed=req.seed, stream=req.stream,
+        temperature=req.temperature, top_p=req.top_p, seed=req.seed, stream=req.stream, extra={"mcp": mcp},
     )

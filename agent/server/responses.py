@@ -21,7 +21,10 @@ def _id(prefix: str) -> str:
 
 
 class ResponsesFormatter:
-    def __init__(self, model: str, caller_functions: set[str], request: dict[str, Any]) -> None:
+    def __init__(self, model: str, caller_functions: set[str], request: dict[str, Any],
+                 mcp_labels: set[str] | frozenset[str] = frozenset()) -> None:
+        self.mcp_labels = mcp_labels
+        self.mcp_calls: dict[str, events.ToolCall] = {}
         self.id = _id("resp")
         self.created = int(time.time())
         self.model = model
@@ -118,6 +121,24 @@ class ResponsesFormatter:
         out.append(self._ev(name, item_id=self.open["id"], output_index=idx, content_index=0, delta=text, **extra))
         return out
 
+    def _mcp_item(self, call_id: str, result: events.ToolResultEvent | None) -> list[dict[str, Any]]:
+        """An MCP call as an ``mcp_call`` item (it ran or was refused) or an ``mcp_approval_request`` (it waits)."""
+        from ossagent.agent.server.mcp import call_item
+
+        call = self.mcp_calls.pop(call_id)
+        label, name = call.recipient.split(".", 1)
+        if result is None:
+            item = call_item(label, name, call.arguments, call_id, pending=True)
+        else:
+            item = call_item(label, name, call.arguments, call_id, None if result.is_error else result.text,
+                             result.text if result.is_error else None)
+        out = self._close_open()
+        self.items.append(item)
+        idx = len(self.items) - 1
+        out.append(self._ev("response.output_item.added", output_index=idx, item=dict(item)))
+        out.append(self._ev("response.output_item.done", output_index=idx, item=dict(item)))
+        return out
+
     def on_event(self, ev: events.Event) -> list[dict[str, Any]]:
         if isinstance(ev, events.ReasoningDelta):
             return self._text("reasoning", ev.text)
@@ -137,7 +158,11 @@ class ResponsesFormatter:
             item["arguments"] += ev.text
             return [self._ev("response.function_call_arguments.delta", item_id=item["id"],
                              output_index=self.items.index(item), delta=ev.text)]
-        if isinstance(ev, events.ToolCall) and ev.call_id in self.calls:
+        if isinstance(ev, events.ToolCall) and ev.recipient.split(".", 1)[0] in self.mcp_labels:
+            self.mcp_calls[ev.call_id] = ev
+        elif isinstance(ev, events.ToolResultEvent) and ev.call_id in self.mcp_calls:
+            return self._mcp_item(ev.call_id, ev)
+        elif isinstance(ev, events.ToolCall) and ev.call_id in self.calls:
             self.calls[ev.call_id]["arguments"] = ev.arguments
         elif isinstance(ev, events.Usage):
             self.usage = ev
@@ -145,6 +170,8 @@ class ResponsesFormatter:
             self.errors.append(ev)
         elif isinstance(ev, events.Stopped):
             out = self._close_open()
+            if ev.reason == "approval":
+                out += [e for cid in list(self.mcp_calls) for e in self._mcp_item(cid, None)]
             self.incomplete = incomplete_reason(ev.reason)
             self.status = "incomplete" if self.incomplete else ("failed" if ev.reason == "error" else "completed")
             kind = {"incomplete": "response.incomplete", "failed": "response.failed"}.get(self.status,

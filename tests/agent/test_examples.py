@@ -24,7 +24,7 @@ def test_examples_are_numbered_and_all_tested() -> None:
     names = sorted(p.name for p in EXAMPLES.glob("[0-9][0-9]_*.py"))
     assert names == ["01_scripted_agent.py", "02_code_assistant.py", "03_browser_local_site.py",
                      "04_structured_output.py", "05_function_calling.py", "06_openai_client.py",
-                     "07_browser_actions.py"]
+                     "07_browser_actions.py", "08_mcp.py"]
 
 
 def test_01_scripted_agent() -> None:
@@ -85,3 +85,14 @@ def test_07_browser_actions(tmp_path: Path) -> None:
         assert example.scripted_steps(url, tmp_path) == tools[-1].text.replace(first, url)
     finally:
         httpd.shutdown()
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
+def test_08_mcp(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ossagent.agent.transcript import Transcript
+
+    assert load("08_mcp.py").main(use_model=False, workspace=tmp_path) == 0
+    assert "26.2 miles" in capsys.readouterr().out
+    tools = [m for m in Transcript.load(tmp_path / "run.jsonl") if m.role == "tool"]
+    assert [m.text for m in tools] == ["42.195 km = 26.2 mi"]
+    assert tools[0].meta["approval"] == {"decision": "approved", "by": "policy", "policy": "allow"}
