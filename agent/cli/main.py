@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ossagent.agent.backends.local import DEFAULT_KV_MEMORY_GB
 from ossagent.agent.eval.cli import add_parser as add_eval_parser
 from ossagent.agent.eval.cli import main as eval_main
 from ossagent.agent.settings import Settings
@@ -38,8 +39,11 @@ def _status(console: Any, quiet: bool) -> Iterator[Callable[[str], None]]:
         yield lambda msg: status.update(msg)
 
 
-def _backend(args: argparse.Namespace, settings: Settings, console: Any) -> tuple[Any, bool]:
-    """The backend, and whether it is the built-in demo model (said once, on ``console``)."""
+def _backend(
+    args: argparse.Namespace, settings: Settings, console: Any, slots: int | None = 1,
+) -> tuple[Any, bool]:
+    """The backend, and whether it is the built-in demo model (said once, on ``console``). ``slots``: a local
+    model's concurrent sequences (None: as many as its KV budget allows, up to 4)."""
     from ossagent.agent.backends.discovery import demo_fallback
     from ossagent.agent.backends.factory import build_backend
 
@@ -50,7 +54,8 @@ def _backend(args: argparse.Namespace, settings: Settings, console: Any) -> tupl
         console.print(f"[dim]{DEMO_NOTICE}[/dim]", highlight=False)
     with _status(console, getattr(args, "quiet", False)) as progress:
         backend = build_backend(settings, model=args.model, remote=args.remote, remote_model=args.remote_model,
-                                api_key=args.api_key, scripted=args.scripted, progress=progress)
+                                api_key=args.api_key, scripted=args.scripted, progress=progress,
+                                slots=slots, kv_memory_gb=getattr(args, "kv_memory", None))
     return backend, demo
 
 
@@ -135,7 +140,7 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from ossagent.agent.server.serve import serve_forever
 
     console = Console(stderr=True, highlight=False)
-    backend, _ = _backend(args, settings, console)
+    backend, _ = _backend(args, settings, console, slots=args.slots)
     names = [t for t in (args.tools or "").split(",") if t]
     build_tools(names, Path(args.workspace), settings, search=args.search)  # fail now, not at the first request
 
@@ -143,11 +148,14 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         return build_tools(names, Path(args.workspace), settings, search=args.search,
                            allow_private=args.allow_private)
 
-    slots = args.slots or (1 if getattr(backend, "takes_hooks", False) else 8)
+    # a local model decodes its slots together (default: 4 where the KV budget holds 4 conversations of 8k
+    # tokens, see LocalBackend); other backends only bound concurrent requests
+    slots = args.slots or getattr(backend, "slots", 8)
     config = ServerConfig(backend=backend, model_id=args.model_id, tools_factory=tools if names else None,
                           slots=slots, api_key=args.server_api_key, max_turns=args.max_turns,
                           default_reasoning=args.reasoning, encoding=getattr(backend, "encoding", None))
-    console.print(f"serving {args.model_id} on http://{args.host}:{args.port}/v1 ({slots} slot(s))")
+    kv = f", KV cache budget {args.kv_memory or DEFAULT_KV_MEMORY_GB:g} GB" if hasattr(backend, "batch") else ""
+    console.print(f"serving {args.model_id} on http://{args.host}:{args.port}/v1 ({slots} slot(s){kv})")
     serve_forever(create_app(config), args.host, args.port)
     return 0
 
@@ -211,7 +219,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--model-id", default="gpt-oss-20b", help="the name clients use in 'model'")
-    serve.add_argument("--slots", type=int, help="concurrent generations (default 1 for a local model)")
+    serve.add_argument("--slots", type=int,
+                       help="concurrent generations; a local model decodes them together (default 4 for a local "
+                            "model when --kv-memory holds 4 conversations of 8k tokens, else fewer; 8 otherwise)")
+    serve.add_argument("--kv-memory", type=float, metavar="GB",
+                       help=f"a local model's KV cache budget for cached conversations (default "
+                            f"{DEFAULT_KV_MEMORY_GB:g}; at gpt-oss-20b about 0.25 GB per 8k-token conversation)")
     serve.add_argument("--server-api-key", help="require this bearer token from clients")
     add_eval_parser(sub)
     dl = sub.add_parser("download", help="download a checkpoint from Hugging Face")
