@@ -24,7 +24,7 @@ def test_examples_are_numbered_and_all_tested() -> None:
     names = sorted(p.name for p in EXAMPLES.glob("[0-9][0-9]_*.py"))
     assert names == ["01_scripted_agent.py", "02_code_assistant.py", "03_browser_local_site.py",
                      "04_structured_output.py", "05_function_calling.py", "06_openai_client.py",
-                     "07_browser_actions.py"]
+                     "07_browser_actions.py", "09_two_agents.py"]
 
 
 def test_01_scripted_agent() -> None:
@@ -85,3 +85,16 @@ def test_07_browser_actions(tmp_path: Path) -> None:
         assert example.scripted_steps(url, tmp_path) == tools[-1].text.replace(first, url)
     finally:
         httpd.shutdown()
+
+
+def test_09_two_agents_at_once_on_the_demo_model() -> None:
+    from ossagent.model.demo import demo_model_dir
+
+    demo = demo_model_dir()
+    if demo is None:
+        pytest.skip("this installation does not carry the demo model")
+    module = load("09_two_agents.py")
+    weather, stock = module.main(model=demo)
+    assert [m.text for m in weather.transcript if m.role == "tool"] == [module.get_weather("Oslo")]
+    assert [m.text for m in stock.transcript if m.role == "tool"] == [module.check_stock("backpack")]
+    assert "23 degrees and rainy" in weather.text and "40 units" in stock.text
