@@ -71,7 +71,8 @@ def build_backend(
 
     return LocalBackend.from_pretrained(folder, device=settings.device, tokenizer=settings.tokenizer,
                                         tiktoken_cache_dir=settings.tiktoken_cache_dir, progress=progress,
-                                        slots=slots, kv_memory_gb=kv_memory_gb or DEFAULT_KV_MEMORY_GB)
+                                        slots=slots,
+                                        kv_memory_gb=DEFAULT_KV_MEMORY_GB if kv_memory_gb is None else kv_memory_gb)
 
 
 def example_backend(script: Sequence[str], *, use_model: bool = True, quiet: bool = False) -> tuple[Backend, bool]:
