@@ -24,7 +24,7 @@ from ossagent.agent.prompt import Prompt
 from ossagent.tools.base import UserError
 
 if TYPE_CHECKING:
-    from ossagent.model.batch import BatchEngine
+    from ossagent.model.batch import BatchEngine, Stream
     from ossagent.model.engine import Engine
     from ossagent.model.hooks import StepHook
 
@@ -119,4 +119,13 @@ class LocalBackend:
 
         sp = SamplingParams(max_tokens=params.max_tokens, temperature=params.temperature, top_p=params.top_p,
                             top_k=params.top_k, seed=params.seed, stop_tokens=tuple(params.stop_tokens))
-        return self.batch.generate(prompt.tokens, sp, hook)
+        return _closing(self.batch.generate(prompt.tokens, sp, hook))
+
+
+def _closing(stream: Stream) -> Iterator[int]:
+    """The stream as a generator: closing it (the agent loop does when a turn ends or its run is cancelled) or
+    dropping it frees the sequence in the batch engine at once."""
+    try:
+        yield from stream
+    finally:
+        stream.close()

@@ -114,7 +114,7 @@ def test_a_disconnect_frees_its_sequence_while_the_other_stream_goes_on(tiny_bac
             got = [next(kept) for _ in range(200)]
             assert sum("hmm" in ln for ln in got) > 50
             assert backend.active == 1
-        assert wait_until(lambda: backend.active == 0, 5)
+        assert wait_until(lambda: backend.active == 0, 5), "the last sequence kept running after its client left"
         steps = backend.batch.steps
         time.sleep(0.3)
         assert backend.batch.steps == steps, "nobody is left to step for"
