@@ -1,6 +1,6 @@
 """Write the random-weight gpt-oss-20b checkpoint (exact shapes, MXFP4 experts, bf16 rest) once.
 
-    flock /tmp/ossagent-bigmem.lock .venv/bin/python benchmarks/checkpoint_20b.py [FOLDER]
+    flock /tmp/ossagent-20b.lock .venv/bin/python benchmarks/checkpoint_20b.py [FOLDER]
 
 FOLDER defaults to ``cache/gpt-oss-20b-random`` in the nearest ``cache`` folder above the checkout (worktrees
 of one machine share it).

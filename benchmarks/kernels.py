@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ossagent.model import kernels
+from ossagent.model.gpt_oss import swiglu
 
 H = INTER = 2880
 
@@ -74,6 +75,26 @@ def main() -> None:
 
     t = best(moe, args.calls)
     rows.append(("MoE decode step: 4 experts up+down, DRAM", t, 4 * 3 * H * INTER * 17 / 32))
+    bias1 = torch.zeros(e, 2 * INTER, dtype=torch.bfloat16)
+    bias2 = torch.zeros(e, H, dtype=torch.bfloat16)
+    w4 = torch.full((4,), 0.25, dtype=torch.bfloat16)
+
+    def moe_torch(i: int) -> None:  # the decode path before mxfp4_moe_decode: 2 GEMVs + ~12 torch ops
+        ids, _ = torch.sort(torch.randperm(e, generator=g)[:4])
+        h = ops.mxfp4_gemv(x.expand(4, H), b1, s1, ids, bias1, 0, 1.702, 7.0)
+        a = swiglu(h.to(torch.bfloat16), 7.0, 1.702)
+        y = ops.mxfp4_gemv(a, b2, s2, ids, bias2, 0, 1.702, 7.0).to(torch.bfloat16) * w4[:, None]
+        out = y[0:1]
+        for j in range(1, 4):
+            out = out + y[j : j + 1]
+
+    def moe_fused(i: int) -> None:
+        ids = torch.randperm(e, generator=g)[:4]
+        ops.mxfp4_moe_decode(x, b1, s1, bias1, b2, s2, bias2, ids, w4, 1.702, 7.0)
+
+    for _ in range(2):  # alternate, so both see the same machine
+        rows.append(("MoE layer decode, GEMVs + torch ops, DRAM", best(moe_torch, args.calls), 4 * 3 * H * INTER * 17 / 32))
+        rows.append(("MoE layer decode, one fused call, DRAM", best(moe_fused, args.calls), 4 * 3 * H * INTER * 17 / 32))
     out = torch.empty(2 * INTER, H, dtype=torch.bfloat16)
     t = best(lambda i: ops.mxfp4_dequant(b1[i % e], s1[i % e], out), args.calls)
     rows.append(("MXFP4 -> bf16 dequant 5760x2880 (bytes out)", t, 2 * INTER * H * 2))

@@ -1,6 +1,6 @@
 """gpt-oss-20b speed and memory on this CPU: one table with our figures, the goals, the limits and llama.cpp.
 
-    flock /tmp/ossagent-bigmem.lock .venv/bin/python benchmarks/speed.py [--model DIR] [--runs 3]
+    flock /tmp/ossagent-20b.lock .venv/bin/python benchmarks/speed.py [--model DIR] [--runs 3]
 
 Uses the random-weight gpt-oss-20b checkpoint (exact shapes, MXFP4 experts, bf16 rest), written on first use by
 benchmarks/checkpoint_20b.py. Every timed figure is the best of ``--runs`` runs: the machine is shared, so the

@@ -123,15 +123,17 @@ class Engine:
         layout: str | None = None,
         native_kernels: bool = True,
         int8: bool = False,
+        weights: str = "bf16",
         **kwargs: int,
     ) -> Engine:
         """Load a model folder (HF or original layout). device None: CUDA when present, else CPU.
 
-        On CPU, ``native_kernels`` builds (first use) and uses the MXFP4 expert kernels, and ``int8`` stores the
-        attention and unembedding weights in 8 bits (see ossagent.model.kernels.accelerate)."""
+        On CPU, ``native_kernels`` builds (first use) and uses the MXFP4 expert kernels. ``weights="int8"`` (or
+        ``int8=True``) stores the attention and unembedding weights in 8 bits, quantised while loading
+        (see ossagent.model.loader.load_model); "bf16" keeps the checkpoint's."""
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        model = load_model(path, device=device, dtype=dtype, layout=layout)
+        model = load_model(path, device=device, dtype=dtype, layout=layout, weights="int8" if int8 else weights)
         if native_kernels and torch.device(device).type == "cpu":
             from ossagent.model.kernels.accelerate import accelerate
 

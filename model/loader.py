@@ -191,13 +191,39 @@ def _set(model: nn.Module, name: str, tensor: torch.Tensor) -> None:
         raise KeyError(name)
 
 
+WEIGHTS = ("bf16", "int8")
+
+
+def _int8_targets(config: GptOssConfig) -> set[str]:
+    """Model weights that ``weights="int8"`` stores as 8-bit rows: attention projections and the unembedding."""
+    names = {f"blocks.{n}.attn.{p}.weight" for n in range(config.num_hidden_layers) for p in ("q", "k", "v", "out")}
+    return names | {"unembedding.weight"}
+
+
+def _install_int8(model: GptOss, quantized: dict[str, tuple[torch.Tensor, torch.Tensor]], target: torch.device) -> None:
+    """Replace each nn.Linear whose weight was quantised while loading by an Int8Linear (its bias is loaded)."""
+    from ossagent.model.quant8 import Int8Linear
+
+    for name, (q, s) in quantized.items():
+        parent_name, _, leaf = name.removesuffix(".weight").rpartition(".")
+        parent = model.get_submodule(parent_name)
+        linear = getattr(parent, leaf)
+        setattr(parent, leaf, Int8Linear(q.to(target), s.to(target), linear.bias))
+
+
 def load_model(
     path: str | Path,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.bfloat16,
     layout: str | None = None,
+    weights: str = "bf16",
 ) -> GptOss:
-    """Build :class:`GptOss` from a model folder. ``layout`` None picks HF when ``config.json`` exists."""
+    """Build :class:`GptOss` from a model folder. ``layout`` None picks HF when ``config.json`` exists.
+
+    ``weights="int8"`` stores the attention projections and the unembedding as 8-bit rows (ossagent.model.quant8),
+    quantised while loading: each bf16 page is released once read, so both copies are never resident."""
+    if weights not in WEIGHTS:
+        raise ValueError(f"weights must be one of {WEIGHTS}, got {weights!r}")
     root = Path(path)
     kind, folder = _layout(root, layout)
     config = GptOssConfig.load(folder / "config.json")
@@ -219,6 +245,8 @@ def load_model(
         model = GptOss(config, quantized_experts=quantized, dtype=dtype)
     files: dict[Path, SafetensorsFile] = {}
     target = torch.device(device) if device is not None else torch.device("cpu")
+    to_int8 = _int8_targets(config) if weights == "int8" else set()
+    int8_rows: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     for mine, src in sources.items():
         inputs = []
         for name, shape, want in zip(src.names, src.shapes, src.dtypes, strict=True):
@@ -240,11 +268,17 @@ def load_model(
                 raise CheckpointError(f"{fpath}: tensor {name!r} has dtype {got_dtype}, expected {want}")
             inputs.append(f.get(name))
         t = src.transform(inputs)
+        if mine in to_int8:
+            from ossagent.model.quant8 import quantize_rows, release_file_pages
+
+            int8_rows[mine] = quantize_rows(t, release=release_file_pages)
+            continue
         want_dtype = torch.float32 if mine.endswith("norm.scale") else (
             torch.uint8 if t.dtype == torch.uint8 else dtype)
         if t.dtype != want_dtype or t.device != target:
             t = t.to(device=target, dtype=want_dtype)
         _set(model, mine, t)
+    _install_int8(model, int8_rows, target)
     model.rotary = type(model.rotary)(config, target)
     model.eval()
     return model

@@ -11,6 +11,11 @@ Without the native kernels, ``torch._weight_int8pack_mm`` or a plain dequantise-
 
 from __future__ import annotations
 
+import ctypes
+import mmap
+import sys
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -22,8 +27,30 @@ GEMV_MAX_ROWS = 4
 _CHUNK_ROWS = 8192
 
 
-def quantize_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """weight [N, K] -> (int8 [N, K], fp32 scale [N]); processed in row chunks (no full fp32 copy)."""
+def release_file_pages(t: torch.Tensor) -> None:
+    """Drop the resident pages under ``t``, a view of a private file mapping (safetensors) that was only read.
+
+    The next read faults them in again from the file, so values never change; only resident memory does. Never
+    call it on ordinary (anonymous) memory: there the kernel would hand back zeros. Linux only; else a no-op."""
+    if not sys.platform.startswith("linux") or t.numel() == 0 or not t.is_contiguous():
+        return
+    page = mmap.PAGESIZE
+    start = t.data_ptr()
+    end = start + t.numel() * t.element_size()
+    start_aligned = -(-start // page) * page  # whole pages inside the tensor only
+    end_aligned = end // page * page
+    if end_aligned > start_aligned:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.madvise(ctypes.c_void_p(start_aligned), ctypes.c_size_t(end_aligned - start_aligned), 4)  # DONTNEED
+
+
+def quantize_rows(
+    weight: torch.Tensor, release: Callable[[torch.Tensor], None] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """weight [N, K] -> (int8 [N, K], fp32 scale [N]); processed in row chunks (no full fp32 copy).
+
+    ``release`` is called with each chunk of ``weight`` once it is quantised (the loader frees the file pages
+    it read, so the bf16 and the int8 copies are never resident together)."""
     n, k = weight.shape
     q = torch.empty(n, k, dtype=torch.int8)
     scale = torch.empty(n, dtype=torch.float32)
@@ -32,6 +59,8 @@ def quantize_rows(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         s = w.abs().amax(dim=1).clamp_min(1e-30) / 127.0
         q[a : a + _CHUNK_ROWS] = torch.round(w / s[:, None]).clamp_(-127, 127).to(torch.int8)
         scale[a : a + _CHUNK_ROWS] = s
+        if release is not None:
+            release(weight[a : a + _CHUNK_ROWS])
     return q, scale
 
 

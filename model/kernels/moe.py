@@ -3,7 +3,8 @@
 Per used expert, the tokens routed to it are computed one of two ways:
 
 * few tokens (decode) in bf16: the fused MXFP4 GEMV reads the packed weights once, no bf16 matrix is
-  formed (other activation dtypes always take the second way, which is exact for them too);
+  formed (other activation dtypes always take the second way, which is exact for them too); one token goes
+  through its experts in a single native call (``mxfp4_moe_decode``: two parallel regions, no torch ops);
 * many tokens (prefill): the expert is dequantised once (bit-exact) into a reused bf16 buffer and multiplied
   with ``F.linear`` (oneDNN, AMX where present).
 
@@ -62,14 +63,11 @@ def _dequant_expert(x: torch.Tensor, e: int, experts: Experts, limit: float, alp
 def _decode_one(
     x: torch.Tensor, ids: torch.Tensor, weights: torch.Tensor, experts: Experts, limit: float, alpha: float
 ) -> torch.Tensor:
-    """One token: the k experts in ascending id order (as the reference sums them), all by the GEMV."""
-    ids, order = torch.sort(ids)
-    y = _gemv_pairs(x, torch.zeros_like(ids), ids, experts, limit, alpha)  # [k, H]
-    parts = y * weights[order].to(x.dtype)[:, None]  # rounded per expert, as the reference does
-    out = parts[0:1]
-    for j in range(1, parts.shape[0]):
-        out = out + parts[j : j + 1]  # bf16 sum in the reference's order
-    return out
+    """One token: its k experts in one native call (up, SwiGLU, down, routing weights, sum in ascending id
+    order, rounded where the reference rounds)."""
+    return torch.ops.ossagent_kernels.mxfp4_moe_decode(
+        x, experts.mlp1_blocks, experts.mlp1_scales, experts.mlp1_bias, experts.mlp2_blocks, experts.mlp2_scales,
+        experts.mlp2_bias, ids, weights, alpha, limit)
 
 
 def native_expert_mlp(

@@ -123,3 +123,30 @@ def test_missing_compiler_falls_back_with_one_warning(monkeypatch: pytest.Monkey
     finally:
         kernels._state.clear()
         kernels._state.update(saved)
+
+
+def test_moe_decode_equals_the_two_gemv_path() -> None:
+    """The fused one-token MoE (one call) rounds exactly as GEMV -> bf16 -> torch SwiGLU -> GEMV -> weights."""
+    from ossagent.model.gpt_oss import swiglu
+
+    g = torch.Generator().manual_seed(11)
+    e, h, i = 6, 128, 96
+    b1, s1 = _random_mxfp4((e, 2 * i, h // 32), g, 118, 124)
+    b2, s2 = _random_mxfp4((e, h, i // 32), g, 118, 124)
+    bias1 = torch.randn(e, 2 * i, generator=g).to(torch.bfloat16)
+    bias2 = torch.randn(e, h, generator=g).to(torch.bfloat16)
+    for _ in range(10):
+        x = (torch.randn(1, h, generator=g) * 2).to(torch.bfloat16)
+        ids = torch.randperm(e, generator=g)[:4]
+        w = torch.softmax(torch.randn(4, generator=g), -1).to(torch.bfloat16)
+        fused = _ops().mxfp4_moe_decode(x, b1, s1, bias1, b2, s2, bias2, ids, w, 1.702, 7.0)
+        sid, order = torch.sort(ids)
+        hh = _ops().mxfp4_gemv(x.expand(4, h), b1, s1, sid, bias1, 0, 1.702, 7.0)
+        a = swiglu(hh.to(torch.bfloat16), 7.0, 1.702)
+        y = _ops().mxfp4_gemv(a, b2, s2, sid, bias2, 0, 1.702, 7.0).to(torch.bfloat16) * w[order][:, None]
+        out = y[0:1]
+        for j in range(1, 4):
+            out = out + y[j : j + 1]
+        assert torch.equal(fused, out)
+    with pytest.raises(RuntimeError, match="out of range"):
+        _ops().mxfp4_moe_decode(x, b1, s1, bias1, b2, s2, bias2, torch.tensor([0, 6]), w[:2], 1.702, 7.0)

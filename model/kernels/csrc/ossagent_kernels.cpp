@@ -19,6 +19,7 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -312,6 +313,103 @@ at::Tensor int8_gemv(const at::Tensor& x, const at::Tensor& weight, const at::Te
   return y;
 }
 
+// fp32 -> nearest bf16 (ties to even), as torch rounds; NaN stays NaN.
+inline float round_bf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7F800000u) == 0x7F800000u && (u & 0x7FFFFFu)) return f;
+  u = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+inline uint16_t bf16_bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+// The reference SwiGLU on bf16 tensors, one rounding after every torch op:
+// gate = min(g, limit); lin = clamp(l); s = sigmoid(bf16(alpha*gate)); out = bf16(bf16(gate*s) * bf16(lin+1)).
+inline float swiglu_bf16(float gate, float lin, float alpha, float limit) {
+  gate = std::min(gate, limit);
+  lin = std::max(std::min(lin, limit), -limit);
+  const float z = round_bf16(alpha * gate);
+  const float sig = round_bf16(1.0f / (1.0f + std::exp(-z)));
+  return round_bf16(round_bf16(gate * sig) * round_bf16(lin + 1.0f));
+}
+
+// One token through its k experts in one call (decode): x [1, H] bf16, expert ids [k], routing weights [k];
+// mlp1 [E, 2I, H/32, 16] (+ scales, bias [E, 2I]), mlp2 [E, H, I/32, 16] (+ scales, bias [E, H]).
+// Rounds where the reference rounds (bf16 after each projection and each SwiGLU op, the weighted expert
+// outputs, and their sum in ascending expert order), so only the fp32 order inside the dots differs.
+at::Tensor mxfp4_moe_decode(const at::Tensor& x, const at::Tensor& blocks1, const at::Tensor& scales1,
+                            const at::Tensor& bias1, const at::Tensor& blocks2, const at::Tensor& scales2,
+                            const at::Tensor& bias2, const at::Tensor& expert_ids, const at::Tensor& weights,
+                            double alpha, double limit) {
+  check_mxfp4(blocks1, scales1);
+  check_mxfp4(blocks2, scales2);
+  TORCH_CHECK(blocks1.dim() == 4 && blocks2.dim() == 4, "mxfp4_moe_decode: blocks must be [E, N, K/32, 16]");
+  const int64_t E = blocks1.size(0), N1 = blocks1.size(1), G1 = blocks1.size(2), H = G1 * 32;
+  const int64_t NI = N1 / 2, G2 = blocks2.size(2);
+  TORCH_CHECK(blocks2.size(0) == E && blocks2.size(1) == H && G2 * 32 == NI,
+              "mxfp4_moe_decode: mlp2 must be [E, H, I/32, 16] with I = mlp1 rows / 2");
+  TORCH_CHECK(N1 % 8 == 0 && H % 4 == 0, "mxfp4_moe_decode: 2I must be a multiple of 8 and H of 4");
+  TORCH_CHECK(x.dim() == 2 && x.size(0) == 1 && x.size(1) == H, "mxfp4_moe_decode: x must be [1, H], H = ", H);
+  TORCH_CHECK(x.scalar_type() == at::kBFloat16, "mxfp4_moe_decode: x must be bf16");
+  TORCH_CHECK(bias1.dim() == 2 && bias1.size(0) == E && bias1.size(1) == N1 && bias2.dim() == 2 &&
+                  bias2.size(0) == E && bias2.size(1) == H,
+              "mxfp4_moe_decode: biases must be [E, 2I] and [E, H]");
+  const at::Tensor ids = expert_ids.to(at::kLong).contiguous();
+  const at::Tensor wts = weights.to(at::kFloat).contiguous();
+  const int64_t k = ids.numel();
+  TORCH_CHECK(wts.numel() == k, "mxfp4_moe_decode: one routing weight per expert id");
+  std::vector<std::pair<int64_t, float>> sel(k);
+  for (int64_t j = 0; j < k; ++j) {
+    sel[j] = {ids.data_ptr<int64_t>()[j], round_bf16(wts.data_ptr<float>()[j])};
+    TORCH_CHECK(sel[j].first >= 0 && sel[j].first < E, "mxfp4_moe_decode: expert id ", sel[j].first,
+                " out of range [0, ", E, ")");
+  }
+  std::stable_sort(sel.begin(), sel.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  const at::Tensor b1 = bias1.contiguous(), b2 = bias2.contiguous();
+  const at::Tensor xb = x.contiguous();
+  std::vector<uint16_t> xp(H), ap(k * NI), act(k * NI);
+  pair_order(reinterpret_cast<const uint16_t*>(xb.data_ptr()), G1, xp.data());
+  const uint8_t *bp1 = blocks1.data_ptr<uint8_t>(), *sp1 = scales1.data_ptr<uint8_t>();
+  const uint8_t *bp2 = blocks2.data_ptr<uint8_t>(), *sp2 = scales2.data_ptr<uint8_t>();
+  const float fa = static_cast<float>(alpha), fl = static_cast<float>(limit);
+  const int64_t groups1 = N1 / 4;
+  at::parallel_for(0, k * groups1, 8, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t j = t / groups1, n0 = (t % groups1) * 4, row = sel[j].first * N1 + n0;
+      float d[4];
+      mxfp4_rows_pairs<4>(bp1 + row * G1 * 16, sp1 + row * G1, G1, xp.data(), d);
+      for (int r = 0; r < 4; ++r) d[r] = round_bf16(d[r] + read_float(b1, row + r));
+      act[j * NI + n0 / 2] = bf16_bits(swiglu_bf16(d[0], d[1], fa, fl));
+      act[j * NI + n0 / 2 + 1] = bf16_bits(swiglu_bf16(d[2], d[3], fa, fl));
+    }
+  });
+  for (int64_t j = 0; j < k; ++j) pair_order(act.data() + j * NI, G2, ap.data() + j * NI);
+  std::vector<float> y(k * H);
+  const int64_t groups2 = H / 4;
+  at::parallel_for(0, k * groups2, 8, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t j = t / groups2, n0 = (t % groups2) * 4, row = sel[j].first * H + n0;
+      float d[4];
+      mxfp4_rows_pairs<4>(bp2 + row * G2 * 16, sp2 + row * G2, G2, ap.data() + j * NI, d);
+      for (int r = 0; r < 4; ++r) y[j * H + n0 + r] = round_bf16(round_bf16(d[r] + read_float(b2, row + r)) * sel[j].second);
+    }
+  });
+  at::Tensor out = at::empty({1, H}, x.options());
+  uint16_t* op = reinterpret_cast<uint16_t*>(out.data_ptr());
+  for (int64_t n = 0; n < H; ++n) {
+    float acc = y[n];
+    for (int64_t j = 1; j < k; ++j) acc = round_bf16(acc + y[j * H + n]);
+    op[n] = bf16_bits(acc);
+  }
+  return out;
+}
+
 bool cpu_supported() {
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
@@ -326,4 +424,7 @@ TORCH_LIBRARY(ossagent_kernels, m) {
         &mxfp4_gemv);
   m.def("mxfp4_dequant(Tensor blocks, Tensor scales, Tensor(a!) out) -> ()", &mxfp4_dequant);
   m.def("int8_gemv(Tensor x, Tensor weight, Tensor scale, Tensor? bias) -> Tensor", &int8_gemv);
+  m.def("mxfp4_moe_decode(Tensor x, Tensor blocks1, Tensor scales1, Tensor bias1, Tensor blocks2, Tensor scales2, "
+        "Tensor bias2, Tensor expert_ids, Tensor weights, float alpha, float limit) -> Tensor",
+        &mxfp4_moe_decode);
 }
