@@ -50,9 +50,11 @@ def build_backend(
     settings: Settings, *, model: str | None = None, remote: str | None = None, remote_model: str | None = None,
     api_key: str | None = None, scripted: str | None = None, progress: Callable[[str], None] | None = None,
     weights: str = "bf16",
+    slots: int | None = 1, kv_memory_gb: float | None = None,
 ) -> Backend:
     """Pick the backend: a script, a remote server, or a local checkpoint (the default; the built-in demo
-    model when none is configured, see :func:`demo_fallback`)."""
+    model when none is configured, see :func:`demo_fallback`). ``slots`` and ``kv_memory_gb`` size a local
+    model's batch engine (see :class:`~ossagent.agent.backends.local.LocalBackend`)."""
     if scripted:
         from ossagent.agent.backends.scripted import ScriptedBackend
 
@@ -66,11 +68,12 @@ def build_backend(
         folder = demo_fallback(settings)
     if folder is None:
         raise UserError(NO_MODEL_HELP)
-    from ossagent.agent.backends.local import LocalBackend
+    from ossagent.agent.backends.local import DEFAULT_KV_MEMORY_GB, LocalBackend
 
     return LocalBackend.from_pretrained(folder, device=settings.device, tokenizer=settings.tokenizer,
                                         tiktoken_cache_dir=settings.tiktoken_cache_dir, progress=progress,
-                                        weights=weights)
+                                        weights=weights, slots=slots,
+                                        kv_memory_gb=DEFAULT_KV_MEMORY_GB if kv_memory_gb is None else kv_memory_gb)
 
 
 def example_backend(script: Sequence[str], *, use_model: bool = True, quiet: bool = False) -> tuple[Backend, bool]:

@@ -1,10 +1,16 @@
 """The local engine as a :class:`~ossagent.agent.backends.base.Backend` (torch is imported only when used).
 
-The engine keeps one KV cache and reuses the longest common prefix of consecutive prompts, so an agent
-that resends the conversation each turn pays only for the new tokens (``cache_stats`` shows it).
-One generation at a time: a new ``generate`` supersedes an unfinished one (the engine makes the old iterator
-fail if it is resumed), so an abandoned stream can never block the next run; the server gives a local
-backend a single slot.
+Generation goes through a :class:`~ossagent.model.batch.BatchEngine`: up to ``slots`` sequences are decoded
+together, one forward pass per step, so several agents, server requests or sub-tasks share one model at once.
+Their KV caches live in a pool under ``kv_memory_gb``, keyed by token prefix: an agent that resends its
+conversation each turn pays only for the new tokens, and a system prompt shared by many conversations is
+computed once (``cache_stats`` shows it).
+
+Each ``generate`` returns its own stream; close it when done (the agent loop does, in its ``finally``; a
+stream dropped without ``close()`` frees its sequence when it is garbage-collected). Streams may be read from
+different threads: whichever reader needs a token steps every active sequence, and hooks are called from that
+thread, one at a time. Do not run ``engine.generate`` on the same model while the batch engine is in use: the
+native kernels share one dequantisation buffer.
 """
 
 from __future__ import annotations
@@ -18,24 +24,65 @@ from ossagent.agent.prompt import Prompt
 from ossagent.tools.base import UserError
 
 if TYPE_CHECKING:
+    from ossagent.model.batch import BatchEngine, Stream
     from ossagent.model.engine import Engine
     from ossagent.model.hooks import StepHook
+
+DEFAULT_KV_MEMORY_GB = 2.0
+DEFAULT_SLOTS = 4  # concurrent sequences when the KV budget holds that many conversations of PLANNED_CONTEXT
+PLANNED_CONTEXT = 8192  # tokens: a long agent conversation
+
+
+def conversation_bytes(engine: Engine, tokens: int = PLANNED_CONTEXT) -> int:
+    """KV cache bytes of one conversation of ``tokens`` tokens: the sliding-window rings (fixed size) plus the
+    full-attention layers' keys and values per token."""
+    from ossagent.model.cache import FullLayer
+
+    cache = engine.new_cache()
+    rings = sum(layer.nbytes() for layer in cache.layers if not isinstance(layer, FullLayer))
+    cfg = engine.model.config
+    full = sum(isinstance(layer, FullLayer) for layer in cache.layers)
+    per_token = full * 2 * cfg.num_key_value_heads * cfg.head_dim * engine.model.dtype.itemsize
+    return rings + tokens * per_token
+
+
+def default_slots(engine: Engine, kv_memory_gb: float) -> int:
+    """:data:`DEFAULT_SLOTS`, or fewer when the KV budget holds fewer conversations of :data:`PLANNED_CONTEXT`
+    tokens (at least one)."""
+    fits = int(kv_memory_gb * 1e9 // max(1, conversation_bytes(engine)))
+    return max(1, min(DEFAULT_SLOTS, fits))
 
 
 class LocalBackend:
     takes_hooks = True  # the Agent constrains decoding by default
 
-    def __init__(self, engine: Engine, encoding: Any = None) -> None:
+    def __init__(
+        self, engine: Engine, encoding: Any = None, *, slots: int | None = 1,
+        kv_memory_gb: float = DEFAULT_KV_MEMORY_GB,
+    ) -> None:
+        """``slots``: sequences decoded at once (None: :func:`default_slots`); ``kv_memory_gb``: the pool's budget
+        for cached conversations (sequences in use may exceed it; idle ones are evicted, least recent first)."""
+        from ossagent.model.batch import BatchEngine
+
+        if slots is None:
+            slots = default_slots(engine, kv_memory_gb) if kv_memory_gb > 0 else 1
+        if slots < 1:
+            raise UserError(f"slots must be at least 1, not {slots}")
+        if kv_memory_gb <= 0:
+            raise UserError(f"--kv-memory must be a positive number of GB, not {kv_memory_gb}")
         self.engine = engine
         if encoding is None:
             encoding = default_encoding()
         self.encoding = encoding
+        self.slots = slots
+        self.batch: BatchEngine = BatchEngine(engine, kv_memory=int(kv_memory_gb * 1e9), max_batch=slots)
 
     @classmethod
     def from_pretrained(
         cls, path: str | Path, *, device: str | None = None, tokenizer: str | None = None,
         tiktoken_cache_dir: str | None = None, progress: Callable[[str], None] | None = None,
         weights: str = "bf16",
+        slots: int | None = 1, kv_memory_gb: float = DEFAULT_KV_MEMORY_GB,
     ) -> LocalBackend:
         """Load a model folder (Hugging Face or ``original/`` layout); ``progress`` gets status lines.
         ``weights``: "bf16" keeps the checkpoint's attention/unembedding weights, "int8" quantises them while
@@ -57,7 +104,7 @@ class LocalBackend:
         say(f"loading weights from {folder} (device: {device or 'auto'})")
         engine = Engine.from_pretrained(folder, device=device, weights=weights)
         say("model ready")
-        return cls(engine, enc)
+        return cls(engine, enc, slots=slots, kv_memory_gb=kv_memory_gb)
 
     @property
     def vocab_size(self) -> int:
@@ -65,11 +112,25 @@ class LocalBackend:
 
     @property
     def cache_stats(self) -> Any:
-        return self.engine.cache_stats
+        return self.batch.cache_stats
+
+    @property
+    def active(self) -> int:
+        """Sequences in the batch engine now (decoding, or waiting for a place)."""
+        return self.batch.active
 
     def generate(self, prompt: Prompt, params: GenerationParams, hook: StepHook | None = None) -> Iterator[int]:
         from ossagent.model.engine import SamplingParams
 
         sp = SamplingParams(max_tokens=params.max_tokens, temperature=params.temperature, top_p=params.top_p,
                             top_k=params.top_k, seed=params.seed, stop_tokens=tuple(params.stop_tokens))
-        return self.engine.generate(prompt.tokens, sp, hook)
+        return _closing(self.batch.generate(prompt.tokens, sp, hook))
+
+
+def _closing(stream: Stream) -> Iterator[int]:
+    """The stream as a generator: closing it (the agent loop does when a turn ends or its run is cancelled) or
+    dropping it frees the sequence in the batch engine at once."""
+    try:
+        yield from stream
+    finally:
+        stream.close()

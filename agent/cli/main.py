@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ossagent.agent.backends.base import Backend, HarnessError
+from ossagent.agent.backends.local import DEFAULT_KV_MEMORY_GB
 from ossagent.agent.choices import EFFORTS
 from ossagent.agent.cli.finetune import add_finetune_arguments, finetune_main
 from ossagent.agent.cli.helptext import Formatter, epilog
@@ -46,8 +47,11 @@ def _status(console: Any, quiet: bool) -> Iterator[Callable[[str], None]]:
         yield lambda msg: status.update(msg)
 
 
-def _backend(args: argparse.Namespace, settings: Settings, console: Any) -> tuple[Backend, bool]:
-    """The backend, and whether it is the built-in demo model (said once, on ``console``)."""
+def _backend(
+    args: argparse.Namespace, settings: Settings, console: Any, slots: int | None = 1,
+) -> tuple[Backend, bool]:
+    """The backend, and whether it is the built-in demo model (said once, on ``console``). ``slots``: a local
+    model's concurrent sequences (None: as many as its KV budget allows, up to 4)."""
     from ossagent.agent.backends.discovery import demo_fallback
     from ossagent.agent.backends.factory import build_backend
 
@@ -59,7 +63,7 @@ def _backend(args: argparse.Namespace, settings: Settings, console: Any) -> tupl
     with _status(console, getattr(args, "quiet", False)) as progress:
         backend = build_backend(settings, model=args.model, remote=args.remote, remote_model=args.remote_model,
                                 api_key=args.api_key, scripted=args.scripted, progress=progress,
-                                weights=args.weights)
+                                weights=args.weights, slots=slots, kv_memory_gb=getattr(args, "kv_memory", None))
     return backend, demo
 
 
@@ -234,7 +238,12 @@ def build_parser() -> argparse.ArgumentParser:
                                           "for the demo model); openai/NAME and gpt-oss:SIZE are accepted too")
     serve.add_argument("--cors-origin", action="append", metavar="ORIGIN",
                        help="let browser pages from ORIGIN call the API (repeatable; * for any); off by default")
-    serve.add_argument("--slots", type=int, help="concurrent generations (default 1 for a local model)")
+    serve.add_argument("--slots", type=int,
+                       help="concurrent generations; a local model decodes them together (default 4 for a local "
+                            "model when --kv-memory holds 4 conversations of 8k tokens, else fewer; 8 otherwise)")
+    serve.add_argument("--kv-memory", type=float, metavar="GB",
+                       help=f"a local model's KV cache budget for cached conversations (default "
+                            f"{DEFAULT_KV_MEMORY_GB:g}; at gpt-oss-20b about 0.25 GB per 8k-token conversation)")
     serve.add_argument("--server-api-key", help="require this bearer token from clients")
     serve.add_argument("--allow-mcp", action="store_true",
                        help="connect to the MCP servers (streamable HTTP URLs) that Responses requests name")

@@ -71,6 +71,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings, backend_of: Callable
               demo_max_tokens: int) -> int:
     from rich.console import Console
 
+    from ossagent.agent.backends.local import DEFAULT_KV_MEMORY_GB
     from ossagent.agent.cli.tools import build_tools
     from ossagent.agent.server import ServerConfig, create_app
     from ossagent.agent.server.conventions import DEMO_MODEL_ID
@@ -79,14 +80,16 @@ def cmd_serve(args: argparse.Namespace, settings: Settings, backend_of: Callable
     sock = bind(args.host, args.port)  # before the model loads: a busy port fails at once
     names = [t for t in (args.tools or "").split(",") if t]
     build_tools(names, Path(args.workspace), settings, search=args.search)  # fail now, not at the first request
-    backend, demo = backend_of(args, settings, console)
+    backend, demo = backend_of(args, settings, console, slots=args.slots)  # None: as the KV budget allows
 
     def tools() -> list[Any]:
         return build_tools(names, Path(args.workspace), settings, search=args.search,
                            allow_private=args.allow_private)
 
     model_id = args.model_id or (DEMO_MODEL_ID if demo else "gpt-oss-20b")
-    slots = args.slots or (1 if getattr(backend, "takes_hooks", False) else 8)
+    # a local model decodes its slots together (default: 4 where the KV budget holds 4 conversations of 8k
+    # tokens, see LocalBackend); other backends only bound concurrent requests
+    slots = args.slots or getattr(backend, "slots", 8)
     extra = {"context": args.context} if getattr(args, "context", None) else {}
     config = ServerConfig(
         backend=backend, model_id=model_id, tools_factory=tools if names else None, slots=slots,
@@ -104,9 +107,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings, backend_of: Callable
     ucfg = uvicorn.Config(app, log_level="warning" if level == "info" else level, access_log=False,
                           timeout_graceful_shutdown=5)
     url = address(sock)
+    kv = f", KV cache budget {args.kv_memory or DEFAULT_KV_MEMORY_GB:g} GB" if hasattr(backend, "batch") else ""
 
     def started() -> None:
-        console.print(f"serving {model_id} on {url} ({slots} slot(s); Ctrl-C stops)")
+        console.print(f"serving {model_id} on {url} ({slots} slot(s){kv}; Ctrl-C stops)")
 
     server = _Uvicorn(ucfg, started, app.state.server.close_streams)
     server.run(sockets=[sock])

@@ -24,7 +24,7 @@ def test_examples_are_numbered_and_all_tested() -> None:
     names = sorted(p.name for p in EXAMPLES.glob("[0-9][0-9]_*.py"))
     assert names == ["01_scripted_agent.py", "02_code_assistant.py", "03_browser_local_site.py",
                      "04_structured_output.py", "05_function_calling.py", "06_openai_client.py",
-                     "07_browser_actions.py", "08_mcp.py"]
+                     "07_browser_actions.py", "08_mcp.py", "09_two_agents.py"]
 
 
 def test_01_scripted_agent() -> None:
