@@ -222,6 +222,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _is_checkpoint_fault(exc: ValueError) -> bool:
+    """A corrupt or absurd checkpoint: the user's configuration, shown in one line (the model is loaded by now)."""
+    from ossagent.model.config import ConfigError
+    from ossagent.model.safetensors_mmap import CheckpointError
+
+    return isinstance(exc, (ConfigError, CheckpointError))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = Settings.from_env()
@@ -231,6 +239,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return commands[args.command](args, settings)
     except UserError as exc:
         print(f"ossagent {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        if not _is_checkpoint_fault(exc):
+            raise
+        print(f"ossagent {args.command}: the model's configuration or weights are not usable: {exc}", file=sys.stderr)
         return 2
     except AssertionError as exc:  # ScriptError: a --scripted model's script did not fit the conversation
         print(f"ossagent {args.command}: the scripted model went off script: {exc}", file=sys.stderr)
