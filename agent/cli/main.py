@@ -146,7 +146,8 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     slots = args.slots or (1 if getattr(backend, "takes_hooks", False) else 8)
     config = ServerConfig(backend=backend, model_id=args.model_id, tools_factory=tools if names else None,
                           slots=slots, api_key=args.server_api_key, max_turns=args.max_turns,
-                          default_reasoning=args.reasoning, encoding=getattr(backend, "encoding", None))
+                          default_reasoning=args.reasoning, encoding=getattr(backend, "encoding", None),
+                          allowed_hosts=tuple(args.allowed_host or ()))
     console.print(f"serving {args.model_id} on http://{args.host}:{args.port}/v1 ({slots} slot(s))")
     serve_forever(create_app(config), args.host, args.port)
     return 0
@@ -213,6 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--model-id", default="gpt-oss-20b", help="the name clients use in 'model'")
     serve.add_argument("--slots", type=int, help="concurrent generations (default 1 for a local model)")
     serve.add_argument("--server-api-key", help="require this bearer token from clients")
+    serve.add_argument("--allowed-host", action="append", metavar="NAME",
+                       help="a Host name clients may use besides the bound address and localhost (repeatable; "
+                            "'*': any; other names are refused against DNS rebinding)")
     add_eval_parser(sub)
     dl = sub.add_parser("download", help="download a checkpoint from Hugging Face")
     dl.add_argument("model_id")

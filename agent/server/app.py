@@ -34,6 +34,14 @@ from ossagent.agent.server.errors import (
     server_error,
     unauthorized,
 )
+from ossagent.agent.server.guard import (
+    MAX_BODY_BYTES,
+    RequestGuard,
+    in_thread,
+    is_panic,
+    key_matches,
+    panic_summary,
+)
 from ossagent.agent.server.requests import GenRequest, parse_chat, parse_responses
 from ossagent.agent.server.responses import ResponsesFormatter
 from ossagent.agent.server.runner import Job
@@ -58,6 +66,8 @@ class ServerConfig:
     default_reasoning: str | None = "medium"
     reasoning_budget: int | None = None  # tokens per free-text message (bounds a random test model)
     stored_responses: int = 256
+    max_body_bytes: int = MAX_BODY_BYTES  # larger request bodies get 413 (agent/server/guard.py)
+    allowed_hosts: tuple[str, ...] = ()  # Host names served besides the bound address and loopback names
 
 
 class Server:
@@ -87,6 +97,13 @@ class Server:
             for tool in tools:
                 tool.close()
             raise bad_request(str(exc)) from exc
+        except BaseException as exc:  # a grammar compiler panic is the request's schemas' fault: 400, no backtrace
+            if not is_panic(exc):
+                raise
+            for tool in tools:
+                tool.close()
+            raise bad_request(f"the constrained decoder cannot compile these schemas: {panic_summary(exc)}",
+                              "tools") from None
 
     def job(self, req: GenRequest, request: Request, body: dict[str, Any]) -> tuple[Job, list[RunStream]]:
         if req.model != self.config.model_id:
@@ -180,7 +197,8 @@ async def _respond(server: Server, request: Request, req: GenRequest, body: dict
                    tail: Callable[[], list[bytes]], final: Callable[[], dict[str, Any]],
                    on_stop: Callable[[RunStream], None]) -> Response:
     """Admit the request, run it, and answer with SSE (``stream``) or one JSON object."""
-    job, holder = server.job(req, request, body)
+    # Schemas compile while the job is built: on a worker thread, so a huge tool list never blocks the event loop.
+    job, holder = await in_thread(server.job, req, request, body)
     sched = server.scheduler
     if sched.waiting >= sched.max_waiting:
         job.discard()
@@ -226,10 +244,11 @@ def create_app(config: ServerConfig) -> FastAPI:
     async def auth(request: Request) -> None:
         # A dependency, not an HTTP middleware: Starlette's BaseHTTPMiddleware hides client disconnects.
         if (config.api_key and request.url.path.startswith("/v1/")
-                and request.headers.get("authorization") != f"Bearer {config.api_key}"):
+                and not key_matches(request.headers.get("authorization"), config.api_key)):
             raise unauthorized()
 
     app = FastAPI(title="ossagent", version="0.1.0", dependencies=[Depends(auth)])
+    app.add_middleware(RequestGuard, max_body_bytes=config.max_body_bytes, allowed_hosts=config.allowed_hosts)
     app.state.server = server
 
     @app.exception_handler(APIError)
