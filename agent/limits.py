@@ -1,21 +1,10 @@
-"""Run limits, reasoning effort and the incremental stop-sequence matcher the loop uses."""
+"""Run limits and the incremental stop-sequence matcher the loop uses."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from ossagent.tools.base import UserError
-
-EFFORTS = ("low", "medium", "high")
-
-
-def check_effort(effort: str | None) -> str | None:
-    if effort is None:
-        return None
-    value = str(getattr(effort, "value", effort)).lower()
-    if value not in EFFORTS:
-        raise UserError(f"reasoning effort must be one of {', '.join(EFFORTS)}, not {effort!r}")
-    return value
 
 
 @dataclass(frozen=True)
