@@ -36,11 +36,13 @@ from ossagent.agent.server.errors import (
 )
 from ossagent.agent.server.guard import (
     MAX_BODY_BYTES,
+    MAX_JSON_DEPTH,
     RequestGuard,
     in_thread,
     is_panic,
     key_matches,
     panic_summary,
+    too_deep,
 )
 from ossagent.agent.server.requests import GenRequest, parse_chat, parse_responses
 from ossagent.agent.server.responses import ResponsesFormatter
@@ -141,11 +143,18 @@ def _sse(data: dict[str, Any] | str, event: str | None = None) -> bytes:
     return ((f"event: {event}\n" if event else "") + f"data: {payload}\n\n").encode()
 
 
+_TOO_DEEP = object()
+
+
 async def _body(request: Request) -> dict[str, Any]:
     try:
         body = json.loads(await request.body() or b"null")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise bad_request(f"the request body is not valid JSON: {exc}") from exc
+    except RecursionError:
+        body = _TOO_DEEP
+    if body is _TOO_DEEP or (isinstance(body, dict) and too_deep(body)):
+        raise bad_request(f"the request body is nested more than {MAX_JSON_DEPTH} levels deep")
     if not isinstance(body, dict):
         raise bad_request("the request body must be a JSON object")
     return body

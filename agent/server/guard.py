@@ -32,6 +32,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 T = TypeVar("T")
 
 MAX_BODY_BYTES = 8 << 20  # a request body; tool lists and long conversations stay far below
+MAX_JSON_DEPTH = 128  # nested arrays/objects in a body (a schema may nest 64, see agent/schema_guard.py)
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
@@ -60,6 +61,18 @@ async def in_thread(fn: Callable[..., T], *args: Any) -> T:
 
     threading.Thread(target=work, name="ossagent-compile", daemon=True).start()
     return await future
+
+
+def too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether parsed JSON nests deeper than ``limit`` (iterative: visits containers, skips scalars)."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        stack += [(c, depth + 1) for c in children if isinstance(c, (dict, list))]
+    return False
 
 
 def is_panic(exc: BaseException) -> bool:

@@ -30,7 +30,7 @@ def _start(**config: Any) -> RunningServer:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[RunningServer]:
-    running = _start(max_body_bytes=64 << 10, allowed_hosts=("ossagent.test",), api_key="k3y")
+    running = _start(max_body_bytes=1 << 20, allowed_hosts=("ossagent.test",), api_key="k3y")
     yield running
     running.stop()
 
@@ -111,12 +111,12 @@ def test_the_api_key_is_compared_in_constant_time(server: RunningServer, monkeyp
 
 
 def test_bodies_over_the_limit_get_413(server: RunningServer) -> None:
-    big = {**CHAT, "messages": [{"role": "user", "content": "x" * (70 << 10)}]}
+    big = {**CHAT, "messages": [{"role": "user", "content": "x" * (1100 << 10)}]}
     assert _error(_post(server, big), 413)["code"] == "request_too_large"
 
     def chunks() -> Iterator[bytes]:  # no Content-Length: the limit holds while the body streams in
         yield b'{"model": "gpt-oss-test", "messages": [{"role": "user", "content": "'
-        for _ in range(100):
+        for _ in range(1100):
             yield b"x" * 1024
         yield b'"}]}'
 
@@ -162,3 +162,63 @@ def test_a_grammar_compiler_panic_is_a_400_without_backtrace(server: RunningServ
     body = {**CHAT, "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]}
     err = _error(_post(server, body), 400)
     assert err["param"] == "tools" and "backtrace" not in err["message"] and "unwrap" in err["message"]
+
+
+# -- malformed fields: OpenAI-shaped 400s, never a plain-text 500 -------------------------------------------------
+
+
+def _deep_schema(levels: int) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string"}
+    for _ in range(levels):
+        schema = {"type": "object", "properties": {"a": schema}}
+    return schema
+
+
+def _tool(parameters: Any) -> dict[str, Any]:
+    return {"type": "function", "function": {"name": "f", "parameters": parameters}}
+
+
+@pytest.mark.parametrize("body", [
+    {**CHAT, "reasoning": "high"},
+    {**CHAT, "reasoning": ["high"]},
+    {**CHAT, "reasoning_effort": 3},
+    {**CHAT, "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "tool_calls": 5}]},
+    {**CHAT, "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "tool_calls": [7]}]},
+    {**CHAT, "messages": [{"role": "user", "content": "hi"},
+                          {"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": {"a": 1}}}]}]},
+    {**CHAT, "messages": [{"role": "user", "content": {"text": "hi"}}]},
+    {**CHAT, "messages": "hi"},
+    {**CHAT, "tools": {"type": "function"}},
+    {**CHAT, "tools": [_tool(_deep_schema(300))]},
+    {**CHAT, "tools": [_tool({"type": "object", "properties": {"a": {"$ref": "http://127.0.0.1:9/s.json"}}})]},
+    {**CHAT, "tools": [_tool({"type": "string", "pattern": "(a)\\1"})]},
+    {**CHAT, "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": _deep_schema(300)}}},
+    {**CHAT, "stream_options": "yes"},
+    {**CHAT, "stop": [1, 2]},
+    {**CHAT, "max_tokens": "10"},
+    {**CHAT, "temperature": "hot"},
+    {**CHAT, "model": ["gpt-oss-test"]},
+])
+def test_malformed_chat_fields_are_openai_shaped_400s(server: RunningServer, body: dict[str, Any]) -> None:
+    _error(_post(server, body), 400)
+
+
+@pytest.mark.parametrize("body", [
+    {"model": "gpt-oss-test", "input": "hi", "reasoning": "high"},
+    {"model": "gpt-oss-test", "input": 5},
+    {"model": "gpt-oss-test", "input": [{"type": "function_call", "name": "f", "arguments": 1}]},
+    {"model": "gpt-oss-test", "input": "hi", "text": {"format": {"type": "json_schema", "schema": _deep_schema(300)}}},
+    {"model": "gpt-oss-test", "input": "hi", "tools": [{"type": "function", "name": "f", "parameters": 5}]},
+])
+def test_malformed_responses_fields_are_openai_shaped_400s(server: RunningServer, body: dict[str, Any]) -> None:
+    r = httpx.post(server.url + "/responses", json=body, headers={"authorization": "Bearer k3y"}, timeout=30)
+    _error(r, 400)
+
+
+@pytest.mark.parametrize("depth", [1_000, 100_000])
+def test_deeply_nested_json_bodies_are_400s(server: RunningServer, depth: int) -> None:
+    for path in ("/chat/completions", "/responses"):
+        nested = b'{"model": "gpt-oss-test", "x": ' + b"[" * depth + b"]" * depth + b"}"
+        r = httpx.post(server.url + path, content=nested,
+                       headers={"authorization": "Bearer k3y", "content-type": "application/json"})
+        _error(r, 400)
