@@ -50,11 +50,13 @@ def test_the_gold_policy_scores_every_task_through_the_runner(tmp_path: Path) ->
 
 
 class _Answer:
+    vocab_size, takes_hooks = None, False  # the backend protocol
+
     def __init__(self, text: str) -> None:
-        self.enc = o200k_harmony()
+        self.enc = self.encoding = o200k_harmony()
         self.text = text
 
-    def generate(self, prompt: list[int], params: object, hook: object = None) -> list[int]:
+    def generate(self, prompt: object, params: object, hook: object = None) -> list[int]:
         return list(self.enc.encode(f"<|channel|>final<|message|>{self.text}<|return|>", allowed_special="all"))
 
 
@@ -81,7 +83,7 @@ def test_paraphrases_mean_what_they_say() -> None:
 def test_varied_wording_is_behind_a_flag_and_stays_correct() -> None:
     from scripts.demo.evaluate import check
     from scripts.demo.paraphrase import _EXPR_WORDINGS, _LIST_WORDINGS
-    from scripts.demo.simtools import SimToolbox, run_gold
+    from scripts.demo.realgen import gold_sequence
 
     default = [t.user for t in gen.generate(60, 3)]
     assert default == [t.user for t in gen.generate(60, 3, wording="trained")]  # the shipped data is unchanged
@@ -91,12 +93,9 @@ def test_varied_wording_is_behind_a_flag_and_stays_correct() -> None:
     assert 10 <= len(changed) <= 40, len(changed)  # about half of the 50
     assert {"×", "times", "−"} & {w for t in changed for w in t.user.split()}
     for task in changed:  # the gold program still computes what the question asks
-        box = SimToolbox(task)
-        try:
-            msgs = run_gold(task, box)
-        finally:
-            box.close()
-        calls = [(m.recipient or "", m.text) for m in msgs if m.recipient]
+        _tokens, _mask, result = gold_sequence(task, o200k_harmony())  # the real agent loop and tools
+        msgs = result.transcript.messages
+        calls = [(m.recipient or "", m.text) for m in msgs if m.is_tool_call]
         assert check(task, msgs[-1].text, calls) == (True, ""), task.user
     held_out = {t for _, t, _ in _EXPR_WORDINGS} | {t for _, t, _ in _LIST_WORDINGS}
     assert not held_out & set(gen._VARIED_EXPR + gen._VARIED_LIST)  # the paraphrase suite stays unseen

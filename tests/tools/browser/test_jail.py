@@ -34,7 +34,7 @@ def readable(path):
     except OSError:
         return False
 out["read"] = {p: readable(p) for p in sys.argv[2:] + ["/etc/shadow", "/etc/passwd", "/etc/hosts",
-               "/root/.bashrc", "/etc/ssl/private"]}
+               "HOME_BASHRC", "/etc/ssl/private"]}
 out["environ"] = open("/proc/1/environ").read() + open("/proc/self/environ").read()
 out["etc"] = sorted(os.listdir("/etc"))
 writable = []
@@ -84,7 +84,7 @@ def _run_probe(folder: Path, own_sandbox: bool, secret: Path) -> dict[str, Any]:
     import subprocess
 
     probe = folder / "probe"
-    probe.write_text(PROBE)
+    probe.write_text(PROBE.replace("HOME_BASHRC", str(Path.home() / ".bashrc")))  # the host user's own secrets
     probe.chmod(0o755)
     private = folder / "launcher"
     private.mkdir(mode=0o700)
