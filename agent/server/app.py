@@ -37,6 +37,7 @@ from ossagent.agent.server.errors import (
 from ossagent.agent.server.guard import (
     MAX_BODY_BYTES,
     MAX_JSON_DEPTH,
+    MAX_TOOLS,
     RequestGuard,
     in_thread,
     is_panic,
@@ -82,6 +83,8 @@ class Server:
 
     def agent(self, req: GenRequest) -> Agent:
         cfg = self.config
+        if len(req.functions) > MAX_TOOLS:
+            raise bad_request(f"at most {MAX_TOOLS} tools may be given, got {len(req.functions)}", "tools")
         tools = list(cfg.tools_factory()) if cfg.tools_factory else []
         try:
             functions = [FunctionTool.from_schema(f.name, f.parameters, f.description, lenient=True)

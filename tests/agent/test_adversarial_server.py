@@ -190,6 +190,7 @@ def _tool(parameters: Any) -> dict[str, Any]:
     {**CHAT, "messages": "hi"},
     {**CHAT, "tools": {"type": "function"}},
     {**CHAT, "tools": [_tool(_deep_schema(300))]},
+    {**CHAT, "tools": [{"type": "function", "function": {"name": f"f{i}"}} for i in range(129)]},
     {**CHAT, "tools": [_tool({"type": "object", "properties": {"a": {"$ref": "http://127.0.0.1:9/s.json"}}})]},
     {**CHAT, "tools": [_tool({"type": "string", "pattern": "(a)\\1"})]},
     {**CHAT, "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": _deep_schema(300)}}},
