@@ -35,6 +35,7 @@ from ossagent.agent.server.errors import (
     unauthorized,
 )
 from ossagent.agent.server.guard import (
+    COMPILE_THREADS,
     MAX_BODY_BYTES,
     MAX_JSON_DEPTH,
     MAX_TOOLS,
@@ -80,6 +81,7 @@ class Server:
         self.responses: OrderedDict[str, Transcript] = OrderedDict()
         self.created = int(time.time())
         self.active_jobs: set[Job] = set()
+        self.compiling = asyncio.Semaphore(COMPILE_THREADS)  # requests building their run (compiling schemas) at once
 
     def agent(self, req: GenRequest) -> Agent:
         cfg = self.config
@@ -210,7 +212,8 @@ async def _respond(server: Server, request: Request, req: GenRequest, body: dict
                    on_stop: Callable[[RunStream], None]) -> Response:
     """Admit the request, run it, and answer with SSE (``stream``) or one JSON object."""
     # Schemas compile while the job is built: on a worker thread, so a huge tool list never blocks the event loop.
-    job, holder = await in_thread(server.job, req, request, body)
+    async with server.compiling:
+        job, holder = await in_thread(server.job, req, request, body)
     sched = server.scheduler
     if sched.waiting >= sched.max_waiting:
         job.discard()

@@ -32,6 +32,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 T = TypeVar("T")
 
 MAX_BODY_BYTES = 8 << 20  # a request body; tool lists and long conversations stay far below
+COMPILE_THREADS = 4  # requests compiling their schemas at once; more wait (on the event loop, holding no thread)
 MAX_TOOLS = 128  # function tools per request, as OpenAI allows; each schema is bounded by agent/schema_guard.py
 MAX_JSON_DEPTH = 128  # nested arrays/objects in a body (a schema may nest 64, see agent/schema_guard.py)
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
