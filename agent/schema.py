@@ -31,6 +31,7 @@ from typing import Any
 import jsonschema
 import llguidance as llg
 
+from ossagent.agent.schema_guard import REGISTRY, check_schema_safety, format_checker, safe_validator_class
 from ossagent.tools.base import UserError
 
 # Compact JSON: no whitespace between tokens, so a weak model cannot loop on spaces or newlines.
@@ -132,14 +133,15 @@ def compile_schema(schema: Any, *, where: str, lenient: bool = False, close: boo
     """Check ``schema`` and compile it for decoding; raise a :class:`UserError` subclass if it cannot be."""
     if isinstance(schema, bool) or not isinstance(schema, dict):
         raise SchemaError(f"{where}: a schema must be a JSON object (dict), got {type(schema).__name__}")
-    _check_json(schema, where)
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    check_schema_safety(schema, cls, where)
+    _check_json(schema, where)
     try:
         cls.check_schema(schema)
     except jsonschema.SchemaError as exc:
         path = "/".join(str(p) for p in exc.absolute_path) or "(root)"
         raise SchemaError(f"{where}: not a valid JSON Schema at {path}: {exc.message}") from exc
-    validator = cls(schema, format_checker=cls.FORMAT_CHECKER)
+    validator = safe_validator_class(cls)(schema, format_checker=format_checker(cls), registry=REGISTRY)
     decode_schema = close_objects(schema) if close else copy.deepcopy(schema)
     notes: list[str] = []
     options: dict[str, Any] = {}

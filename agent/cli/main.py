@@ -247,6 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--server-api-key", help="require this bearer token from clients")
     serve.add_argument("--allow-mcp", action="store_true",
                        help="connect to the MCP servers (streamable HTTP URLs) that Responses requests name")
+    serve.add_argument("--allowed-host", action="append", metavar="NAME",
+                       help="a Host name clients may use besides the bound address and localhost (repeatable; "
+                            "'*': any; other names are refused against DNS rebinding)")
     add_eval_parser(sub)
     ft = sub.add_parser("finetune", help="LoRA fine-tuning on saved agent transcripts",
                         description="Fine-tune LoRA adapters on the turns of saved transcripts (ossagent finetune).")
@@ -257,6 +260,14 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("--include", action="append", help="only files matching this pattern (repeatable)")
     dl.add_argument("--offline", action="store_true", help="only check the local cache")
     return parser
+
+
+def _is_checkpoint_fault(exc: ValueError) -> bool:
+    """A corrupt or absurd checkpoint: the user's configuration, shown in one line (the model is loaded by now)."""
+    from ossagent.model.config import ConfigError
+    from ossagent.model.safetensors_mmap import CheckpointError
+
+    return isinstance(exc, (ConfigError, CheckpointError))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -276,6 +287,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return commands[args.command](args, settings)
     except UserError as exc:
         print(f"ossagent {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        if not _is_checkpoint_fault(exc):
+            raise
+        print(f"ossagent {args.command}: the model's configuration or weights are not usable: {exc}", file=sys.stderr)
         return 2
     except HarnessError as exc:  # ScriptError: a --scripted model's script did not fit the conversation
         print(f"ossagent {args.command}: the scripted model went off script: {exc}", file=sys.stderr)

@@ -94,6 +94,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings, backend_of: Callable
     config = ServerConfig(
         backend=backend, model_id=model_id, tools_factory=tools if names else None, slots=slots,
         api_key=args.server_api_key, max_turns=args.max_turns, allow_mcp=args.allow_mcp,
+        allowed_hosts=tuple(args.allowed_host or ()),
         default_max_tokens=args.max_tokens if args.max_tokens is not None else (demo_max_tokens if demo else None),
         max_time=args.timeout, default_temperature=args.temperature if args.temperature is not None
         else (0.0 if demo else None), default_seed=args.seed, instructions=args.instructions,

@@ -34,6 +34,7 @@ CONSTRAIN_TEXT = "<|constrain|>"
 CHANNEL_TEXT = "<|channel|>"
 _ROLE_NAMES = {r.value: r for r in Role if r is not Role.TOOL}
 _CHANNEL_END = re.compile(r"[\s<]")
+MAX_LIVE_HEADER = 1024  # header bytes the live current_* view reads (gpt-oss writes headers under 200 bytes)
 
 
 @dataclass(frozen=True)
@@ -178,6 +179,8 @@ class StreamParser:
         self._implied: Role | None = role
         self._state = "header" if role is not None else "expect_start"
         self._header_tokens: list[int] = []
+        self._header_bytes = bytearray()  # the header's bytes so far, for the live view
+        self._live: tuple[int, Header] | None = None  # the live view and how many header bytes it read
         self._header: Header | None = None
         self._content: list[str] = []
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
@@ -195,7 +198,13 @@ class StreamParser:
         if self._state == "content":
             return self._header
         if self._state == "header" and (self._header_tokens or self._implied is not None):
-            return parse_header(self._decode_lossy(self._header_tokens), self._implied)
+            # Parsed again only when it grew, and only its first MAX_LIVE_HEADER bytes: calling current_* after
+            # every token costs O(header) in all, not O(header**2). The whole header is parsed at <|message|>.
+            seen = min(len(self._header_bytes), MAX_LIVE_HEADER)
+            if self._live is None or self._live[0] != seen:
+                text = bytes(self._header_bytes[:seen]).decode("utf-8", "replace")
+                self._live = (seen, parse_header(text, self._implied))
+            return self._live[1]
         return None
 
     @property
@@ -316,6 +325,8 @@ class StreamParser:
         self._state = "header"
         self._implied = implied
         self._header_tokens = []
+        self._header_bytes = bytearray()
+        self._live = None
 
     def _header_step(self, token: int, events: list[Event]) -> None:
         if token == MESSAGE:
@@ -326,10 +337,11 @@ class StreamParser:
             self._begin_header()
         elif token in STOP_TOKENS:
             self._headerless_message(token, events)
-        elif self._token_bytes(token) is None:
+        elif (raw := self._token_bytes(token)) is None:
             self._problem(events, "stray_special", f"token {token} is not in the vocabulary")
         else:
             self._header_tokens.append(token)
+            self._header_bytes += raw
 
     def _open_message(self, events: list[Event]) -> None:
         header = parse_header(self._decode_lossy(self._header_tokens), self._implied)

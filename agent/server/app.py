@@ -38,6 +38,18 @@ from ossagent.agent.server.errors import (
     server_error,
     unauthorized,
 )
+from ossagent.agent.server.guard import (
+    COMPILE_THREADS,
+    MAX_BODY_BYTES,
+    MAX_JSON_DEPTH,
+    MAX_TOOLS,
+    RequestGuard,
+    in_thread,
+    is_panic,
+    key_matches,
+    panic_summary,
+    too_deep,
+)
 from ossagent.agent.server.metrics import USAGE_KEY, Metrics, Observer
 from ossagent.agent.server.reasoning_memory import ReasoningMemory
 from ossagent.agent.server.requests import GenRequest, parse_chat, parse_responses
@@ -74,6 +86,8 @@ class ServerConfig:
     stored_responses: int = 256
     reasoning_memory: int = 1024  # tool-call ids whose reasoning is kept for clients that drop it
     allow_mcp: bool = False  # connect to the MCP servers (streamable HTTP) a Responses request names
+    max_body_bytes: int = MAX_BODY_BYTES  # larger request bodies get 413 (agent/server/guard.py)
+    allowed_hosts: tuple[str, ...] = ()  # Host names served besides the bound address and loopback names
 
 
 class Server:
@@ -88,12 +102,15 @@ class Server:
         self.store = ResponseStore(config.store_path)
         self.background: dict[str, asyncio.Future[None]] = {}  # background responses still running
         self.aliases = config.aliases if config.aliases is not None else model_aliases(config.model_id)
+        self.compiling = asyncio.Semaphore(COMPILE_THREADS)  # requests building their run (compiling schemas) at once
 
     def agent(self, req: GenRequest) -> Agent:
         cfg = self.config
         mcp = req.extra.get("mcp")
         if mcp is not None and mcp.servers and not cfg.allow_mcp:
             raise bad_request("this server does not connect to MCP servers (start it with --allow-mcp)", "tools")
+        if len(req.functions) > MAX_TOOLS:
+            raise bad_request(f"at most {MAX_TOOLS} tools may be given, got {len(req.functions)}", "tools")
         tools = list(cfg.tools_factory()) if cfg.tools_factory else []
         try:
             functions = [FunctionTool.from_schema(f.name, f.parameters, f.description, lenient=True)
@@ -112,6 +129,13 @@ class Server:
             for tool in tools:
                 tool.close()
             raise bad_request(str(exc)) from exc
+        except BaseException as exc:  # a grammar compiler panic is the request's schemas' fault: 400, no backtrace
+            if not is_panic(exc):
+                raise
+            for tool in tools:
+                tool.close()
+            raise bad_request(f"the constrained decoder cannot compile these schemas: {panic_summary(exc)}",
+                              "tools") from None
 
     def job(self, req: GenRequest, request: Request, body: dict[str, Any]) -> tuple[Job, list[RunStream]]:
         if req.model != self.config.model_id and req.model not in self.aliases:
@@ -166,11 +190,18 @@ def _sse(data: dict[str, Any] | str, event: str | None = None) -> bytes:
     return ((f"event: {event}\n" if event else "") + f"data: {payload}\n\n").encode()
 
 
+_TOO_DEEP = object()
+
+
 async def _body(request: Request) -> dict[str, Any]:
     try:
         body = json.loads(await request.body() or b"null")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise bad_request(f"the request body is not valid JSON: {exc}") from exc
+    except RecursionError:
+        body = _TOO_DEEP
+    if body is _TOO_DEEP or (isinstance(body, dict) and too_deep(body)):
+        raise bad_request(f"the request body is nested more than {MAX_JSON_DEPTH} levels deep")
     if not isinstance(body, dict):
         raise bad_request("the request body must be a JSON object")
     return body
@@ -222,7 +253,9 @@ async def _respond(server: Server, request: Request, req: GenRequest, body: dict
                    tail: Callable[[], list[bytes]], final: Callable[[], dict[str, Any]],
                    on_stop: Callable[[RunStream], None]) -> Response:
     """Admit the request, run it, and answer with SSE (``stream``) or one JSON object."""
-    job, holder = server.job(req, request, body)
+    # Schemas compile while the job is built: on a worker thread, so a huge tool list never blocks the event loop.
+    async with server.compiling:
+        job, holder = await in_thread(server.job, req, request, body)
     request.scope[USAGE_KEY] = lambda: fmt.usage  # for the request's log line and /metrics
     server.active_jobs.add(job)
     sched = server.scheduler
@@ -270,10 +303,11 @@ def create_app(config: ServerConfig) -> FastAPI:
     async def auth(request: Request) -> None:
         # A dependency, not an HTTP middleware: Starlette's BaseHTTPMiddleware hides client disconnects.
         if (config.api_key and request.url.path.startswith("/v1/")
-                and request.headers.get("authorization") != f"Bearer {config.api_key}"):
+                and not key_matches(request.headers.get("authorization"), config.api_key)):
             raise unauthorized()
 
     app = FastAPI(title="ossagent", version="0.1.0", dependencies=[Depends(auth)])
+    app.add_middleware(RequestGuard, max_body_bytes=config.max_body_bytes, allowed_hosts=config.allowed_hosts)
     app.state.server = server
     add_cors(app, config.cors_origins)
     app.add_middleware(Observer, metrics=server.metrics)  # outermost: logs and counts every answer

@@ -160,6 +160,21 @@ def _object(message: str) -> BeforeValidator:
     return BeforeValidator(check)
 
 
+def _optional_object(message: str) -> BeforeValidator:
+    def check(value: Any) -> Any:
+        if value is not None and not isinstance(value, dict):
+            raise _invalid(message)
+        return value
+
+    return BeforeValidator(check)
+
+
+def _arguments(value: Any) -> Any:
+    if value is not None and not isinstance(value, str):
+        raise _invalid("arguments must be a string of JSON (as the model wrote it)")
+    return value
+
+
 def effort(value: Any, param: str) -> ReasoningEffort | None:
     """The edge's spelling of an effort (``minimal`` reads as low) as the one type."""
     if value is None:
@@ -218,6 +233,7 @@ Seed = Annotated[int | None, _integer(-(2**63))]
 Count = Annotated[int | None, _integer(1)]
 Stop = Annotated[tuple[str, ...], BeforeValidator(_stop)]
 Flag = Annotated[bool, BeforeValidator(lambda v: bool(v or False))]
+Arguments = Annotated[Any, BeforeValidator(_arguments)]
 
 
 class _Body(BaseModel):
@@ -251,7 +267,7 @@ class _Common(_Body):
     seed: Seed = None
     stream: Flag = False
     tool_choice: Any = None  # read with the tools (see tool_choice)
-    reasoning: Any = None  # {"effort": ...}
+    reasoning: Annotated[Any, _optional_object('reasoning must be an object such as {"effort": "high"}')] = None
 
     @model_validator(mode="before")
     @classmethod
@@ -320,7 +336,7 @@ class ChatToolCall(_Item):
     not_an_object: ClassVar[str] = "tool_calls need function.name and function.arguments"
     id: Any = None
     name: str
-    arguments: Any = None
+    arguments: Arguments = None
 
     @classmethod
     def _shape(cls, data: dict[str, Any]) -> dict[str, Any]:
@@ -364,7 +380,7 @@ class ChatCompletionRequest(_Common):
     max_completion_tokens: Count = None
     max_tokens: Count = None
     stop: Stop = ()
-    stream_options: Any = None
+    stream_options: Annotated[Any, _optional_object("stream_options must be an object")] = None
 
     def conversation(self) -> tuple[list[Msg], list[str]]:
         """The messages (system and developer text apart, as instructions)."""
@@ -437,7 +453,7 @@ class InputItem(_Item):
     content: Any = None
     name: Any = None
     call_id: Any = None
-    arguments: Any = None
+    arguments: Arguments = None
     output: Any = None
 
     @classmethod

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable
 
 from ossagent.agent.events import ErrorEvent, Event, Stopped
 from ossagent.agent.loop import RunStream
+from ossagent.agent.server.guard import is_panic, panic_summary
 from ossagent.agent.server.scheduler import FairScheduler
 
 _END = object()
@@ -85,6 +86,11 @@ class Job:
                 loop.call_soon_threadsafe(put, ev)
         except Exception as exc:  # a bug or a backend failure outside the loop's own handling
             loop.call_soon_threadsafe(put, ErrorEvent("server", f"{type(exc).__name__}: {exc}"))
+            loop.call_soon_threadsafe(put, Stopped("error"))
+        except BaseException as exc:  # a grammar compiler panic mid-run: reported, without its backtrace
+            if not is_panic(exc):
+                raise
+            loop.call_soon_threadsafe(put, ErrorEvent("server", f"the constrained decoder failed: {panic_summary(exc)}"))
             loop.call_soon_threadsafe(put, Stopped("error"))
         finally:
             if self.stream is not None:

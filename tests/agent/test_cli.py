@@ -17,6 +17,7 @@ from ossagent.agent.cli import main
 from ossagent.agent.cli.chat import chat
 from ossagent.agent.loop import Agent
 from ossagent.agent.transcript import Transcript
+from ossagent.model.demo import DEMO_DIR
 
 FINAL = "<|channel|>analysis<|message|>Easy.<|end|><|start|>assistant<|channel|>final<|message|>{}<|return|>"
 
@@ -118,6 +119,21 @@ def test_serve_subcommand_with_the_openai_client(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+@pytest.mark.parametrize("weights", [None, b"\x07\x00\x00\x00\x00\x00\x00\x00[1,2,3]"])
+def test_corrupt_checkpoints_are_configuration_errors(tmp_path: Path, weights: bytes | None) -> None:
+    """A ConfigError (missing keys) and a CheckpointError (a header that is not an object): exit 2, one line."""
+    config = json.loads((DEMO_DIR / "config.json").read_text()) if weights else {"num_hidden_layers": -3}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    if weights:
+        (tmp_path / "model.safetensors").write_bytes(weights)
+    env = {"OSSAGENT_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin", "OSSAGENT_DEMO": "0"}
+    res = subprocess.run([sys.executable, "-m", "ossagent.agent.cli", "run", "--model", str(tmp_path), "hi"],
+                         capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert res.returncode == 2, res.stderr
+    assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert "configuration or weights are not usable" in res.stderr
 
 
 def test_script_errors_and_failing_asserts_are_told_apart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

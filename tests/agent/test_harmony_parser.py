@@ -248,3 +248,36 @@ def test_completion_of_rendered_messages_round_trips(chunk: int) -> None:
     parser.finish()
     assert [m.text for m in parser.messages] == ["Let me think… 日本", "Done."]
     assert parser.problems == []
+
+
+def _live_header_work(words: int, monkeypatch: pytest.MonkeyPatch) -> int:
+    """Characters parsed while a header of ``words`` junk words streams in, with current_* read after each."""
+    import ossagent.agent.harmony.parser as parser_module
+
+    work = [0]
+    real = parser_module.parse_header
+
+    def counting(text: str, implied: Role | None) -> Any:
+        work[0] += len(text)
+        return real(text, implied)
+
+    monkeypatch.setattr(parser_module, "parse_header", counting)
+    parser = StreamParser(ENC)
+    parser.process_all([CHANNEL, *t("analysis to=functions.f")])
+    junk = t(" x")
+    for _ in range(words):
+        parser.process_all(junk)
+        assert (parser.current_channel, parser.current_recipient, parser.current_role) == (
+            "analysis", "functions.f", Role.ASSISTANT)
+    parser.process_all([MESSAGE, *t("hi"), END])
+    assert kinds(parser.problems) == ["malformed_header"]  # the whole header is still parsed once, at <|message|>
+    assert parser.problems[0].message.count("x") == words
+    monkeypatch.undo()
+    return work[0]
+
+
+@pytest.mark.timeout(60)
+def test_live_header_fields_are_linear_in_header_length(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An adversarial model that never ends its header: reading current_* after each token stays linear."""
+    small, large = _live_header_work(1_000, monkeypatch), _live_header_work(10_000, monkeypatch)
+    assert large < 15 * small  # quadratic would be 100x

@@ -187,7 +187,8 @@ def test_openai_shaped_errors(server: RunningServer, body: dict[str, Any], statu
 
 
 def test_bad_json_and_unknown_route(server: RunningServer) -> None:
-    r = httpx.post(server.url + "/chat/completions", content=b"{not json")
+    r = httpx.post(server.url + "/chat/completions", content=b"{not json",
+                   headers={"content-type": "application/json"})
     assert r.status_code == 400 and "not valid JSON" in r.json()["error"]["message"]
     assert httpx.get(server.url + "/nothing").json()["error"]["type"] == "not_found"
 
