@@ -535,6 +535,14 @@ class RunStream:
     def usage(self) -> Usage:
         return self._run.usage
 
+    @property
+    def budget(self) -> ContextBudget:
+        return self._run.budget
+
+    def prompt_tokens(self) -> int:
+        """The size of the next prompt, as the transcript stands (before any compaction)."""
+        return len(self._run._render())
+
     def __iter__(self) -> RunStream:
         return self
 

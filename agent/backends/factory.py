@@ -49,9 +49,11 @@ def load_script(path: str | Path) -> list[str]:
 def build_backend(
     settings: Settings, *, model: str | None = None, remote: str | None = None, remote_model: str | None = None,
     api_key: str | None = None, scripted: str | None = None, progress: Callable[[str], None] | None = None,
+    context: int | None = None,
 ) -> Backend:
     """Pick the backend: a script, a remote server, or a local checkpoint (the default; the built-in demo
-    model when none is configured, see :func:`demo_fallback`)."""
+    model when none is configured, see :func:`demo_fallback`). ``context``: the window in tokens (the local
+    engine's cache length; a remote model's window)."""
     if scripted:
         from ossagent.agent.backends.scripted import ScriptedBackend
 
@@ -59,7 +61,7 @@ def build_backend(
     if remote:
         from ossagent.agent.backends.remote import RemoteBackend
 
-        return RemoteBackend(remote, remote_model or "gpt-oss-20b", api_key=api_key)
+        return RemoteBackend(remote, remote_model or "gpt-oss-20b", api_key=api_key, context_window=context)
     folder = Path(model).expanduser() if model else find_model(settings)
     if folder is None:
         folder = demo_fallback(settings)
@@ -68,7 +70,8 @@ def build_backend(
     from ossagent.agent.backends.local import LocalBackend
 
     return LocalBackend.from_pretrained(folder, device=settings.device, tokenizer=settings.tokenizer,
-                                        tiktoken_cache_dir=settings.tiktoken_cache_dir, progress=progress)
+                                        tiktoken_cache_dir=settings.tiktoken_cache_dir, progress=progress,
+                                        context=context)
 
 
 def example_backend(script: Sequence[str], *, use_model: bool = True, quiet: bool = False) -> tuple[Backend, bool]:

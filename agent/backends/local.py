@@ -34,8 +34,10 @@ class LocalBackend:
     def from_pretrained(
         cls, path: str | Path, *, device: str | None = None, tokenizer: str | None = None,
         tiktoken_cache_dir: str | None = None, progress: Callable[[str], None] | None = None,
+        context: int | None = None,
     ) -> LocalBackend:
-        """Load a model folder (Hugging Face or ``original/`` layout); ``progress`` gets status lines."""
+        """Load a model folder (Hugging Face or ``original/`` layout); ``progress`` gets status lines.
+        ``context``: the KV cache's length in tokens (default: the model's, 131,072 for gpt-oss)."""
         folder = Path(path).expanduser()
         if not folder.is_dir():
             raise UserError(
@@ -49,13 +51,18 @@ class LocalBackend:
         say(f"loading tokenizer for {folder}")
         enc = load_tokenizer(tokenizer, folder, tiktoken_cache_dir).encoding
         say(f"loading weights from {folder} (device: {device or 'auto'})")
-        engine = Engine.from_pretrained(folder, device=device)
+        engine = Engine.from_pretrained(folder, device=device, **({"max_len": context} if context else {}))
         say("model ready")
         return cls(engine, enc)
 
     @property
     def vocab_size(self) -> int:
         return int(self.engine.model.config.vocab_size)
+
+    @property
+    def context_window(self) -> int:
+        """Tokens the KV cache holds (prompt and completion together)."""
+        return int(self.engine.cache.max_len)
 
     @property
     def cache_stats(self) -> Any:

@@ -48,8 +48,19 @@ def _backend(args: argparse.Namespace, settings: Settings, console: Any) -> tupl
         console.print(f"[dim]{DEMO_NOTICE}[/dim]", highlight=False)
     with _status(console, getattr(args, "quiet", False)) as progress:
         backend = build_backend(settings, model=args.model, remote=args.remote, remote_model=args.remote_model,
-                                api_key=args.api_key, scripted=args.scripted, progress=progress)
+                                api_key=args.api_key, scripted=args.scripted, progress=progress,
+                                context=args.context)
     return backend, demo
+
+
+def _positive(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive number of tokens, not {value!r}")
+    return n
 
 
 def _schema(value: str | None) -> Any:
@@ -72,7 +83,8 @@ def _agent(args: argparse.Namespace, settings: Settings, backend: Any, demo: boo
                         search=args.search, allow_private=args.allow_private)
     # the demo model's own runs are a few hundred tokens: a run that goes past 2,000 has lost its way
     max_tokens = args.max_tokens if args.max_tokens is not None else (DEMO_MAX_TOKENS if demo else None)
-    limits = Limits(max_turns=args.max_turns, max_tokens=max_tokens, max_time=args.timeout)
+    limits = Limits(max_turns=args.max_turns, max_tokens=max_tokens, max_time=args.timeout, context=args.context,
+                    compaction=not args.no_compaction)
     temperature = args.temperature if args.temperature is not None else (0.0 if demo else 1.0)
     return Agent(backend, tools=tools, instructions=args.instructions, reasoning=args.reasoning,
                  response_format=_schema(getattr(args, "schema", None)), limits=limits, seed=args.seed,
@@ -143,6 +155,7 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     slots = args.slots or (1 if getattr(backend, "takes_hooks", False) else 8)
     config = ServerConfig(backend=backend, model_id=args.model_id, tools_factory=tools if names else None,
+                          context=args.context,
                           slots=slots, api_key=args.server_api_key, max_turns=args.max_turns,
                           default_reasoning=args.reasoning, encoding=getattr(backend, "encoding", None))
     console.print(f"serving {args.model_id} on http://{args.host}:{args.port}/v1 ({slots} slot(s))")
@@ -166,6 +179,9 @@ def _backend_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--remote-model", help="model name on the remote server (default gpt-oss-20b)")
     g.add_argument("--api-key", help="API key for --remote")
     g.add_argument("--scripted", help="a JSON file of scripted model replies (tests and demos)")
+    g.add_argument("--context", type=_positive, metavar="N",
+                   help="context window in tokens: the local KV cache's length (default the model's 131,072; it "
+                        "grows as used, 24 KiB a token for 20b), or a remote model's window. Longer runs compact")
 
 
 def _agent_args(p: argparse.ArgumentParser) -> None:
@@ -178,6 +194,8 @@ def _agent_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-turns", type=int, default=20)
     p.add_argument("--max-tokens", type=int, help="completion tokens for the whole run")
     p.add_argument("--timeout", type=float, help="wall-clock seconds for the whole run")
+    p.add_argument("--no-compaction", action="store_true",
+                   help="stop (stop reason 'context') instead of compacting when the conversation outgrows --context")
     p.add_argument("--seed", type=int)
     p.add_argument("--temperature", type=float, help="sampling temperature (default 1.0; 0, greedy, for the demo model)")
     p.add_argument("--transcript", help="save the transcript (JSONL) here")

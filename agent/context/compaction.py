@@ -70,21 +70,25 @@ class Compactor:
 
     # ------------------------------------------------------------------------------------------ steps
     def compact(self, messages: Sequence[Msg]) -> Outcome:
-        out = Outcome(list(messages))
-        before = len(self.prompt(out.messages))
-        tail = self.tail_start(out.messages)
-        trimmed, n = self.trim(out.messages, tail)
+        original = list(messages)
+        out = Outcome(list(original))
+        before = len(self.prompt(original))
+        tail = self.tail_start(original)
+        trimmed, n = self.trim(original, tail)
         if n:
             after = len(self.prompt(trimmed))
             out.events.append(Compacted("trim", before, after, n, self.window))
             out.messages, before = trimmed, after
+        # The first summary reads the turns as the last prompt showed them (untrimmed: more to keep, and the
+        # engine still holds their keys, so only the request is computed); later rounds read the result.
+        source: list[Msg] | None = original
         for _ in range(MAX_SUMMARY_ROUNDS):
             if before <= self.target or self.summarise is None:
                 break
-            done = self._summary(out, tail)
+            done = self._summary(out, tail, source or out.messages)
             if done is None:
                 break
-            tail += 1  # the summary message was inserted before the tail
+            source, tail = None, tail + 1  # the summary message was inserted before the tail
             after = len(self.prompt(out.messages))
             out.events.append(Compacted("summary", before, after, done, self.window))
             before = after
@@ -107,17 +111,19 @@ class Compactor:
                     changed += 1
         return out, changed
 
-    def _summary(self, out: Outcome, tail: int) -> int | None:
-        """Step 2 once: summarise the oldest visible messages before ``tail`` (the task stays); returns how
-        many messages the summary replaced, or None when there was nothing to summarise or it failed."""
+    def _summary(self, out: Outcome, tail: int, source: Sequence[Msg]) -> int | None:
+        """Step 2 once: summarise the oldest visible messages of ``source`` (``out.messages`` before this
+        compaction's trim, or the same list) before ``tail``, the task excepted; returns how many messages
+        the summary replaced, or None when there was nothing to summarise or it failed."""
         msgs = out.messages
-        chosen = self._summary_range(msgs, tail)
+        chosen = self._summary_range(source, tail)
         if not chosen:
             return None
         end = chosen[-1] + 1
-        request = [m for m in map(shown, msgs[:end]) if m is not None] + [user(REQUEST)]
+        request = [m for m in map(shown, source[:end]) if m is not None] + [user(REQUEST)]
         prompt = hp.render_prompt(self.config, request, self.encoding)
-        result = self.summarise(prompt, self.summary_tokens) if self.summarise else None
+        room = min(self.summary_tokens, self.window - len(prompt))
+        result = self.summarise(prompt, room) if self.summarise and room >= 32 else None
         if result is None:
             return None
         out.prompt_tokens += len(prompt)

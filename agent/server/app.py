@@ -29,6 +29,7 @@ from ossagent.agent.server.chat import ChatFormatter
 from ossagent.agent.server.errors import (
     APIError,
     bad_request,
+    context_length_exceeded,
     not_found,
     overloaded,
     server_error,
@@ -58,6 +59,7 @@ class ServerConfig:
     default_reasoning: str | None = "medium"
     reasoning_budget: int | None = None  # tokens per free-text message (bounds a random test model)
     stored_responses: int = 256
+    context: int | None = None  # window in tokens (None: what the backend offers)
 
 
 class Server:
@@ -78,7 +80,7 @@ class Server:
                 cfg.backend, tools=tools, functions=functions, instructions=req.instructions,
                 reasoning=req.reasoning or cfg.default_reasoning, response_format=req.response_format,
                 limits=Limits(max_turns=cfg.max_turns, max_tokens=req.max_tokens or cfg.default_max_tokens,
-                              max_time=cfg.max_time),
+                              max_time=cfg.max_time, context=cfg.context, compaction=req.truncation == "auto"),
                 temperature=req.temperature, top_p=req.top_p, seed=req.seed, stop=req.stop,
                 tool_choice=req.tool_choice, hook_factory=cfg.hook_factory, encoding=cfg.encoding,
                 reasoning_budget=cfg.reasoning_budget,
@@ -104,6 +106,11 @@ class Server:
         except UserError as exc:
             agent.close()
             raise bad_request(str(exc), "messages") from exc
+        budget, size = stream.budget, stream.prompt_tokens()
+        if not budget.compaction and not budget.fits(size):
+            agent.close()
+            raise context_length_exceeded(budget.window or 0, size, budget.reserve,
+                                          "input" if "input" in body else "messages")
         holder = [stream]
 
         def make() -> RunStream:

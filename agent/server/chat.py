@@ -25,7 +25,7 @@ from ossagent.agent.events import (
 )
 
 FINISH = {"final": "stop", "stop": "stop", "tool_calls": "tool_calls", "max_tokens": "length",
-          "max_turns": "length", "timeout": "length", "incomplete": "length", "error": "stop"}
+          "max_turns": "length", "timeout": "length", "incomplete": "length", "context": "length", "error": "stop"}
 
 
 def usage_dict(u: Usage) -> dict[str, Any]:

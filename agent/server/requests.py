@@ -36,6 +36,7 @@ class GenRequest:
     stream: bool = False
     include_usage: bool = False
     previous_response_id: str | None = None
+    truncation: str = "disabled"  # "auto": compact a conversation longer than the window (Responses API)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -285,5 +286,13 @@ def parse_responses(body: dict[str, Any], known_calls: dict[str, str] | None = N
         response_format=_json_schema_format(text.get("format") if isinstance(text, dict) else None, "text.format"),
         reasoning=_effort(reasoning.get("effort") if isinstance(reasoning, dict) else None, "reasoning.effort"),
         max_tokens=_int(body, "max_output_tokens"), previous_response_id=body.get("previous_response_id"),
-        **common,
+        truncation=_truncation(body.get("truncation")), **common,
     )
+
+
+def _truncation(value: Any) -> str:
+    if value is None:
+        return "disabled"
+    if value not in ("auto", "disabled"):
+        raise bad_request("truncation must be 'auto' or 'disabled'", "truncation")
+    return str(value)

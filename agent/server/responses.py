@@ -26,7 +26,7 @@ from ossagent.agent.events import (
 )
 
 INCOMPLETE = {"max_tokens": "max_output_tokens", "max_turns": "max_output_tokens", "timeout": "max_output_tokens",
-              "incomplete": "max_output_tokens"}
+              "incomplete": "max_output_tokens", "context": "max_output_tokens"}
 
 
 def _id(prefix: str) -> str:
