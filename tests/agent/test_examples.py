@@ -23,7 +23,8 @@ def load(name: str) -> ModuleType:
 def test_examples_are_numbered_and_all_tested() -> None:
     names = sorted(p.name for p in EXAMPLES.glob("[0-9][0-9]_*.py"))
     assert names == ["01_scripted_agent.py", "02_code_assistant.py", "03_browser_local_site.py",
-                     "04_structured_output.py", "05_function_calling.py", "06_openai_client.py"]
+                     "04_structured_output.py", "05_function_calling.py", "06_openai_client.py",
+                     "07_browser_actions.py"]
 
 
 def test_01_scripted_agent() -> None:
@@ -62,3 +63,25 @@ def test_05_function_calling() -> None:
 
 def test_06_openai_client() -> None:
     assert load("06_openai_client.py").main(use_model=False) == ["Hello there!", "It is 4 °C and snowing in Oslo."]
+
+
+def test_07_browser_actions(tmp_path: Path) -> None:
+    from ossagent.tools.browser.chromium import default_executable
+
+    if default_executable() is None:
+        pytest.skip("needs Chromium")
+    example = load("07_browser_actions.py")
+    result = example.main(use_model=False, workspace=tmp_path)
+    assert result.ok and "2 copies" in result.text
+    (cite,) = result.citations
+    assert cite["url"].endswith("/search?title=The+Hobbit&branch=Harbour+branch")
+    assert cite["quote"].strip() == "The Hobbit at the Harbour branch: 2 copies on the shelf."
+    tools = [m for m in result.transcript if m.role == "tool"]
+    assert [t.name for t in tools] == ["page.goto", "page.type", "page.select", "page.click"]
+    assert '【#0 textbox "Title"】' in tools[0].text and "The page navigated to" in tools[-1].text
+    first = cite["url"].split("/search")[0] + "/"
+    httpd, url = example.serve()  # the same task from Python, without a model: the same page
+    try:
+        assert example.scripted_steps(url, tmp_path) == tools[-1].text.replace(first, url)
+    finally:
+        httpd.shutdown()

@@ -7,6 +7,10 @@ conversation), so a page is fetched once however often it is opened or scrolled.
 Fetching: a plain GET with httpx first; the page is rendered again in Chromium when it needs JavaScript
 (``render="auto"``: scripts and little text, or a ``<noscript>`` asking for JavaScript), always
 (``render="always"``) or never (``render="never"``).
+
+Acting on pages (``goto``, ``click``, ``type``, ``select``, ``check``, ``upload``, ``scroll`` with a direction,
+``back``, ``wait_for``, ``screenshot``) runs in a live Chromium tab: see :mod:`ossagent.tools.browser.actions`.
+Their pages join the same stack, so cursors and citations work across reading and acting.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any
 
 from ossagent.tools.base import ModelError, UserError
 from ossagent.tools.browser import citations
+from ossagent.tools.browser.actions import ActionConfig, ActionResult, Actions
 from ossagent.tools.browser.chromium import ChromiumConfig, ChromiumRenderer
 from ossagent.tools.browser.fetch import FetchLimits, HttpFetcher, Response
 from ossagent.tools.browser.page import View, Viewport, find_in_page, render
@@ -44,6 +49,7 @@ class BrowserConfig:
     max_search_results: int = 20  # the reference ignores the model's topn and always asks for 20
     js_min_words: int = 60  # "auto": fewer visible words than this, with scripts, means render
     verify_tls: bool | ssl.SSLContext = True  # an SSLContext to trust a private CA
+    actions: ActionConfig = field(default_factory=ActionConfig)  # page actions: workspace, passwords, approvals
 
     def __post_init__(self) -> None:
         if self.render not in RENDER_MODES:
@@ -125,6 +131,10 @@ class Browser:
         self._lock = threading.RLock()
         self.stats = FetchStats()
         self.chromium_unavailable: str | None = None  # why "auto" could not render, if it could not
+        self._actions: Actions | None = None
+        self._closed = False
+        if self.config.actions.record or self.config.actions.replay:  # open and search are recorded too
+            self._actions = Actions(self, self.config.actions)
 
     # ----- the page stack -----
 
@@ -159,9 +169,14 @@ class Browser:
                              hint="Open a URL directly with `open` and `id` set to the URL.")
         if not isinstance(query, str) or not query.strip():
             raise ModelError("`query` must be a non-empty string.")
+        rec = self._recording()
+        if rec is not None and rec.replaying:
+            return self._push(rec.replayed_page(f"search:{query}"))
         n = topn if topn is not None and topn > 0 else self.config.max_search_results
-        results = self.backend.search(query, n)
-        return self._push(results_page(query, results))
+        page = results_page(query, self.backend.search(query, n))
+        if rec is not None:
+            rec.record_page(f"search:{query}", page)
+        return self._push(page)
 
     def open(self, id: int | str = -1, cursor: int = -1, loc: int = -1, num_lines: int = -1,
              view_source: bool = False, render: str | None = None) -> View:
@@ -190,7 +205,10 @@ class Browser:
             loc = snippet_line - 4 if snippet_line is not None and snippet_line > 4 else (snippet_line or 0)
         return self._push(page, loc, num_lines)
 
-    def scroll(self, loc: int, cursor: int = -1, num_lines: int = -1) -> View:
+    def scroll(self, loc: int | str, cursor: int = -1, num_lines: int = -1) -> View:
+        """Show page ``cursor`` from line ``loc``; ``"down"``/``"up"`` scrolls the live tab instead (an action)."""
+        if isinstance(loc, str):
+            return self.actions.scroll(loc).view
         return self.open(-1, cursor=cursor, loc=loc, num_lines=num_lines)
 
     def find(self, pattern: str, cursor: int = -1) -> View:
@@ -202,6 +220,43 @@ class Browser:
             raise ModelError("Cannot run `find` on a find results page.",
                              hint="Run `find` on the page itself: pass its cursor.")
         return self._push(find_in_page(page, pattern))
+
+    # ----- page actions (a live Chromium tab; see actions.py) -----
+
+    @property
+    def actions(self) -> Actions:
+        with self._lock:
+            if self._actions is None:
+                self._actions = Actions(self, self.config.actions)
+            return self._actions
+
+    def goto(self, url: str) -> ActionResult:
+        """Load ``url`` in the live tab, with its controls marked for the actions below."""
+        return self.actions.goto(url)
+
+    def click(self, id: int) -> ActionResult:
+        return self.actions.click(id)
+
+    def type(self, id: int, text: str, submit: bool = False) -> ActionResult:
+        return self.actions.type(id, text, submit)
+
+    def select(self, id: int, option: str) -> ActionResult:
+        return self.actions.select(id, option)
+
+    def check(self, id: int, on: bool = True) -> ActionResult:
+        return self.actions.check(id, on)
+
+    def upload(self, id: int, path: str) -> ActionResult:
+        return self.actions.upload(id, path)
+
+    def back(self) -> ActionResult:
+        return self.actions.back()
+
+    def wait_for(self, text: str, timeout: float = 10.0) -> ActionResult:
+        return self.actions.wait_for(text, timeout)
+
+    def screenshot(self) -> ActionResult:
+        return self.actions.screenshot()
 
     def _cursor_of(self, cursor: int) -> int:
         return len(self.stack) - 1 if cursor == -1 else cursor
@@ -221,10 +276,16 @@ class Browser:
             if cached is not None:
                 self.stats.cache_hits += 1
                 return cached
+        rec = self._recording()
+        if rec is not None and rec.replaying:
+            page = self._cache[key] = rec.replayed_page(key)
+            return page
         if self.backend is not None and not view_source:
             served = self.backend.fetch(url)
             if served is not None:
                 self._cache[key] = served
+                if rec is not None:
+                    rec.record_page(key, served)
                 return served
         self.config.policy.check_url(url)
         resp = self._raw.get(url) or self.http.get(url)
@@ -242,11 +303,17 @@ class Browser:
         page.truncated = resp.truncated
         if resp.truncated:
             page.text += "\n\n[The page was cut at the download limit.]"
+        if rec is not None:
+            rec.record_page(key, page)
         with self._lock:
             self._cache[key] = page
             if resp.redirects:
                 self._cache.setdefault(resp.url, page)
         return page
+
+    def _recording(self) -> Actions | None:
+        """The actions that record or replay this session (its pages too), if it is recorded or replayed."""
+        return self._actions if self.config.actions.record or self.config.actions.replay else None
 
     def _rendered(self, resp: Response, mode: str) -> PageContents | None:
         """The page as Chromium renders it; None when "auto" finds no usable Chromium (keep the text)."""
@@ -312,6 +379,13 @@ class Browser:
         return self.http.bytes_fetched
 
     def close(self) -> None:
+        """Close Chromium, the HTTP client and the search backend (again: nothing more happens)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._actions is not None:
+            self._actions.close()
+            self._actions = None
         if self._chromium is not None:
             self._chromium.close()
             self._chromium = None

@@ -32,11 +32,12 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FuturesTimeout
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from ossagent.tools.base import ModelError, ToolCallError, ToolFailure, UserError
 from ossagent.tools.browser.fetch import HttpFetcher, Response, is_textual
@@ -70,6 +71,29 @@ class ChromiumConfig:
     settle_ms: int = 3000  # after "load", wait at most this long for the page to go quiet
     watchdog_slack_s: float = 10.0  # a render taking navigation + settle + this long is killed
     quiet_ms: int = 200  # quiet: no request for this long (every request passes through our route handler)
+
+
+T = TypeVar("T")
+
+
+class TabHooks(Protocol):
+    """What a live tab (page actions) decides in the route handler; a render has none of these.
+
+    A main-frame document that is refused, redirected or a download is answered ``204 No Content``, which
+    leaves the page as it was; the hooks record why, and the tab follows allowed redirects itself.
+    """
+
+    def allow(self, method: str, url: str, kind: str) -> bool:
+        """Whether a request that is not a GET may be sent (an approval policy may hold it)."""
+        ...
+
+    def redirect(self, url: str, location: str, method: str) -> None: ...
+
+    def download(self, resp: Response) -> None: ...
+
+    def body(self, content: bytes | None, content_type: str) -> bytes | None:
+        """The request body to send (Chromium leaves uploaded files' bytes out of intercepted bodies)."""
+        ...
 
 
 @dataclass
@@ -155,10 +179,19 @@ class ChromiumRenderer:
 
     def render(self, url: str, prefetched: Response | None = None) -> Rendered:
         """Render ``url``; a page that hangs Chromium (a script looping forever) gets it killed."""
-        budget = self.config.navigation_timeout_s + self.config.settle_ms / 1000 + self.config.watchdog_slack_s
+        return self.call(self._render, url, prefetched, what=f"rendering `{url}`", hint="Open another result.")
+
+    def call(self, fn: Callable[..., T], *args: Any, what: str, hint: str, extra_s: float = 0.0) -> T:
+        """Run ``fn(*args)`` on the Chromium thread (Playwright's sync API is bound to it), under the watchdog.
+
+        A call that outlives navigation + settle + slack (+ ``extra_s``) gets Chromium killed: the error says
+        what was being done (``what``) and what to do next (``hint``).
+        """
+        budget = (self.config.navigation_timeout_s + self.config.settle_ms / 1000 + self.config.watchdog_slack_s
+                  + extra_s)
         if self._needs_launch:
             budget += 30  # this call (re)launches Chromium
-        fut = self._pool.submit(self._render, url, prefetched)
+        fut = self._pool.submit(fn, *args)
         try:
             return fut.result(timeout=budget)
         except FuturesTimeout:
@@ -166,8 +199,8 @@ class ChromiumRenderer:
             self._needs_launch = True
             with contextlib.suppress(Exception):  # the kill makes the stuck call fail; that is the point
                 fut.result(timeout=15)
-            raise ToolFailure(f"Error rendering `{url}`: the page did not finish within {budget:.0f} s "
-                              "and the browser was restarted.", hint="Open another result.") from None
+            raise ToolFailure(f"Error {what}: the page did not finish within {budget:.0f} s "
+                              "and the browser was restarted.", hint=hint) from None
 
     def _kill(self) -> None:
         """SIGKILL this renderer's Chromium (found by the marker switch on its command line)."""
@@ -232,33 +265,50 @@ class ChromiumRenderer:
         if pw is not None:
             pw.stop()
 
-    def _route(self, route: Any, errors: list[tuple[str, ToolCallError]], prefetched: Response | None) -> None:
+    def _route(self, route: Any, errors: list[tuple[str, ToolCallError]], prefetched: Response | None,
+               tab: TabHooks | None = None) -> None:
         request = route.request
         kind = request.resource_type
         if kind == "document" and not self._is_main_frame(request):
             kind = "subdocument"  # an iframe: its failure is not the page's failure
         self._last_request = time.monotonic()
-        if kind not in ALLOWED_RESOURCES:
-            self.blocked += 1
-            route.abort("blockedbyclient")
-            return
         url = request.url
+        keep = tab is not None and kind == "document"  # answer 204: the tab keeps the page it shows
+
+        def refuse() -> None:
+            self.blocked += 1
+            route.fulfill(status=204) if keep else route.abort("blockedbyclient")
+
+        if kind not in ALLOWED_RESOURCES or (tab is not None and request.method not in ("GET", "HEAD")
+                                             and not tab.allow(request.method, url, kind)):
+            refuse()
+            return
         try:
             if prefetched is not None and url == prefetched.url and request.method == "GET":
                 resp = prefetched
             else:
                 before = self.fetcher.bytes_fetched
+                content = request.post_data_buffer
+                if tab is not None:
+                    content = tab.body(content, request.headers.get("content-type", ""))
                 resp = self.fetcher.request_once(url, method=request.method, headers=request.headers,
-                                                 content=request.post_data_buffer)
+                                                 content=content)
                 self.bytes_fetched += self.fetcher.bytes_fetched - before
         except (ModelError, ToolFailure) as e:
-            self.blocked += 1
             errors.append((kind, e))
-            route.abort("blockedbyclient")
+            refuse()
+            return
+        if keep and tab is not None and 300 <= resp.status < 400 and resp.header("location"):
+            tab.redirect(url, resp.header("location"), request.method)  # Chromium would not route the next hop
+            route.fulfill(status=204)
             return
         if not 300 <= resp.status < 400 and kind in ("document", "subdocument"):
             disposition = resp.header("content-disposition").lower()
             if disposition.startswith("attachment") or not is_textual(resp.content_type):
+                if keep and tab is not None:
+                    tab.download(resp)
+                    route.fulfill(status=204)
+                    return
                 errors.append((kind, ToolFailure(f"Refused to download `{url}`: `{resp.content_type}` is not "
                                                  "a web page.", hint="Downloads are not allowed.")))
                 route.abort("blockedbyclient")
@@ -307,18 +357,28 @@ class ChromiumRenderer:
         page = self._state.get("page")
         if page is not None and not page.is_closed():
             return page
-        browser = self._start()
+        self._start()  # first: a dead browser is cleaned up before its context is closed
         if "context" in self._state:
             self._state.pop("context").close()
-        context = browser.new_context(accept_downloads=False, service_workers="block",
-                                      java_script_enabled=True, viewport={"width": 1280, "height": 2000})
-        context.route("**/*", lambda route: self._route(route, self._call["errors"], self._call["prefetched"]))
-        context.route_web_socket("**/*", lambda ws: ws.close())  # route() does not see WebSockets
-        page = context.new_page()
-        context.on("page", lambda other: other.close() if other != page else None)  # popups, window.open
+        context, page = self.new_tab(lambda route: self._route(route, self._call["errors"], self._call["prefetched"]))
         page.on("download", lambda d: d.cancel())
         self._state.update(context=context, page=page)
         return page
+
+    def new_tab(self, route: Callable[[Any], None]) -> tuple[Any, Any]:
+        """A fresh context and tab whose every request goes to ``route`` (call on the Chromium thread).
+
+        WebSockets are closed (route() does not see them), service workers blocked, popups closed as they
+        open, downloads not accepted by Chromium.
+        """
+        browser = self._start()
+        context = browser.new_context(accept_downloads=False, service_workers="block",
+                                      java_script_enabled=True, viewport={"width": 1280, "height": 2000})
+        context.route("**/*", route)
+        context.route_web_socket("**/*", lambda ws: ws.close())
+        page = context.new_page()
+        context.on("page", lambda other: other.close() if other != page else None)  # popups, window.open
+        return context, page
 
     def _render(self, url: str, prefetched: Response | None) -> Rendered:
         from playwright.sync_api import Error as PlaywrightError

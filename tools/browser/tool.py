@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from ossagent.tools.base import FunctionDescription, ModelError, ToolDescription, ToolResult
@@ -78,6 +79,22 @@ def _int(args: dict[str, Any], name: str, default: int) -> int:
     return int(value)
 
 
+def json_arguments(recipient: str, content: str, valid: Iterable[str], ignored: Iterable[str] = ()) -> dict[str, Any]:
+    """The call's arguments: one JSON object (empty content: no arguments) with only ``valid`` keys."""
+    try:
+        args = json.loads(content) if content.strip() else {}
+    except json.JSONDecodeError as e:
+        raise ModelError(f"Invalid function arguments: {e.msg} at character {e.pos}.",
+                         hint="Send the arguments as one JSON object.") from e
+    if not isinstance(args, dict):
+        raise ModelError("Invalid function arguments: expected a JSON object.")
+    unknown = sorted(set(args) - set(valid) - set(ignored))
+    if unknown:
+        raise ModelError(f"Unknown argument(s) {', '.join(f'`{u}`' for u in unknown)} for {recipient}.",
+                         hint=f"Valid arguments: {', '.join(sorted(valid)) or 'none'}.")
+    return args
+
+
 class BrowserTool:
     """:class:`~ossagent.tools.base.Tool` over a :class:`Browser` (one per conversation)."""
 
@@ -96,17 +113,7 @@ class BrowserTool:
         if fn not in _ARGS:
             raise ModelError(f"Unknown function `{recipient}`.",
                              hint="The browser has browser.search, browser.open and browser.find.")
-        try:
-            args = json.loads(content) if content.strip() else {}
-        except json.JSONDecodeError as e:
-            raise ModelError(f"Invalid function arguments: {e.msg} at character {e.pos}.",
-                             hint="Send the arguments as one JSON object.") from e
-        if not isinstance(args, dict):
-            raise ModelError("Invalid function arguments: expected a JSON object.")
-        unknown = sorted(set(args) - _ARGS[fn] - {"top_n"})
-        if unknown:
-            raise ModelError(f"Unknown argument(s) {', '.join(f'`{u}`' for u in unknown)} for {recipient}.",
-                             hint=f"Valid arguments: {', '.join(sorted(_ARGS[fn]))}.")
+        args = json_arguments(recipient, content, _ARGS[fn], ignored={"top_n"})
         view = self._dispatch(fn, args)
         meta = {"cursor": view.cursor, "url": view.url, "title": view.title, "lines": [view.loc, view.end - 1]}
         return ToolResult(recipient=recipient, text=view.text, metadata=meta)

@@ -68,6 +68,7 @@ class SiteHandler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True  # headers and body go out without a delayed-ACK stall
     routes: ClassVar[dict[str, Handler]] = {}
     hits: ClassVar[dict[str, int]] = {}
+    body = b""  # a POST's body
 
     def log_message(self, *args: object) -> None:
         pass
@@ -82,6 +83,20 @@ class SiteHandler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
+
+    def form(self) -> dict[str, str]:
+        """The submitted form: the query of a GET, the urlencoded body of a POST."""
+        from urllib.parse import parse_qsl
+
+        if self.command == "POST":
+            data = self.body.decode()
+        else:
+            data = self.path.split("?", 1)[1] if "?" in self.path else ""
+        return dict(parse_qsl(data, keep_blank_values=True))
+
+    def do_POST(self) -> None:
+        self.body = self.rfile.read(int(self.headers.get("content-length") or 0))  # read even if unused
+        self.do_GET()
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
