@@ -94,8 +94,8 @@ def cut_note_budget(cut: int, limit: int, recipient: str) -> str:
 
 def cut_note_compaction(cut: int, recipient: str) -> str:
     """What the model reads where an old tool output was shortened to free context."""
-    return (f"\n[... {cut} tokens cut here to free context (you saw them earlier). To read them again, call "
-            f"{recipient} again (e.g. re-open the browser cursor, read the file again) ...]\n")
+    return (f"\n[... {cut} tokens cut here to free context (you saw them earlier). To read them again, repeat "
+            f"the call to {recipient} (re-open the page or cursor, read the file again) ...]\n")
 
 
 def head_tail(text: str, keep: int, encoding: Any, note: Any) -> tuple[str, int]:

@@ -57,12 +57,17 @@ class Compactor:
         return 0 if view is None else len(hp.render_message(view, self.encoding))
 
     def tail_start(self, messages: Sequence[Msg]) -> int:
-        """Index of the first message of the recent tail that stays verbatim: at least the last round (a
-        tool answer with its call, never split), then as many recent messages as fit in a third of the target."""
+        """Index of the first message of the recent tail that stays verbatim: at least the last round (the
+        model's messages since the previous tool answer, user message or final answer, and what answers
+        them), then as many recent messages as fit in a third of the target, never splitting a call from its
+        answer."""
+        last = len(messages) - 1
+        while last > 0 and not _ends_round(messages[last - 1]):
+            last -= 1
         budget, used, i = self.target // 3, 0, len(messages)
         while i > 0:
             size = self._size(messages[i - 1])
-            if used + size > budget and i < len(messages) and not _answers(messages, i):
+            if used + size > budget and i <= last and not _answers(messages, i):
                 break
             used += size
             i -= 1
@@ -85,11 +90,15 @@ class Compactor:
         for _ in range(MAX_SUMMARY_ROUNDS):
             if before <= self.target or self.summarise is None:
                 break
+            previous = out.messages
             done = self._summary(out, tail, source or out.messages)
             if done is None:
                 break
-            source, tail = None, tail + 1  # the summary message was inserted before the tail
             after = len(self.prompt(out.messages))
+            if after >= before:  # the summary is longer than what it would replace: keep the turns
+                out.messages = previous
+                break
+            source, tail = None, tail + 1  # the summary message was inserted before the tail
             out.events.append(Compacted("summary", before, after, done, self.window))
             before = after
         return out
@@ -159,7 +168,13 @@ class Compactor:
                 chosen.append(i)
         while chosen and msgs[chosen[-1]].is_tool_call and chosen[-1] + 1 < tail:  # keep a call with its answer
             chosen.pop()
+        if all(msgs[i].meta.get("summary") for i in chosen):
+            return []  # a summary of a summary alone would not be shorter
         return chosen
+
+
+def _ends_round(msg: Msg) -> bool:
+    return msg.role in ("tool", "user") or (msg.role == "assistant" and msg.channel == "final")
 
 
 def _answers(messages: Sequence[Msg], i: int) -> bool:
