@@ -58,6 +58,14 @@ class FullLayer:
     def truncate(self, n: int) -> None:
         self.length = min(self.length, n)
 
+    def copy_prefix(self, n: int) -> FullLayer:
+        """A new layer holding this one's first n positions (its own memory, sized to them)."""
+        n = min(n, self.length)
+        new = FullLayer.__new__(FullLayer)
+        new.max_len, new.length = self.max_len, n
+        new.k, new.v = self.k[:n].clone(), self.v[:n].clone()
+        return new
+
     def nbytes(self) -> int:
         return self.k.numel() * self.k.element_size() * 2
 
@@ -119,6 +127,16 @@ class RingLayer:
         for m in [m for m in self.snapshots if m > n]:
             del self.snapshots[m]
 
+    def copy_prefix(self, n: int) -> RingLayer:
+        """A new ring cut to n (the caller has checked as for :meth:`truncate`); snapshots up to n come along."""
+        new = RingLayer.__new__(RingLayer)
+        new.window, new.max_chunk, new.snapshot_every = self.window, self.max_chunk, self.snapshot_every
+        new.slots, new.length = self.slots, self.length
+        new.k, new.v, new.pos = self.k.clone(), self.v.clone(), self.pos.clone()
+        new.snapshots = {m: snap for m, snap in self.snapshots.items() if m <= n}  # never written in place
+        new.truncate(n)
+        return new
+
     def nbytes(self) -> int:
         snaps = sum(k.numel() * k.element_size() * 2 for k, _, _ in self.snapshots.values())
         return self.k.numel() * self.k.element_size() * 2 + snaps
@@ -157,18 +175,31 @@ class KVCache:
         if bad:
             raise RuntimeError(f"cache layers {bad} out of step with length {self.length}")
 
-    def truncate(self, n: int) -> int:
-        """Keep the first n positions if possible; returns the length actually kept (<= n)."""
+    def _reachable(self, n: int) -> int:
+        """The longest length <= n this cache can be cut back to exactly."""
         n = max(0, min(n, self.length))
         rings = [layer for layer in self.layers if isinstance(layer, RingLayer)]
-        keep = n
-        if not all(r.can_truncate_exactly(n) for r in rings):
-            snaps = set.intersection(*(set(r.snapshots) for r in rings)) if rings else set()
-            keep = max((m for m in snaps if m <= n), default=0)
+        if all(r.can_truncate_exactly(n) for r in rings):
+            return n
+        snaps = set.intersection(*(set(r.snapshots) for r in rings)) if rings else set()
+        return max((m for m in snaps if m <= n), default=0)
+
+    def truncate(self, n: int) -> int:
+        """Keep the first n positions if possible; returns the length actually kept (<= n)."""
+        keep = self._reachable(n)
         for layer in self.layers:
             layer.truncate(keep)
         self.length = keep
         return keep
+
+    def fork(self, n: int) -> KVCache:
+        """A new cache holding this one's first n positions, or fewer (see :meth:`truncate`); this one is
+        unchanged. Costs a copy of the kept keys and values, no model compute."""
+        keep = self._reachable(n)
+        new = KVCache.__new__(KVCache)
+        new.max_len, new.max_chunk, new.length = self.max_len, self.max_chunk, keep
+        new.layers = [layer.copy_prefix(keep) for layer in self.layers]
+        return new
 
     def reset(self) -> None:
         self.truncate(0)

@@ -81,6 +81,17 @@ def sample(
     return int(torch.multinomial(probs, 1, generator=generator))
 
 
+def check_prompt(tokens: Sequence[int], vocab: int) -> list[int]:
+    """The prompt as a list of ints; ValueError when it is empty or has ids outside the vocabulary."""
+    tokens = [int(t) for t in tokens]
+    if not tokens:
+        raise ValueError("the prompt is empty")
+    bad = [t for t in tokens if not 0 <= t < vocab]
+    if bad:
+        raise ValueError(f"token ids outside the model's vocabulary (0..{vocab - 1}): {bad[:5]}")
+    return tokens
+
+
 def _fit_mask(mask: torch.Tensor, vocab: int) -> torch.Tensor:
     mask = mask.to(torch.bool).reshape(-1)
     if mask.shape[0] >= vocab:
@@ -96,8 +107,8 @@ class Engine:
         self.model = model
         self.device = next(model.parameters()).device
         self.chunk_size = chunk_size
-        self.cache = KVCache(model.config, max_len=max_len, max_chunk=chunk_size, rollback=rollback,
-                             snapshot_every=snapshot_every, device=self.device, dtype=model.dtype)
+        self.cache_args = dict(max_len=max_len, rollback=rollback, snapshot_every=snapshot_every)
+        self.cache = self.new_cache()
         self.tokens: list[int] = []  # exactly what the cache holds
         self.cache_stats = CacheStats()
         self._generation = itertools.count()
@@ -127,6 +138,11 @@ class Engine:
             accelerate(model, int8=int8)
         return cls(model, **kwargs)  # type: ignore[arg-type]
 
+    def new_cache(self) -> KVCache:
+        """An empty cache shaped like this engine's own (the batch engine's pool makes its entries so)."""
+        return KVCache(self.model.config, max_chunk=self.chunk_size, device=self.device, dtype=self.model.dtype,
+                       **self.cache_args)  # type: ignore[arg-type]
+
     # ------------------------------------------------------------------------------------------- model calls
     @torch.no_grad()
     def _feed(self, tokens: Sequence[int]) -> torch.Tensor:
@@ -146,13 +162,7 @@ class Engine:
 
     def prefill(self, tokens: Sequence[int]) -> torch.Tensor:
         """Make the cache hold ``tokens``, reusing the longest common prefix; logits after the last token."""
-        tokens = [int(t) for t in tokens]
-        if not tokens:
-            raise ValueError("the prompt is empty")
-        vocab = self.model.config.vocab_size
-        bad = [t for t in tokens if not 0 <= t < vocab]
-        if bad:
-            raise ValueError(f"token ids outside the model's vocabulary (0..{vocab - 1}): {bad[:5]}")
+        tokens = check_prompt(tokens, self.model.config.vocab_size)
         lcp = 0
         for a, b in zip(self.tokens, tokens, strict=False):
             if a != b:

@@ -12,7 +12,7 @@ packed buffers (``mlp1_blocks``/``mlp1_scales`` ...) dequantized per used expert
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
@@ -95,12 +95,8 @@ class Attention(nn.Module):
         cos_sin: tuple[torch.Tensor, torch.Tensor],
         layer_cache: LayerCacheLike | None,
     ) -> torch.Tensor:
-        b, t, _ = x.shape
-        y = self.norm(x)
-        q = self.q(y).view(b, t, self.nh, self.d)
-        k = self.k(y).view(b, t, self.nkv, self.d)
-        v = self.v(y).view(b, t, self.nkv, self.d)
-        q, k = Rotary.rotate(q, *cos_sin), Rotary.rotate(k, *cos_sin)
+        b = x.shape[0]
+        q, k, v = self._project(x, cos_sin)
         if layer_cache is not None:
             if b != 1:
                 raise ValueError("a KV cache holds one sequence; batch size must be 1")
@@ -110,6 +106,33 @@ class Attention(nn.Module):
             k_all, v_all, key_pos = k, v, positions
         o = self.attend(q, k_all, v_all, positions, key_pos)  # [B, T, nh*d]
         return self.out(o)
+
+    def _project(
+        self, x: torch.Tensor, cos_sin: tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Normed x [B, T, H] -> rotated q [B, T, nh, d], rotated k and v [B, T, nkv, d]."""
+        b, t, _ = x.shape
+        y = self.norm(x)
+        q = self.q(y).view(b, t, self.nh, self.d)
+        k = self.k(y).view(b, t, self.nkv, self.d)
+        v = self.v(y).view(b, t, self.nkv, self.d)
+        return Rotary.rotate(q, *cos_sin), Rotary.rotate(k, *cos_sin), v
+
+    def forward_packed(
+        self,
+        x: torch.Tensor,  # [1, N, H]: the new tokens of several sequences, one after another
+        positions: torch.Tensor,  # [N] each token's position in its own sequence
+        cos_sin: tuple[torch.Tensor, torch.Tensor],
+        segments: Sequence[tuple[int, int]],  # [a, b) of x per sequence
+        layer_caches: Sequence[LayerCacheLike],  # one per segment
+    ) -> torch.Tensor:
+        """Projections once for all N tokens; attention per sequence against its own cache."""
+        q, k, v = self._project(x, cos_sin)
+        outs = []
+        for (a, b), layer_cache in zip(segments, layer_caches, strict=True):
+            k_all, v_all, key_pos = layer_cache.update(k[0, a:b], v[0, a:b], int(positions[a]))
+            outs.append(self.attend(q[:, a:b], k_all[None], v_all[None], positions[a:b], key_pos))
+        return self.out(torch.cat(outs, dim=1))
 
     def attend(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_pos: torch.Tensor, k_pos: torch.Tensor
@@ -270,6 +293,13 @@ class Block(nn.Module):
         x = x + self.attn(x, positions, cos_sin, layer_cache)
         return x + self.mlp(x)
 
+    def forward_packed(
+        self, x: torch.Tensor, positions: torch.Tensor, cos_sin: tuple[torch.Tensor, torch.Tensor],
+        segments: Sequence[tuple[int, int]], layer_caches: Sequence[LayerCacheLike],
+    ) -> torch.Tensor:
+        x = x + self.attn.forward_packed(x, positions, cos_sin, segments, layer_caches)
+        return x + self.mlp(x)  # the experts see every sequence's tokens at once: each used expert read once
+
 
 class GptOss(nn.Module):
     """tokens [T] or [B, T] -> logits [T, V] / [B, T, V]. With a cache: B = 1 and positions continue it."""
@@ -319,6 +349,31 @@ class GptOss(nn.Module):
             x = x[:, -1:]
         logits = self.unembedding(self.norm(x))  # [B, T, V]
         return logits[0] if squeeze else logits
+
+    @torch.no_grad()
+    def forward_packed(self, chunks: Sequence[Sequence[int]], caches: Sequence[KVCache]) -> torch.Tensor:
+        """One forward over several sequences: ``chunks[i]`` continues ``caches[i]``. Logits [B, V] after the
+        last token of each chunk. Every weight matrix is read once for all of them."""
+        if len(chunks) != len(caches) or not chunks or any(len(c) == 0 for c in chunks):
+            raise ValueError("forward_packed needs one non-empty chunk per cache")
+        if len({id(c) for c in caches}) != len(caches):
+            raise ValueError("forward_packed got the same cache twice")
+        device = self.embedding.weight.device
+        segments, pos, at = [], [], 0
+        for chunk, cache in zip(chunks, caches, strict=True):
+            segments.append((at, at + len(chunk)))
+            pos.append(torch.arange(cache.length, cache.length + len(chunk), device=device))
+            at += len(chunk)
+        positions = torch.cat(pos)
+        tokens = torch.tensor([int(t) for c in chunks for t in c], dtype=torch.long, device=device)
+        cos_sin = self.rotary.cos_sin(positions, self.dtype)
+        x = self.embedding(tokens)[None]  # [1, N, H]
+        for i, block in enumerate(self.blocks):
+            x = block.forward_packed(x, positions, cos_sin, segments, [c.layers[i] for c in caches])  # type: ignore[operator]
+        for chunk, cache in zip(chunks, caches, strict=True):
+            cache.advance(len(chunk))
+        last = torch.tensor([b - 1 for _, b in segments], device=device)
+        return self.unembedding(self.norm(x[0, last]))  # [B, V]
 
     def init_random(self, seed: int = 0, std: float = 0.02) -> None:
         """Random weights for tests, benchmarks and training from scratch (norm scales stay 1)."""

@@ -76,14 +76,18 @@ def test_chunk_larger_than_ring_is_refused(model: GptOss, config: GptOssConfig) 
         (3, 32, 1000, 3),
     ],
 )
+@pytest.mark.parametrize("fork", [False, True])
 def test_truncate_and_extend_equals_full(
-    model: GptOss, config: GptOssConfig, cut: int, rollback: int, snapshot_every: int, kept: int
+    model: GptOss, config: GptOssConfig, cut: int, rollback: int, snapshot_every: int, kept: int, fork: bool
 ) -> None:
+    """Cutting back in place, or forking a copy of the prefix (the pool's way to share it): same positions kept."""
     first = seq(40, seed=1)
-    cache = KVCache(config, max_chunk=8, rollback=rollback, snapshot_every=snapshot_every, dtype=torch.float32)
+    original = KVCache(config, max_chunk=8, rollback=rollback, snapshot_every=snapshot_every, dtype=torch.float32)
     for a in range(0, 40, 8):
-        feed(model, cache, first[a : a + 8])
-    assert cache.truncate(cut) == kept
+        feed(model, original, first[a : a + 8])
+    cache = original.fork(cut) if fork else original
+    if not fork:
+        assert cache.truncate(cut) == kept
     assert cache.length == kept
     second = first[:cut] + seq(17, seed=2)  # diverges at `cut`, crosses the window again
     got = [feed(model, cache, second[a : min(a + 8, len(second))]) for a in range(kept, len(second), 8)]
@@ -91,6 +95,31 @@ def test_truncate_and_extend_equals_full(
     logits = torch.cat(got)
     assert (logits - ref).abs().max() < ATOL
     assert torch.equal(logits.argmax(-1), ref.argmax(-1))
+    if fork:  # the original goes on as if never forked
+        assert original.length == 40
+        more = first + seq(9, seed=3)
+        got = [feed(model, original, more[40:48]), feed(model, original, more[48:])]
+        assert (torch.cat(got) - full_logits(model, more)[40:]).abs().max() < ATOL
+
+
+def test_packed_forward_equals_one_sequence_at_a_time(model: GptOss, config: GptOssConfig) -> None:
+    """Several sequences at different lengths (across the window), prompt chunks and single tokens mixed."""
+    seqs = [seq(n, seed=10 + n) for n in (3, 11, 19, 30)]
+    caches = [KVCache(config, max_chunk=8, dtype=torch.float32) for _ in seqs]
+    at = [0] * len(seqs)
+    for step in range(12):
+        rows = [i for i, s in enumerate(seqs) if at[i] < len(s)]
+        if not rows:
+            break
+        chunks = [seqs[i][at[i] : at[i] + (1 if (step + i) % 3 else 8)] for i in rows]
+        logits = model.forward_packed(chunks, [caches[i] for i in rows])
+        for i, chunk, row in zip(rows, chunks, logits, strict=True):
+            at[i] += len(chunk)
+            want = full_logits(model, seqs[i][: at[i]])[-1]
+            assert (row - want).abs().max() < ATOL
+    assert at == [3, 11, 19, 30] and [c.length for c in caches] == at
+    with pytest.raises(ValueError, match="same cache twice"):
+        model.forward_packed([[1], [2]], [caches[0], caches[0]])
 
 
 def test_engine_greedy_decode_equals_recomputation(ckpt_mxfp4: Path) -> None:
