@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.text import Text
 
 from ossagent.agent.events import (
+    Compacted,
     ErrorEvent,
     Event,
     FinalDelta,
@@ -74,6 +75,10 @@ class EventPrinter:
             if self.show_final:
                 self._enter("final")
                 self.c.print(Text(ev.text), end="")
+        elif isinstance(ev, Compacted):
+            self._enter("compacted")
+            self.c.print(Text(f"[context compacted ({ev.step}): {ev.tokens_before} -> {ev.tokens_after} prompt tokens"
+                              f" of a {ev.window}-token window]", style="yellow"), end="")
         elif isinstance(ev, ErrorEvent):
             self._enter("error")
             self.c.print(Text(f"[{ev.kind}] {ev.message}", style="red"), end="")
