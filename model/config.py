@@ -56,6 +56,14 @@ _HF_IGNORED = frozenset(
 )
 
 
+# Upper bounds far above any gpt-oss (20b: 24 layers, 32 experts, 201,088 tokens, width 2,880, 131,072 context).
+_LIMITS = {
+    "num_hidden_layers": 1024, "num_experts": 4096, "vocab_size": 1 << 22, "hidden_size": 1 << 16,
+    "intermediate_size": 1 << 18, "head_dim": 1024, "num_attention_heads": 1024, "initial_context_length": 1 << 22,
+    "max_context": 1 << 24,
+}
+
+
 @dataclass(frozen=True)
 class GptOssConfig:
     num_hidden_layers: int
@@ -80,7 +88,8 @@ class GptOssConfig:
     layer_types: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:
-        if not self.layer_types:
+        n = self.num_hidden_layers
+        if not self.layer_types and isinstance(n, int) and 0 < n <= _LIMITS["num_hidden_layers"]:
             object.__setattr__(
                 self,
                 "layer_types",
@@ -107,6 +116,7 @@ class GptOssConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        self._check_bounds()
         if self.num_attention_heads % self.num_key_value_heads:
             raise ConfigError(
                 f"num_attention_heads ({self.num_attention_heads}) must be a multiple of "
@@ -130,6 +140,23 @@ class GptOssConfig:
                     f"YaRN bounds low={low:.3f} high={high:.3f} are outside (0, head_dim/2 - 1); "
                     "check rope_theta, initial_context_length and rope_ntk_alpha/beta"
                 )
+
+    def _check_bounds(self) -> None:
+        """Refuse sizes no real model has (a hostile config would otherwise make the loader allocate or loop for
+        ever) and floats that are not finite or out of their domain (log of rope_theta, a norm's epsilon)."""
+        floats = {"rope_theta": (1.0, 1e12), "rope_scaling_factor": (0.0, 1e4), "rope_ntk_alpha": (0.0, 1e6),
+                  "rope_ntk_beta": (0.0, 1e6), "rms_norm_eps": (0.0, 1.0), "swiglu_limit": (0.0, 1e6),
+                  "swiglu_alpha": (0.0, 1e3)}
+        for name, (low, high) in floats.items():
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not low < value <= high:
+                raise ConfigError(f"{name} must be a number in ({low:g}, {high:g}], got {value!r}")
+        for name, top in _LIMITS.items():
+            if getattr(self, name) > top:
+                raise ConfigError(f"{name} is {getattr(self, name):,}; more than {top:,} is not a plausible gpt-oss")
+        if self.sliding_window > self.max_context:
+            raise ConfigError(f"sliding_window ({self.sliding_window:,}) is larger than the context "
+                              f"({self.max_context:,})")
 
     def yarn_bounds(self) -> tuple[float, float]:
         d_half = self.head_dim / 2
@@ -169,7 +196,12 @@ class GptOssConfig:
         if raw.get("hidden_act", "silu") != "silu":
             raise fail(f"hidden_act {raw['hidden_act']!r} is not supported (gpt-oss uses its clamped SwiGLU)")
 
-        theta, factor, beta_fast, beta_slow, orig = _rope_from_hf(raw, fail)
+        try:
+            theta, factor, beta_fast, beta_slow, orig = _rope_from_hf(raw, fail)
+        except (TypeError, ValueError, AttributeError, OverflowError) as exc:
+            if isinstance(exc, ConfigError):
+                raise
+            raise fail(f"malformed rope parameters: {exc}") from None
 
         known = {
             "num_hidden_layers", "num_local_experts", "num_experts", "num_experts_per_tok", "experts_per_token",
@@ -222,7 +254,7 @@ class GptOssConfig:
             )
         except ConfigError as exc:
             raise fail(str(exc)) from None
-        except TypeError as exc:
+        except (TypeError, ValueError, ZeroDivisionError, OverflowError) as exc:
             raise fail(f"malformed value: {exc}") from None
 
     @classmethod

@@ -76,6 +76,10 @@ def _shards(layout: str, folder: Path) -> dict[str, Path]:
             weight_map = json.loads(index.read_text())["weight_map"]
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise CheckpointError(f"{index}: malformed index ({exc})") from None
+        if not isinstance(weight_map, dict) or not all(
+                isinstance(f, str) and f == Path(f).name and f not in ("", ".", "..") for f in weight_map.values()):
+            raise CheckpointError(f"{index}: malformed index (weight_map must map tensor names to file names "
+                                  "in this folder)")
         return {name: folder / fname for name, fname in weight_map.items()}
     files = sorted(folder.glob("*.safetensors"))
     if not files:

@@ -8,8 +8,11 @@ stay shared with the page cache.
 
 from __future__ import annotations
 
+import itertools
 import json
 import mmap
+import os
+import stat
 import struct
 from pathlib import Path
 
@@ -33,52 +36,91 @@ class CheckpointError(ValueError):
     """A model folder is incomplete or inconsistent; the message names the file and the tensor."""
 
 
+def _ints(value: object) -> list[int] | None:
+    """``value`` when it is a JSON list of integers (not booleans, not floats), else None."""
+    if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return value
+    return None
+
+
+MAX_HEADER = 100 << 20  # bytes of JSON header (the safetensors library's own limit)
+
+
 class SafetensorsFile:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        try:
-            size = self.path.stat().st_size
-            with open(self.path, "rb") as f:
-                head = f.read(8)
-                if len(head) < 8:
-                    raise CheckpointError(f"{self.path}: truncated file ({size} bytes, no safetensors header)")
-                (n,) = struct.unpack("<Q", head)
-                if n > size - 8:
-                    raise CheckpointError(
-                        f"{self.path}: truncated file (header claims {n} bytes, file has {size - 8} after length)"
-                    )
-                raw = f.read(n)
-                self._mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY) if size > 0 else None
-        except FileNotFoundError:
-            raise CheckpointError(f"{self.path}: file not found") from None
+        raw, size = self._open()
         try:
             header = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
             raise CheckpointError(f"{self.path}: corrupt safetensors header ({exc})") from None
-        header.pop("__metadata__", None)
-        self.data_start = 8 + n
+        if not isinstance(header, dict):
+            raise CheckpointError(f"{self.path}: corrupt safetensors header (a JSON {type(header).__name__}, "
+                                  "not an object)")
+        if not isinstance(header.pop("__metadata__", {}), dict):
+            raise CheckpointError(f"{self.path}: corrupt safetensors header (__metadata__ is not an object)")
         self.entries: dict[str, tuple[torch.dtype, tuple[int, ...], int, int]] = {}
-        avail = size - self.data_start
         for name, info in header.items():
-            try:
-                dtype = DTYPES[info["dtype"]]
-                shape = tuple(int(s) for s in info["shape"])
-                begin, end = (int(o) for o in info["data_offsets"])
-            except (KeyError, TypeError, ValueError):
-                raise CheckpointError(f"{self.path}: tensor {name!r}: malformed or unsupported header entry {info}") from None
-            numel = 1
-            for s in shape:
-                numel *= s
-            if end - begin != numel * dtype.itemsize:
+            self.entries[name] = self._entry(name, info, size - self.data_start, size)
+        spans = sorted((b, e, n) for n, (_, _, b, e) in self.entries.items() if e > b)
+        for (_, end, first), (begin, _, second) in itertools.pairwise(spans):
+            if begin < end:
+                raise CheckpointError(f"{self.path}: tensors {first!r} and {second!r} overlap in the file")
+
+    def _open(self) -> tuple[bytes, int]:
+        """The header bytes and the file size; the data mapped. Only a regular file is opened (a FIFO would
+        block the open and the reads for ever)."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise CheckpointError(f"{self.path}: file not found") from None
+        except OSError as exc:
+            raise CheckpointError(f"{self.path}: cannot be opened ({exc.strerror})") from None
+        with os.fdopen(fd, "rb") as f:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise CheckpointError(f"{self.path}: not a regular file")
+            size = st.st_size
+            head = f.read(8)
+            if len(head) < 8:
+                raise CheckpointError(f"{self.path}: truncated file ({size} bytes, no safetensors header)")
+            (n,) = struct.unpack("<Q", head)
+            if n > size - 8:
                 raise CheckpointError(
-                    f"{self.path}: tensor {name!r}: {end - begin} bytes for shape {list(shape)} {info['dtype']}"
+                    f"{self.path}: truncated file (header claims {n} bytes, file has {size - 8} after length)"
                 )
-            if end > avail:
-                raise CheckpointError(
-                    f"{self.path}: truncated file: tensor {name!r} needs data up to byte {self.data_start + end}, "
-                    f"file has {size} bytes"
-                )
-            self.entries[name] = (dtype, shape, begin, end)
+            if n > MAX_HEADER:
+                raise CheckpointError(f"{self.path}: safetensors header of {n:,} bytes (more than {MAX_HEADER:,})")
+            raw = f.read(n)
+            self._mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY) if size > 0 else None
+        self.data_start = 8 + n
+        return raw, size
+
+    def _entry(self, name: str, info: object, avail: int, size: int) -> tuple[torch.dtype, tuple[int, ...], int, int]:
+        def bad(why: str) -> CheckpointError:
+            return CheckpointError(f"{self.path}: tensor {name!r}: {why}")
+
+        if not isinstance(info, dict):
+            raise bad(f"malformed header entry {info!r}")
+        dtype_name = info.get("dtype")
+        dtype = DTYPES.get(dtype_name) if isinstance(dtype_name, str) else None
+        shape, offsets = _ints(info.get("shape")), _ints(info.get("data_offsets"))
+        if dtype is None or shape is None or offsets is None or len(offsets) != 2:
+            raise bad(f"malformed or unsupported header entry {info}")
+        begin, end = offsets
+        if any(s < 0 for s in shape) or not 0 <= begin <= end:
+            raise bad(f"negative sizes or offsets {info}")
+        numel = 1
+        for s in shape:
+            numel *= s
+        if end - begin != numel * dtype.itemsize:
+            raise bad(f"{end - begin} bytes for shape {list(shape)} {info['dtype']}")
+        if end > avail:
+            raise CheckpointError(
+                f"{self.path}: truncated file: tensor {name!r} needs data up to byte {self.data_start + end}, "
+                f"file has {size} bytes"
+            )
+        return dtype, tuple(shape), begin, end
 
     def keys(self) -> list[str]:
         return list(self.entries)

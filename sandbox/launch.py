@@ -21,12 +21,15 @@ from pathlib import Path
 
 from ossagent.sandbox.policy import Backend, Policy, SandboxUnavailable
 from ossagent.sandbox.seccomp import SeccompUnavailable, build_filter
+from ossagent.sandbox.walk import WalkStats, walk
 
 CLEAN_PATH = "/usr/bin:/bin"
 WORKSPACE_INSIDE = "/mnt/data"
 STAGE_BASE = Path("/run/ossagent-sbx")
 WORKER_SOURCE = Path(__file__).with_name("worker.py")
 _uid_counter = itertools.count()
+CHOWN_DEPTH = 256  # levels of the workspace given to the session uid at each start (one open fd per level)
+CHOWN_ENTRIES = 1_000_000
 
 # Runs as root in a private mount namespace: performs the mount operations given as arguments, then execs.
 #   S src name   bind src onto $stage/name (read-only when it is a directory the sandbox only reads)
@@ -160,14 +163,22 @@ def python_paths() -> list[Path]:
     return sorted(p for p in prefixes if p != Path("/usr"))
 
 
-def chown_tree(top: Path, uid: int) -> None:
+def chown_tree(top: Path, uid: int) -> WalkStats:
     """Give the workspace to the session uid. fd-based and never following links, so a directory swapped for
-    a symlink by sandboxed code mid-walk cannot make this chown files outside the workspace."""
+    a symlink by sandboxed code mid-walk cannot make this chown files outside the workspace. Iterative and
+    bounded (:mod:`ossagent.sandbox.walk`): what lies deeper than ``CHOWN_DEPTH`` keeps its owner."""
     os.chown(top, uid, uid, follow_symlinks=False)
-    for _, dirnames, filenames, dirfd in os.fwalk(top, follow_symlinks=False):
-        for name in dirnames + filenames:
-            with contextlib.suppress(FileNotFoundError):
-                os.chown(name, uid, uid, dir_fd=dirfd, follow_symlinks=False)
+    stats = WalkStats()
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        for _, dirfd, dirnames, filenames in walk(fd, max_depth=CHOWN_DEPTH, max_entries=CHOWN_ENTRIES,
+                                                  stats=stats):
+            for name in dirnames + filenames:
+                with contextlib.suppress(FileNotFoundError):
+                    os.chown(name, uid, uid, dir_fd=dirfd, follow_symlinks=False)
+    finally:
+        os.close(fd)
+    return stats
 
 
 PASSWD = "root:x:0:0:root:/root:/usr/sbin/nologin\nsandbox:x:1000:1000:sandbox:/mnt/data:/bin/sh\n" \

@@ -13,6 +13,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,6 +121,30 @@ class OutputCapture:
         return f"{head}\n[... {self.dropped} bytes of output truncated ...]\n{tail}"
 
 
+def _reap(proc: subprocess.Popen[bytes] | None, fds: tuple[int, ...], stage: Path | None) -> int | None:
+    """Kill a worker's process group, close its pipes and remove its stage. Also run by the finalizer when a
+    sandbox is garbage-collected (or the interpreter exits) without :meth:`PythonSandbox.close`."""
+    status = None
+    if proc is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        status = proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    for fd in fds:
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+    if stage is not None:
+        for _ in range(50):  # the private mount on it disappears with its namespace
+            try:
+                stage.rmdir()
+                break
+            except OSError:
+                time.sleep(0.02)
+    return status
+
+
 def _clean(data: bytes) -> str:
     """Decode, escaping control characters (ANSI sequences, NULs) so the model sees them literally."""
     text = data.decode("utf-8", errors="replace")
@@ -147,6 +172,7 @@ class PythonSandbox:
         self._carry = b""
         self._stage: Path | None = None
         self.last_end = ""  # why the last exchange ended without a reply: "eof", "deadline" or "protocol"
+        self._finalizer: weakref.finalize | None = None  # kills the worker if close() is never called
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -178,6 +204,7 @@ class PythonSandbox:
                 os.close(fd)
         assert self.proc.stdout is not None
         self._fds = (req_w, rep_r, self.proc.stdout.fileno())
+        self._finalizer = weakref.finalize(self, _reap, self.proc, self._fds[:2], self._stage)
         config = {
             "rlimits": self.policy.rlimits(),
             "landlock": launch.landlock,
@@ -207,28 +234,14 @@ class PythonSandbox:
 
     def _kill(self) -> int | None:
         """Kill the worker and everything it started (its pid namespace dies with it)."""
-        status = None
-        if self.proc is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            status = self.proc.wait()
-            if self.proc.stdout is not None:
-                self.proc.stdout.close()
-            self.proc = None
-        for fd in self._fds[:2]:
-            if fd >= 0:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
+        if self._finalizer is not None:
+            self._finalizer.detach()
+            self._finalizer = None
+        status = _reap(self.proc, self._fds[:2], self._stage)
+        self.proc = None
         self._fds = (-1, -1, -1)
         self._carry = b""
-        if self._stage is not None:
-            for _ in range(50):  # the private mount on it disappears with its namespace
-                try:
-                    self._stage.rmdir()
-                    break
-                except OSError:
-                    time.sleep(0.02)
-            self._stage = None
+        self._stage = None
         return status
 
     # ------------------------------------------------------------------ calls

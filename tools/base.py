@@ -84,3 +84,19 @@ class Tool(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def escape_controls(text: str, keep: str = "") -> str:
+    """``text`` with control characters (C0, DEL, C1, line and paragraph separators) and undecodable bytes
+    (lone surrogates from ``os.fsdecode``) written as escapes, so a name or a line planted by sandboxed code
+    cannot add lines to a listing or carry terminal sequences. Characters in ``keep`` pass unchanged."""
+    out = []
+    for c in text:
+        n = ord(c)
+        if c in keep or not (n < 0x20 or 0x7F <= n < 0xA0 or n in (0x2028, 0x2029) or 0xDC80 <= n <= 0xDCFF):
+            out.append(c)
+        elif 0xDC80 <= n <= 0xDCFF:
+            out.append(f"\\x{n - 0xDC00:02x}")
+        else:
+            out.append(f"\\x{n:02x}" if n < 0x100 else f"\\u{n:04x}")
+    return "".join(out)

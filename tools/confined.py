@@ -23,12 +23,15 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
+from ossagent.sandbox.walk import WalkStats, walk
 from ossagent.tools.base import ModelError, UserError
 
 SYS_OPENAT2 = 437
 RESOLVE_NO_MAGICLINKS = 0x02
 RESOLVE_BENEATH = 0x08
 O_PATH_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+MAX_CREATE_DEPTH = 64  # components of a path that write may create folders for (the walk's depth too)
+MAX_SCAN = 10_000  # entries of one folder read by scandir
 INSIDE_NAME = "/mnt/data"  # what the python tool calls the workspace; accepted as a prefix of model paths
 
 
@@ -138,14 +141,18 @@ class Workspace:
         finally:
             os.close(cur)
 
-    def parent(self, path: str, *, create: bool = False) -> tuple[int, str]:
-        """(fd of the directory holding ``path``, last component); creates missing directories if asked."""
+    def parent(self, path: str, *, created: list[str] | None = None) -> tuple[int, str]:
+        """(fd of the directory holding ``path``, last component). With ``created``, missing directories are
+        made (at most ``MAX_CREATE_DEPTH`` levels, names of at most 255 bytes) and recorded there."""
         rel = PurePosixPath(self.relative(path))
         name = rel.name
         if name in ("", ".", "..") or str(rel) == ".":
             raise ModelError(f"{path!r} does not name a file.", hint="Give a file path such as 'notes/todo.txt'.")
         parent = str(rel.parent)
-        if create and parent != ".":
+        if created is not None and parent != ".":
+            if len(rel.parts) > MAX_CREATE_DEPTH or any(len(os.fsencode(p)) > 255 for p in rel.parts):
+                raise ModelError(f"{str(rel)[:80]!r}... is too deep or has too long a name: files are written at "
+                                 f"most {MAX_CREATE_DEPTH} folders deep, each name at most 255 bytes.")
             cur = ""
             for part in PurePosixPath(parent).parts:
                 cur = f"{cur}/{part}" if cur else part
@@ -154,12 +161,24 @@ class Workspace:
                 except FileNotFoundError:
                     pfd, leaf = self.parent(cur)
                     try:
-                        with contextlib.suppress(FileExistsError):
-                            os.mkdir(leaf, 0o755, dir_fd=pfd)
-                            self._inherit_owner(pfd, leaf)
+                        os.mkdir(leaf, 0o755, dir_fd=pfd)
+                        created.append(cur)
+                        self._inherit_owner(pfd, leaf)
+                    except FileExistsError:
+                        pass
                     finally:
                         os.close(pfd)
         return self.open(parent, O_PATH_DIR), name
+
+    def _remove_created(self, created: list[str]) -> None:
+        """Undo the folders a failed write made (deepest first; a folder something else filled meanwhile stays)."""
+        for rel in reversed(created):
+            with contextlib.suppress(OSError):
+                pfd, leaf = self.parent(rel)
+                try:
+                    os.rmdir(leaf, dir_fd=pfd)
+                finally:
+                    os.close(pfd)
 
     def _inherit_owner(self, dir_fd: int, name: str, like: os.stat_result | None = None) -> None:
         """As root, give new entries the owner of their directory (so the sandbox uid can still edit them)."""
@@ -206,8 +225,17 @@ class Workspace:
             os.close(pfd)
 
     def write_atomic(self, path: str, data: bytes) -> None:
-        """Replace ``path`` with ``data`` all at once (temp file, fsync, rename), creating parent directories."""
-        pfd, name = self.parent(path, create=True)
+        """Replace ``path`` with ``data`` all at once (temp file, fsync, rename), creating parent directories;
+        when it fails, the directories it created are removed again."""
+        created: list[str] = []
+        try:
+            self._write_atomic(path, data, created)
+        except BaseException:
+            self._remove_created(created)
+            raise
+
+    def _write_atomic(self, path: str, data: bytes, created: list[str]) -> None:
+        pfd, name = self.parent(path, created=created)
         tmp = f".{name[:40]}.{secrets.token_hex(6)}.tmp"
         try:
             try:
@@ -248,30 +276,42 @@ class Workspace:
         finally:
             os.close(pfd)
 
-    def scandir(self, path: str) -> list[tuple[str, os.stat_result, str | None]]:
-        """(name, lstat, link target) of each entry of a directory, links not followed."""
+    def scandir(self, path: str, limit: int = MAX_SCAN) -> tuple[list[tuple[str, os.stat_result, str | None]], bool]:
+        """(name, lstat, link target) of the entries of a directory, links not followed, sorted by name; at most
+        ``limit`` of them are read (True second when there were more)."""
         fd = self.open(path, O_PATH_DIR)
         try:
+            names: list[str] = []
+            more = False
+            with os.scandir(fd) as it:
+                for entry in it:
+                    if len(names) >= limit:
+                        more = True
+                        break
+                    names.append(entry.name)
             out = []
-            for name in sorted(os.listdir(fd)):
-                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
-                target = os.readlink(name, dir_fd=fd) if stat.S_ISLNK(st.st_mode) else None
-                out.append((name, st, target))
-            return out
+            for name in sorted(names):
+                with contextlib.suppress(FileNotFoundError):
+                    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                    target = os.readlink(name, dir_fd=fd) if stat.S_ISLNK(st.st_mode) else None
+                    out.append((name, st, target))
+            return out, more
         finally:
             os.close(fd)
 
-    def walk_files(self, path: str) -> Iterator[tuple[str, int, os.stat_result]]:
-        """(relative path, open fd, fstat) of each regular file under ``path``; links never followed.
+    def walk_files(self, path: str, stats: WalkStats | None = None) -> Iterator[tuple[str, int, os.stat_result]]:
+        """(relative path, open fd, fstat) of each regular file under ``path`` with no other hard link (a hard
+        link could be a file from outside the workspace; :meth:`read_bytes` refuses them too); links never
+        followed; iterative and bounded (:func:`ossagent.sandbox.walk.walk`, ``stats`` says what was left out).
 
         The caller must not keep the fd: it is closed when the iteration moves on.
         """
         top = self.open(path, O_PATH_DIR)
         base = self.relative(path)
         try:
-            for dirpath, dirnames, filenames, dirfd in os.fwalk(".", dir_fd=top, follow_symlinks=False):
-                dirnames[:] = sorted(d for d in dirnames if d != ".git")
-                for name in sorted(filenames):
+            for dirpath, dirfd, dirnames, filenames in walk(top, stats=stats):
+                dirnames[:] = [d for d in dirnames if d != ".git"]
+                for name in filenames:
                     try:
                         fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_NOCTTY | os.O_CLOEXEC,
                                      dir_fd=dirfd)
@@ -279,7 +319,7 @@ class Workspace:
                         continue  # a symlink, a vanished file, a FIFO without writer...
                     try:
                         st = os.fstat(fd)
-                        if stat.S_ISREG(st.st_mode):
+                        if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
                             rel = os.path.normpath(os.path.join(base, dirpath, name))
                             yield rel, fd, st
                     finally:

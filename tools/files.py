@@ -9,15 +9,24 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import re
+import os
 import stat
 import time
 from pathlib import Path
 from typing import Any
 
 import jsonschema
+import re2
 
-from ossagent.tools.base import FunctionDescription, ModelError, ToolDescription, ToolFailure, ToolResult
+from ossagent.sandbox.walk import WalkStats
+from ossagent.tools.base import (
+    FunctionDescription,
+    ModelError,
+    ToolDescription,
+    ToolFailure,
+    ToolResult,
+    escape_controls,
+)
 from ossagent.tools.confined import Workspace, explain
 from ossagent.tools.v4a import PatchError, parse_patch, plan_patch
 
@@ -28,6 +37,8 @@ MAX_LIST = 500
 MAX_MATCHES = 200
 MAX_SEARCH_FILE = 8 << 20
 SEARCH_SECONDS = 10.0
+MAX_PATTERN = 2_000  # characters of one search pattern
+REGEX_MEMORY = 32 << 20  # bytes RE2 may use for one compiled pattern
 
 DESCRIPTION = (
     "Read, write, list and search the files of the workspace, and edit them with patches.\n"
@@ -63,8 +74,8 @@ FUNCTIONS = (
     ),
     FunctionDescription(
         "search",
-        "Searches under `path`. mode 'grep': lines matching the regular expression `pattern` (Python syntax), "
-        "in files whose path matches the glob `include` if given. mode 'glob': file paths matching `pattern`, "
+        "Searches under `path`. mode 'grep': lines matching the regular expression `pattern` (RE2 syntax: "
+        "no backreferences or lookaround), in files whose path matches the glob `include` if given. mode 'glob': file paths matching `pattern`, "
         "e.g. '**/*.py'.",
         {"type": "object", "properties": {
             "pattern": {"type": "string"},
@@ -190,12 +201,13 @@ class FilesTool:
         return "\n".join(rows)
 
     def _list_into(self, path: str, prefix: str, depth: int, rows: list[str]) -> None:
-        for name, st, target in self.ws.scandir(path):
+        entries, more = self.ws.scandir(path)
+        for name, st, target in entries:
             if len(rows) > MAX_LIST:
                 return
-            shown = prefix + name
+            shown = prefix + escape_controls(name)
             if target is not None:
-                rows.append(f"{shown} -> {target}")
+                rows.append(f"{shown} -> {escape_controls(target)}")
             elif stat.S_ISDIR(st.st_mode):
                 rows.append(shown + "/")
                 if depth > 1:
@@ -205,18 +217,18 @@ class FilesTool:
             else:
                 kind = "fifo" if stat.S_ISFIFO(st.st_mode) else "socket" if stat.S_ISSOCK(st.st_mode) else "device"
                 rows.append(f"{shown}  [{kind}]")
+        if more:
+            rows.append(f"[{prefix or './'} has more than {len(entries):,} entries; only those are listed]")
 
     def _search(self, pattern: str, path: str = ".", mode: str = "grep", include: str | None = None) -> str:
         deadline = time.monotonic() + SEARCH_SECONDS
         hits: list[str] = []
         stopped = ""
-        regex = None
-        if mode == "grep":
-            try:
-                regex = re.compile(pattern)
-            except re.error as exc:
-                raise ModelError(f"Invalid regular expression {pattern!r}: {exc}.") from None
-        for rel, fd, st in self.ws.walk_files(path):
+        if len(pattern) > MAX_PATTERN:
+            raise ModelError(f"The pattern is {len(pattern)} characters; files.search takes at most {MAX_PATTERN}.")
+        regex = compile_regex(pattern) if mode == "grep" else None
+        walked = WalkStats()
+        for rel, fd, st in self.ws.walk_files(path, walked):
             if time.monotonic() > deadline:
                 stopped = f"stopped after {SEARCH_SECONDS:g} s"
                 break
@@ -225,16 +237,20 @@ class FilesTool:
                 break
             if regex is None:
                 if _glob_match(rel, pattern):
-                    hits.append(rel)
+                    hits.append(escape_controls(rel))
                 continue
             if include and not _glob_match(rel, include):
                 continue
             if st.st_size > MAX_SEARCH_FILE:
                 continue
             hits += _grep_fd(fd, rel, regex, MAX_MATCHES - len(hits))
+        skipped = walked.note()
+        if skipped:
+            skipped = f"\n[{skipped}: search a sub-folder, or use the python tool]"
         if not hits:
-            return f"[no {'files' if regex is None else 'lines'} match {pattern!r} under {self.ws.relative(path)}]"
-        return "\n".join(hits) + (f"\n[{stopped}; narrow the search]" if stopped else "")
+            what = "files" if regex is None else "lines"
+            return f"[no {what} match {pattern!r} under {self.ws.relative(path)}]{skipped}"
+        return "\n".join(hits) + (f"\n[{stopped}; narrow the search]" if stopped else "") + skipped
 
     def _apply_patch(self, patch: str) -> str:
         try:
@@ -289,16 +305,32 @@ def _glob_match(rel: str, pattern: str) -> bool:
     return pattern.startswith("**/") and fnmatch.fnmatchcase(rel, pattern[3:])
 
 
-def _grep_fd(fd: int, rel: str, regex: re.Pattern[str], room: int) -> list[str]:
-    import os
+def compile_regex(pattern: str) -> Any:
+    """A model-chosen pattern, compiled by RE2: matching is linear in the text, whatever the pattern.
 
+    Python's ``re`` backtracks, and holds the GIL while it does, so one pattern like ``(a+)+$`` could stop every
+    thread of the process for hours; RE2 refuses the features that need backtracking instead.
+    """
+    options = re2.Options()
+    options.log_errors = False
+    options.max_mem = REGEX_MEMORY
+    try:
+        return re2.compile(pattern, options)
+    except re2.error as exc:
+        reason = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        raise ModelError(f"Invalid regular expression {pattern!r}: {reason}.",
+                         hint="Patterns use RE2 syntax: no backreferences (\\1) and no lookaround ((?=...), "
+                              "(?<=...)); escape literal characters such as '(' or '['.") from None
+
+
+def _grep_fd(fd: int, rel: str, regex: Any, room: int) -> list[str]:
     data = os.read(fd, MAX_SEARCH_FILE)
     if b"\0" in data[:8192]:
         return []
     out = []
     for n, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
         if regex.search(line[:10_000]):
-            out.append(f"{rel}:{n}: {line[:300]}")
+            out.append(f"{escape_controls(rel)}:{n}: {escape_controls(line[:300], keep=chr(9))}")
             if len(out) >= room:
                 break
     return out

@@ -11,6 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ossagent.agent.eval.cli import add_parser as add_eval_parser
+from ossagent.agent.eval.cli import main as eval_main
 from ossagent.agent.settings import Settings
 from ossagent.tools.base import UserError
 
@@ -203,6 +205,10 @@ def _agent_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="print only the answer")
 
 
+def _cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
+    return eval_main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ossagent", description="gpt-oss as a local tool-using agent")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -225,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--model-id", default="gpt-oss-20b", help="the name clients use in 'model'")
     serve.add_argument("--slots", type=int, help="concurrent generations (default 1 for a local model)")
     serve.add_argument("--server-api-key", help="require this bearer token from clients")
+    add_eval_parser(sub)
     dl = sub.add_parser("download", help="download a checkpoint from Hugging Face")
     dl.add_argument("model_id")
     dl.add_argument("--dir", help="target folder (default ~/.cache/ossagent/models/NAME)")
@@ -237,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = Settings.from_env()
     commands = {"doctor": _cmd_doctor, "run": _cmd_run, "chat": _cmd_chat, "serve": _cmd_serve,
-                "download": _cmd_download}
+                "download": _cmd_download, "eval": _cmd_eval}
     try:
         return commands[args.command](args, settings)
     except UserError as exc:

@@ -3,7 +3,8 @@
     .venv/bin/python -m scripts.demo.evaluate --model model/demo_weights --n 100
 
 Prints success per family and per reasoning effort, and tokens/s on CPU. Each task runs through the real
-agent loop (:class:`ossagent.agent.loop.Agent` with the local engine and its default constrained decoding) and
+agent loop (:class:`ossagent.agent.loop.Agent` with the local engine and its default constrained decoding, run by
+``ossagent eval``'s runner over the demo suite of :mod:`scripts.demo.evalsuite`) and
 the real tools (python in the sandbox, the browser over the offline search backend, function tools), in a
 fresh world; the final answer is checked against the task's expected values.
 """
@@ -12,81 +13,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import tempfile
 import time
 from collections import defaultdict
-from contextlib import ExitStack
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scripts.demo.evalsuite import suite, to_record
 from scripts.demo.tasks import EFFORTS, FAMILIES, Task, generate
-
-CITATION = re.compile(r"【\d+†L\d+(-L\d+)?】")
-
-
-@dataclass
-class Outcome:
-    ok: bool
-    final: str | None
-    calls: list[tuple[str, str]] = field(default_factory=list)
-    tokens: int = 0
-    seconds: float = 0.0
-    reason: str = ""
 
 
 def check(task: Task, final: str | None, calls: list[tuple[str, str]]) -> tuple[bool, str]:
-    """Whether a run solved ``task``; the reason when it did not."""
-    if final is None:
-        return False, "no final answer"
-    if task.expected_json is not None:
-        try:
-            got = json.loads(final)
-        except json.JSONDecodeError:
-            return False, f"final answer is not JSON: {final!r}"
-        return (got == task.expected_json, "" if got == task.expected_json else f"JSON differs: {final}")
-    if task.expected_call is not None:
-        name, args = task.expected_call
-        made = [(r, c) for r, c in calls if r == f"functions.{name}"]
-        if not made or _loads(made[0][1]) != args:
-            return False, f"expected call functions.{name}({args}), got {calls}"
-    missing = [e for e in task.expected if e.lower() not in final.lower()]
-    if missing:
-        return False, f"missing {missing} in {final!r}"
-    if task.family == "browser" and not CITATION.search(final):
-        return False, f"no citation in {final!r}"
-    return True, ""
+    """Whether a run solved ``task``; the reason when it did not (the ``ossagent eval`` checks of the demo suite)."""
+    from ossagent.agent.eval.scorers import Outcome
+    from ossagent.agent.eval.scorers import check as eval_check
+    from ossagent.agent.eval.task import parse_task
 
-
-def _loads(s: str) -> Any:
-    try:
-        return json.loads(s)
-    except json.JSONDecodeError:
-        return None
-
-
-def run_task(task: Task, backend: Any, temperature: float = 0.0, current_date: str | None = None) -> Outcome:
-    """One task through the real agent loop and tools, in a fresh world (workspace files, offline site)."""
-    from ossagent.agent.limits import Limits
-    from scripts.demo.realgen import make_agent, make_tools, write_world
-
-    t0 = time.perf_counter()
-    with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="ossagent-demo-eval-") as tmp:
-        ws, site = write_world(task, Path(tmp))
-        tools = make_tools(task, ws, site, stack)
-        agent = make_agent(task, backend, tools, constrained=None, temperature=temperature,
-                           current_date=current_date)
-        try:
-            result = agent.run(task.user, limits=Limits(max_turns=8, max_tokens=1200))
-        except Exception as exc:  # a crash is a failed task, reported with its reason
-            return Outcome(False, None, [], 0, time.perf_counter() - t0, f"{type(exc).__name__}: {exc}")
-    calls = [(m.recipient, m.text) for m in result.transcript.messages if m.is_tool_call]
-    final = result.text if result.stop_reason == "final" else None
-    ok, why = check(task, final, calls)
-    if result.stop_reason != "final":
-        why = f"stopped: {result.stop_reason} {[getattr(e, 'message', e) for e in result.errors]}"
-    return Outcome(ok, final, calls, result.usage.completion_tokens, time.perf_counter() - t0, why)
+    et = parse_task(to_record(task, "task"), "demo task")
+    score = eval_check(et, Outcome(et, task.effort, final, "final" if final is not None else "error", calls=calls))
+    return score.passed, score.reason
 
 
 def decode_speed(backend: Any, n_prompt: int = 400, n_new: int = 64) -> tuple[float, float]:
@@ -109,27 +54,30 @@ def decode_speed(backend: Any, n_prompt: int = 400, n_new: int = 64) -> tuple[fl
 
 
 def evaluate(model_dir: Path, n: int, seed: int, temperature: float = 0.0, verbose: bool = False,
-             device: str = "cpu", current_date: str | None = None, shard: tuple[int, int] = (0, 1)) -> dict[str, Any]:
-    """Run the first ``n`` held-out tasks (those with index % shard[1] == shard[0]); the report of
-    :func:`summarize`."""
-    from ossagent.agent.backends.local import LocalBackend
+             device: str = "cpu", current_date: str | None = None, shard: tuple[int, int] = (0, 1),
+             out: Path | None = None) -> dict[str, Any]:
+    """Run the first ``n`` held-out tasks (those with index % shard[1] == shard[0]) through ``ossagent eval``'s
+    runner (into ``out``, resumable, or a temporary folder); the report of :func:`summarize`."""
+    from ossagent.agent import LocalBackend
+    from ossagent.agent.eval.runner import RunConfig, run_suite
+    from ossagent.agent.eval.suites import Suite
+    from ossagent.agent.eval.task import parse_task
 
     backend = LocalBackend.from_pretrained(model_dir, device=device)
     prefill_tps, decode_tps = decode_speed(backend)
-    results: list[tuple[str, str, bool]] = []
-    toks, secs = 0, 0.0
-    failures = []
-    for i, task in enumerate(generate(n, seed, "eval")):
-        if i % shard[1] != shard[0]:
-            continue
-        o = run_task(task, backend, temperature, current_date)
-        results.append((task.family, task.effort, o.ok))
-        toks, secs = toks + o.tokens, secs + o.seconds
-        if not o.ok:
-            failures.append(f"[{task.family}/{task.effort}] {task.user!r}: {o.reason}")
-            if verbose:
-                print(failures[-1], flush=True)
-    return summarize({"results": results, "run_tokens": toks, "run_seconds": secs,
+    data = suite("demo", ((f"demo-{i:03d}", t) for i, t in enumerate(generate(n, seed, "eval"))
+                          if i % shard[1] == shard[0]))
+    records = [{**r, "current_date": current_date or r["current_date"]} for r in data["tasks"]]
+    tasks = Suite("demo", tuple(parse_task(r, "demo") for r in records), data["defaults"])
+    config = RunConfig(temperature=temperature, backend=f"local:{model_dir}")
+    with tempfile.TemporaryDirectory(prefix="ossagent-demo-eval-") as tmp:
+        results = run_suite(tasks, lambda _trial: backend, out or Path(tmp), config, progress=verbose)
+    failures = [f"[{r['group']}/{r['effort']}] {r['task']}: {r['reason']}" for r in results if not r["passed"]]
+    if verbose:
+        print("\n".join(failures), flush=True)
+    return summarize({"results": [(r["group"], r["effort"], bool(r["passed"])) for r in results],
+                      "run_tokens": sum(r["completion_tokens"] for r in results),
+                      "run_seconds": sum(r["seconds"] for r in results),
                       "prefill_tokens_per_s": prefill_tps, "decode_tokens_per_s": decode_tps,
                       "temperature": temperature, "current_date": current_date, "failures": failures})
 
@@ -191,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="also write the report (with every failure) here")
     ap.add_argument("--shard", default="0/1", help="K/N: run only tasks whose index %% N == K (parallel runs)")
     ap.add_argument("--merge", type=Path, nargs="+", help="print one report from these shards' --json reports")
-    ap.add_argument("-v", "--verbose", action="store_true", help="print each failure as it happens")
+    ap.add_argument("--out", type=Path, help="run folder (resumable; `ossagent eval --compare` reads it)")
+    ap.add_argument("-v", "--verbose", action="store_true", help="a progress bar, then every failure")
     args = ap.parse_args(argv)
     if args.merge:
         r = merge([json.loads(p.read_text()) for p in args.merge])
@@ -200,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     k, n = (int(x) for x in args.shard.split("/"))
     r = evaluate(args.model, args.n, args.seed, args.temperature, verbose=args.verbose, current_date=args.date,
-                 shard=(k, n))
+                 shard=(k, n), out=args.out)
     print_report(r)
     if args.json:
         args.json.write_text(json.dumps(r, indent=2) + "\n")

@@ -105,8 +105,44 @@ def _think(rng: random.Random, effort: str, low: str, medium: str, high: str) ->
 
 # --------------------------------------------------------------------------------------------- python
 
+WORDINGS = ("trained", "varied")
+# wording="varied" (not used by the shipped model): half the python questions are asked in other ways (other verbs,
+# word orders, politeness, operators written compactly, as x and minus signs or in words, lists without brackets),
+# so a model does not depend on a handful of phrasings. None is a sentence of the held-out paraphrase suite
+# (scripts/demo/paraphrase.py); numbers spelled in words and operations said in English ("the product of ...")
+# stay held out entirely. The gold program always writes the expression in python, so the model learns to map.
+_VARIED_EXPR = ["Determine {e}.", "Tell me the value of {e}.", "Solve {e}.", "How much does {e} come to?",
+                "{e}: what is the result?", "Kindly work {e} out for me.", "Please, what is {e}?",
+                "Can you evaluate {e}?", "Compute {e} in python and tell me the answer.", "I would like to know {e}.",
+                "Result of {e}?", "Could you find {e}, thanks?", "Hi! What do you get for {e}?",
+                "Get python to compute {e}."]
+_VARIED_LIST = ["Tell me the {w} of {xs}.", "{xs} - what is their {w}?", "Please compute the {w} of {xs}.",
+                "What's the {w} of the numbers {xs}?", "Use the python tool to find the {w} of {xs}.",
+                "Numbers: {xs}. I need the {w}."]
+_VARIED_LIST_WORDS = {"mean": ["mean", "average"], "sum": ["sum", "total"], "max": ["maximum", "largest value", "max"]}
 
-def _python_task(rng: random.Random, effort: str, split: str) -> Task:
+
+def _varied_expr(rng: random.Random, expr: str) -> str:
+    """Another question for ``expr`` (``a op b * c`` or ``(a op b) * c``), its operators in another style."""
+    style = rng.choice(["plain", "compact", "unicode", "words"])
+    if style == "compact":
+        expr = expr.replace(" ", "")
+    elif style == "unicode":
+        expr = expr.replace(" * ", " × ").replace(" - ", " − ")
+    elif style == "words":
+        expr = expr.replace(" * ", " times ").replace(" + ", " plus ").replace(" - ", " minus ")
+    return rng.choice(_VARIED_EXPR).format(e=expr)
+
+
+def _varied_list(rng: random.Random, xs: list[int], kind: str) -> str:
+    style = rng.choice(["brackets", "comma", "and", "spaces", "semicolons"])
+    listed = {"brackets": "[" + ",".join(map(str, xs)) + "]", "comma": ", ".join(map(str, xs)),
+              "and": ", ".join(map(str, xs[:-1])) + f" and {xs[-1]}", "spaces": " ".join(map(str, xs)),
+              "semicolons": "; ".join(map(str, xs))}[style]
+    return rng.choice(_VARIED_LIST).format(w=rng.choice(_VARIED_LIST_WORDS[kind]), xs=listed)
+
+
+def _python_task(rng: random.Random, effort: str, split: str, wording: str = "trained") -> Task:
     kind = rng.choice(["expr", "expr", "mean", "sum", "max"])
     if kind == "expr":
         a, b, c = rng.randint(12, 999), rng.randint(3, 99), rng.randint(1, 999)
@@ -121,6 +157,8 @@ def _python_task(rng: random.Random, effort: str, split: str) -> Task:
                 f"I need the value of {expr}.",
             ]
         )
+        if wording == "varied" and rng.random() < 0.5:
+            user = _varied_expr(rng, expr)
         code = f'print("The answer is", {expr})'
         what = f"the value of {expr}"
     else:
@@ -134,6 +172,8 @@ def _python_task(rng: random.Random, effort: str, split: str) -> Task:
                 f"Find the {word} of {listed}.",
             ]
         )
+        if wording == "varied" and rng.random() < 0.5:
+            user = _varied_list(rng, xs, kind)
         fn = {"mean": "sum(xs) / len(xs)", "sum": "sum(xs)", "max": "max(xs)"}[kind]
         code = f'xs = {listed}\nprint("The answer is", {fn})'
         what = f"the {word} of the list"
@@ -437,23 +477,26 @@ _BUILDERS = {
 }
 
 
-def make_task(family: str, effort: str, rng: random.Random, split: str = "train") -> Task:
+def make_task(family: str, effort: str, rng: random.Random, split: str = "train", wording: str = "trained") -> Task:
+    """One task; ``wording="varied"`` asks python tasks in more ways (see ``_VARIED_EXPR``)."""
     if family not in _BUILDERS:
         raise ValueError(f"unknown family {family!r}; choose from {', '.join(FAMILIES)}")
     if effort not in EFFORTS:
         raise ValueError(f"unknown reasoning effort {effort!r}; choose from {', '.join(EFFORTS)}")
-    task = _BUILDERS[family](rng, effort, split)
+    if wording not in WORDINGS:
+        raise ValueError(f"unknown wording {wording!r}; choose from {', '.join(WORDINGS)}")
+    task = _python_task(rng, effort, split, wording) if family == "python" else _BUILDERS[family](rng, effort, split)
     task.date = (datetime.date(2025, 1, 1) + datetime.timedelta(days=rng.randrange(4 * 365))).isoformat()
     return task
 
 
-def generate(n: int, seed: int, split: str = "train") -> Iterator[Task]:
-    """``n`` tasks cycling through every (family, effort) pair, reproducible from ``seed``."""
+def generate(n: int, seed: int, split: str = "train", wording: str = "trained") -> Iterator[Task]:
+    """``n`` tasks cycling through every (family, effort) pair, reproducible from ``seed`` (and ``wording``)."""
     rng = random.Random(f"{split}:{seed}")
     pairs = [(f, e) for f in FAMILIES for e in EFFORTS]
     for i in range(n):
         f, e = pairs[i % len(pairs)]
-        yield make_task(f, e, rng, split)
+        yield make_task(f, e, rng, split, wording)
 
 
 def vocabulary_pieces() -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import struct
 from pathlib import Path
@@ -13,7 +14,7 @@ from safetensors.torch import load_file, save_file
 
 from ossagent.model.config import ConfigError, GptOssConfig
 from ossagent.model.loader import load_model
-from ossagent.model.safetensors_mmap import CheckpointError
+from ossagent.model.safetensors_mmap import CheckpointError, SafetensorsFile
 
 EMBED = "model.embed_tokens.weight"
 SINKS = "model.layers.1.self_attn.sinks"
@@ -153,3 +154,86 @@ def test_config_round_trips(config: GptOssConfig) -> None:
 def test_not_a_model_folder(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match=r"config\.json: file not found"):
         load_model(tmp_path)
+
+
+# ---------------------------------------------------------------- hostile checkpoints: clear errors, quickly
+
+
+def _shard_with_header(shard: Path, header: object, data: bytes = b"\0" * 64) -> None:
+    raw = json.dumps(header).encode()
+    shard.write_bytes(struct.pack("<Q", len(raw)) + raw + data)
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("header", [
+    [], "x", 5, None,
+    {"t": 5}, {"t": {"dtype": "F32", "shape": "ab", "data_offsets": [0, 8]}},
+    {"t": {"dtype": "F32", "shape": [2], "data_offsets": [-8, 0]}},  # reads the header as data
+    {"t": {"dtype": "F32", "shape": [2], "data_offsets": [8, 0]}},
+    {"t": {"dtype": "F32", "shape": [-2, -1], "data_offsets": [0, 8]}},
+    {"t": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8, 16]}},
+    {"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]},
+     "b": {"dtype": "F32", "shape": [4], "data_offsets": [8, 24]}},  # overlapping
+    {"t": {"dtype": "F32", "shape": [2], "data_offsets": [0.5, 8.5]}},
+    {"t": {"dtype": "F32", "shape": [True, 2], "data_offsets": [0, 8]}},
+    {"__metadata__": 5},
+], ids=lambda h: json.dumps(h)[:40])
+def test_malformed_safetensors_headers(folder: Path, header: object) -> None:
+    shard = folder / index(folder)[EMBED]
+    _shard_with_header(shard, header)
+    with pytest.raises(CheckpointError, match=rf"{shard.name}: "):
+        SafetensorsFile(shard)
+    with pytest.raises(CheckpointError, match=rf"{shard.name}: "):
+        load_model(folder)
+
+
+@pytest.mark.timeout(20)
+def test_a_fifo_in_place_of_a_shard_does_not_hang(folder: Path) -> None:
+    shard = folder / index(folder)[EMBED]
+    shard.unlink()
+    os.mkfifo(shard)
+    with pytest.raises(CheckpointError, match=rf"{shard.name}: not a regular file"):
+        SafetensorsFile(shard)
+    with pytest.raises(CheckpointError, match=rf"{shard.name}"):
+        load_model(folder)
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("override", [
+    {"sliding_window": 10**12}, {"num_hidden_layers": 10**9}, {"num_hidden_layers": 10**9, "layer_types": None},
+    {"hidden_size": 10**9}, {"vocab_size": 10**12}, {"num_local_experts": 10**8}, {"head_dim": 10**8},
+    {"rope_theta": 0}, {"rope_theta": -1.0}, {"rope_theta": 1.0}, {"rope_theta": float("nan")},
+    {"rope_theta": float("inf")}, {"rms_norm_eps": -1.0}, {"swiglu_limit": float("nan")},
+    {"rope_scaling": {"rope_type": "yarn", "factor": float("nan"), "beta_fast": 32.0, "beta_slow": 1.0,
+                      "original_max_position_embeddings": 4096}},
+    {"rope_scaling": {"rope_type": "yarn", "factor": 1e30, "beta_fast": 32.0, "beta_slow": 1.0,
+                      "original_max_position_embeddings": 4096}},
+    {"rope_scaling": {"rope_type": "yarn", "factor": 32.0, "beta_fast": 0.0, "beta_slow": 0.0,
+                      "original_max_position_embeddings": 4096}},
+    {"rope_scaling": {"rope_type": "yarn", "factor": 32.0, "beta_fast": 32.0, "beta_slow": 1.0,
+                      "original_max_position_embeddings": 10**15}},
+    {"num_hidden_layers": "4"}, {"sliding_window": 8.5}, {"num_key_value_heads": True},
+], ids=lambda o: json.dumps(o)[:50])
+def test_absurd_config_values(folder: Path, override: dict[str, object]) -> None:
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg.update(override)
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ConfigError, match=r"config\.json: "):
+        load_model(folder)
+
+
+def test_sizes_that_disagree_with_the_tensors(folder: Path) -> None:
+    cfg = json.loads((folder / "config.json").read_text())
+    for key, value in (("hidden_size", 128), ("vocab_size", 301), ("num_local_experts", 16), ("intermediate_size", 32)):
+        (folder / "config.json").write_text(json.dumps({**cfg, key: value}))
+        with pytest.raises((CheckpointError, ConfigError), match=r"has shape|expected|config\.json"):
+            load_model(folder)
+
+
+@pytest.mark.parametrize("weight_map", [[], {EMBED: 5}, {EMBED: "../escape.safetensors"}, {EMBED: "/dev/zero"}])
+def test_malformed_index(folder: Path, weight_map: object) -> None:
+    idx = json.loads((folder / "model.safetensors.index.json").read_text())
+    idx["weight_map"] = weight_map
+    (folder / "model.safetensors.index.json").write_text(json.dumps(idx))
+    with pytest.raises(CheckpointError, match=r"index\.json: malformed index"):
+        load_model(folder)

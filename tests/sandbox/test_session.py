@@ -85,3 +85,27 @@ def test_fallback_is_chosen_when_bwrap_is_missing(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(launch.shutil, "which", lambda name, **k: None if name == "bwrap" else real(name, **k))
     assert "bubblewrap is not installed" in (probe(Backend.BWRAP) or "")
     assert choose_backend(None) is Backend.UNSHARE_LANDLOCK
+
+
+def test_a_forgotten_sandbox_is_killed_when_collected(tmp_path: Path) -> None:
+    import gc
+    import os
+
+    if probe(Backend.BWRAP) is not None and probe(Backend.UNSHARE_LANDLOCK) is not None:
+        pytest.skip("no sandbox backend works here")
+    sbx = PythonSandbox(Policy(workspace=tmp_path))
+    sbx.start()
+    assert sbx.run("print('up')").output == "up\n"
+    assert sbx.proc is not None
+    pid, stage = sbx.proc.pid, sbx._stage
+    del sbx  # never closed
+    gc.collect()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # reaped, not a zombie: the finalizer waited for it
+    assert stage is None or not stage.exists()
+
+
+def test_seccomp_namespaces_option_only_drops_what_chromium_needs() -> None:
+    plain = build_filter(network=False, machine="x86_64")
+    jail = build_filter(network=False, machine="x86_64", namespaces=True)
+    assert jail != plain and len(jail) < len(plain)

@@ -112,15 +112,21 @@ def test_failed_write_leaves_old_file_whole(ws: tuple[FilesTool, Path], monkeypa
     monkeypatch.setattr(os, "fsync", boom)
     with pytest.raises(Exception, match="Input/output error"):
         call(tool, "write", path="notes.txt", content="new content that never lands\n")
+    with pytest.raises(Exception, match="Input/output error"):  # the folders it made are removed again
+        call(tool, "write", path="sub/new1/new2/f.txt", content="x")
     monkeypatch.undo()
     assert (root / "notes.txt").read_text() == "one\ntwo\nthree\n"
     assert sorted(p.name for p in root.iterdir()) == ["notes.txt", "sub"]  # no temp file left
+    assert sorted(p.name for p in (root / "sub").iterdir()) == ["a.py"]
 
 
 def test_hardlinked_file_is_not_read(ws: tuple[FilesTool, Path]) -> None:
     tool, root = ws
     os.link(root.parent / "outside.txt", root / "hl.txt")
     assert "hard links" in err(tool, "read", path="hl.txt")
+    # search skips it too: what read refuses, search must not show line by line
+    assert call(tool, "search", pattern="outside").startswith("[no lines match")
+    assert "hl.txt" not in call(tool, "search", pattern="*.txt", mode="glob")
 
 
 def test_list_and_search(ws: tuple[FilesTool, Path]) -> None:

@@ -24,13 +24,14 @@ import base64
 import json
 import re
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 from ossagent.tools.base import ModelError, ToolFailure, UserError
+from ossagent.tools.browser.action_config import ActionConfig, SideEffect
+from ossagent.tools.browser.chromium import ChromiumRenderer
 from ossagent.tools.browser.elements import Element, snapshot_page
 from ossagent.tools.browser.fetch import Response
 from ossagent.tools.browser.live import LiveTab, Outcome
@@ -38,44 +39,19 @@ from ossagent.tools.browser.page import View
 from ossagent.tools.browser.record import Recorder, Replayer
 from ossagent.tools.browser.text import PageContents, sanitize
 
-if TYPE_CHECKING:
-    from ossagent.tools.browser.browser import Browser
 
-DIALOGS = ("accept", "dismiss")
+class PageHost(Protocol):
+    """What the actions need of their browser (:class:`~ossagent.tools.browser.browser.Browser`): its URL
+    policy, its page stack and its Chromium."""
+
+    config: Any  # a BrowserConfig: .policy checks every URL
+
+    def _push(self, page: PageContents, loc: int = 0, num_lines: int = -1) -> View: ...
+
+    def chromium(self) -> ChromiumRenderer: ...
+
 DIRECTIONS = ("down", "up")
 RECORD_BYTES = 1_000_000  # downloads up to this size are kept in a recording (a replay writes them again)
-
-
-@dataclass(frozen=True)
-class SideEffect:
-    """An action's effect outside the page: ``submit`` (a form), ``request`` (a script's non-GET request),
-    ``download`` or ``upload``."""
-
-    kind: str
-    description: str
-    url: str = ""
-
-
-@dataclass
-class ActionConfig:
-    """How page actions behave; ``workspace`` is where files go and come from (none: no files at all)."""
-
-    workspace: str | Path | None = None
-    allow_passwords: bool = False
-    dialogs: str = "accept"  # alert/confirm/prompt: accept (prompt: its default text) or dismiss
-    approve: Callable[[SideEffect], bool] | None = field(default=None, compare=False)
-    action_timeout_s: float = 10.0  # for the element to be ready (visible, enabled, not covered)
-    max_wait_s: float = 30.0  # the longest wait_for
-    record: str | None = None  # record the session's actions to this file (relative to the workspace)
-    replay: str | None = None  # serve actions from this recording instead of Chromium
-
-    def __post_init__(self) -> None:
-        if self.dialogs not in DIALOGS:
-            raise UserError(f"dialogs must be one of {DIALOGS}, not {self.dialogs!r}")
-        if self.record and self.replay:
-            raise UserError("record or replay a session, not both")
-        if (self.record or self.replay) and self.workspace is None:
-            raise UserError("recording and replaying need a workspace for the file")
 
 
 @dataclass
@@ -123,7 +99,7 @@ def _filename(resp: Response) -> str:
 class Actions:
     """The actions of one browser (one conversation). Thread-safe: one action at a time."""
 
-    def __init__(self, browser: Browser, config: ActionConfig) -> None:
+    def __init__(self, browser: PageHost, config: ActionConfig) -> None:
         self.browser = browser
         self.config = config
         self.workspace = Path(config.workspace).resolve() if config.workspace is not None else None

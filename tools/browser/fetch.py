@@ -8,13 +8,16 @@ time, never by httpx. Proxies and other environment settings are ignored (``trus
 
 from __future__ import annotations
 
+import codecs
 import re
 import ssl
 import threading
 import time
 from dataclasses import dataclass, field
 from email.message import Message
+from typing import Any
 
+import httpcore
 import httpx
 
 from ossagent.tools.base import ToolFailure
@@ -23,7 +26,57 @@ from ossagent.tools.browser.policy import PolicyError, UrlPolicy
 TEXT_TYPES = ("text/", "application/xhtml+xml", "application/xml", "application/json", "application/javascript",
               "application/ecmascript", "application/x-javascript", "application/ld+json", "application/rss+xml",
               "application/atom+xml")
+# Codecs Python knows that no web page may be decoded with: escapes that spell any character (a page could
+# write markup the sanitizer then never sees as such), UTF-7, and ones that cannot decode with replacement.
+_NOT_WEB_CODECS = frozenset({"idna", "punycode", "unicode-escape", "raw-unicode-escape", "utf-7", "undefined"})
 _META_CHARSET_RE = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([A-Za-z0-9_\-:.]+)""", re.IGNORECASE)
+
+
+_deadline = threading.local()  # .at: the monotonic time the current thread's fetch must end by
+
+
+def _left(timeout: float | None, exc: type[Exception]) -> float | None:
+    """A per-operation timeout cut to what is left of the current fetch's total deadline."""
+    end = getattr(_deadline, "at", None)
+    if end is None:
+        return timeout
+    left = end - time.monotonic()
+    if left <= 0:
+        raise exc("the fetch's total deadline has passed")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A socket stream whose every read and write ends by the fetch's deadline, headers and TLS included:
+    httpx's own timeouts are per operation, so a server sending one byte a second would never time out."""
+
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, _left(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._inner.write(buffer, _left(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
+                  timeout: float | None = None) -> httpcore.NetworkStream:
+        inner = self._inner.start_tls(ssl_context, server_hostname, _left(timeout, httpcore.ConnectTimeout))
+        return _DeadlineStream(inner)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.SyncBackend):
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                    socket_options: Any = None) -> httpcore.NetworkStream:
+        inner = super().connect_tcp(host, port, _left(timeout, httpcore.ConnectTimeout), local_address,
+                                    socket_options)
+        return _DeadlineStream(inner)
 
 
 @dataclass(frozen=True)
@@ -75,9 +128,12 @@ def decode_body(body: bytes, content_type: str) -> str:
         m = _META_CHARSET_RE.search(body[:4096])
         charset = m.group(1).decode("ascii") if m else "utf-8"
     try:
-        return body.decode(charset, errors="replace")
-    except LookupError:
-        return body.decode("utf-8", errors="replace")
+        name = codecs.lookup(charset).name
+        if name not in _NOT_WEB_CODECS:
+            return body.decode(name, errors="replace")
+    except (LookupError, UnicodeError, ValueError, TypeError):  # unknown label, or a codec that cannot replace
+        pass
+    return body.decode("utf-8", errors="replace")
 
 
 class HttpFetcher:
@@ -87,7 +143,10 @@ class HttpFetcher:
                  verify: bool | ssl.SSLContext = True) -> None:
         self.policy = policy
         self.limits = limits or FetchLimits()
+        transport = httpx.HTTPTransport(verify=verify, trust_env=False)
+        transport._pool._network_backend = _DeadlineBackend()  # one total deadline per fetch (see above)
         self._client = httpx.Client(
+            transport=transport,
             trust_env=False,
             follow_redirects=False,
             verify=verify,
@@ -128,19 +187,22 @@ class HttpFetcher:
             ext["sni_hostname"] = host
         last_error: Exception | None = None
         start = time.monotonic()
-        for ip in addresses:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            try:
-                req = self._client.build_request(method, target.copy_with(host=ip), headers=sent,
-                                                 content=content, extensions=ext)
-                return self._read(self._client.send(req, stream=True), url, deadline, start)
-            except httpx.TimeoutException as e:
-                last_error = e
-                break
-            except httpx.HTTPError as e:
-                last_error = e
+        _deadline.at = deadline
+        try:
+            for ip in addresses:
+                if deadline - time.monotonic() <= 0:
+                    break
+                try:
+                    req = self._client.build_request(method, target.copy_with(host=ip), headers=sent,
+                                                     content=content, extensions=ext)
+                    return self._read(self._client.send(req, stream=True), url, deadline, start)
+                except httpx.TimeoutException as e:
+                    last_error = e
+                    break
+                except httpx.HTTPError as e:
+                    last_error = e
+        finally:
+            _deadline.at = None
         why = f"{type(last_error).__name__}: {last_error}" if last_error else "timed out"
         raise ToolFailure(f"Error fetching `{url}`: {why}", hint="Try again later or open another result.")
 
@@ -154,12 +216,13 @@ class HttpFetcher:
                     self.bytes_fetched += len(chunk)
                 chunks.append(chunk)
                 size += len(chunk)
-                if size >= self.limits.max_bytes:
+                if size >= self.limits.max_bytes or time.monotonic() > deadline:
                     truncated = True
                     break
-                if time.monotonic() > deadline:
-                    truncated = True
-                    break
+        except httpx.TimeoutException:  # the deadline passed mid-body: keep what came
+            if not chunks:
+                raise
+            truncated = True
         finally:
             resp.close()
         with self._lock:

@@ -22,16 +22,14 @@ import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urljoin
 
 from ossagent.tools.base import ModelError, ToolCallError, ToolFailure
+from ossagent.tools.browser.action_config import ActionConfig
 from ossagent.tools.browser.chromium import ChromiumRenderer
 from ossagent.tools.browser.elements import SNAPSHOT_JS
 from ossagent.tools.browser.fetch import Response
-
-if TYPE_CHECKING:
-    from ossagent.tools.browser.actions import ActionConfig
 
 Outcome = dict[str, Any]
 _MAX_REDIRECTS = 8

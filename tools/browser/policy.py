@@ -51,6 +51,25 @@ def system_resolver(host: str, port: int) -> list[str]:
     return seen
 
 
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052: the IPv4 address is the last 32 bits
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215: local-use translation, private by definition
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")  # deprecated ::a.b.c.d (:: and ::1 are handled as themselves)
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address stands for: IPv4-mapped, NAT64, 6to4 or IPv4-compatible; else None.
+
+    Each of these can reach an IPv4 host through a translator or tunnel, so it is checked as that host.
+    """
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip in _NAT64 or (ip in _IPV4_COMPATIBLE and int(ip) > 1):
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
 def _parse_networks(items: Iterable[str]) -> tuple[Network, ...]:
     nets = []
     for item in items:
@@ -105,8 +124,12 @@ class UrlPolicy:
         return scheme, host, port or (443 if scheme == "https" else 80)
 
     def address_allowed(self, ip: Address) -> bool:
-        if ip.version == 6 and ip.ipv4_mapped is not None:  # type: ignore[union-attr]
-            ip = ip.ipv4_mapped  # type: ignore[union-attr]
+        if isinstance(ip, ipaddress.IPv6Address):
+            embedded = embedded_ipv4(ip)
+            if embedded is not None:
+                ip = embedded
+            elif ip.is_site_local or ip in _NAT64_LOCAL:
+                return self.allow_private or any(ip in net for net in self._nets)  # type: ignore[attr-defined]
         if any(ip in net for net in self._nets):  # type: ignore[attr-defined]
             return True
         if ip.is_multicast or ip.is_unspecified:

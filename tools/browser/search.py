@@ -189,11 +189,15 @@ class OfflineBackend:
         self.k1, self.b = k1, b
         self.docs: list[_Doc] = []
         self._df: Counter[str] = Counter()
-        for path in sorted(self.folder.rglob("*")):
-            if path.is_file() and path.suffix.lower() in DOC_SUFFIXES:
+        for path in sorted(self.folder.rglob("*")):  # does not descend into linked folders
+            # a link is indexed only when what it points to is inside the folder (fetch checks the same)
+            if path.suffix.lower() in DOC_SUFFIXES and path.is_file() and self._inside(path):
                 with contextlib.suppress(ToolFailure):  # unreadable: left out of the index
                     self._add(path)
         self._avg = sum(d.length for d in self.docs) / max(1, len(self.docs))
+
+    def _inside(self, path: Path) -> bool:
+        return path.resolve().is_relative_to(self.folder)
 
     def _url(self, path: Path) -> str:
         return self.base_url + quote(path.relative_to(self.folder).as_posix())

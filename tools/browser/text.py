@@ -4,7 +4,8 @@ The conversion follows the gpt-oss reference browser (``page_contents.process_ht
 the shape the model saw in training:
 
 * page text cannot forge markup: ``【``/``】`` become ``〖``/``〗``, ``◼`` becomes ``◾``, zero-width
-  spaces and characters outside the Basic Multilingual Plane are dropped, before anything else is done;
+  spaces and characters outside the Basic Multilingual Plane are dropped, in the raw HTML and again after
+  parsing (so character references like ``&#x3010;`` are caught too), in text, titles, alt text and domains;
   ``†`` inside anchor text becomes ``‡``, so a link's text cannot close or extend its marker;
 * links become ``【{id}†{text}】`` (same domain) or ``【{id}†{text}†{domain}】`` (another domain); ids are
   sequential per page and shared by links to the same URL; ``mailto:`` and ``javascript:`` links are
@@ -95,6 +96,20 @@ def sanitize(text: str) -> str:
     return _FORGERY_RE.sub(lambda m: _FORGERY[m.group(0)], _SMP_RE.sub("", text))
 
 
+def _sanitize_tree(root: lxml.html.HtmlElement) -> None:
+    """Sanitize what parsing decoded: character references in text and in the attributes shown (alt, title)."""
+    for el in root.iter():
+        if el.text:
+            el.text = sanitize(el.text)
+        if el.tail:
+            el.tail = sanitize(el.tail)
+        if isinstance(el.tag, str):
+            for attr in ("alt", "title"):
+                value = el.get(attr)
+                if value:
+                    el.set(attr, sanitize(value))
+
+
 def domain_of(url: str) -> str:
     netloc = urlsplit(url).netloc
     return netloc if netloc or not url else urlsplit("http://" + url).netloc
@@ -104,23 +119,41 @@ def _flat_text(node: lxml.html.HtmlElement) -> str:
     return re.sub(r"\s+", " ", " ".join(node.itertext()).replace("\n", " "))
 
 
-def _replace_with_text(node: lxml.html.HtmlElement, text: str) -> None:
-    parent = node.getparent()
-    if parent is None:
-        return
-    tail = node.tail or ""
-    prev = node.getprevious()
-    if prev is None:
-        parent.text = (parent.text or "") + text + tail
+def _replace_all(pairs: list[tuple[lxml.html.HtmlElement, str]]) -> None:
+    """Replace each node by a text, its tail kept, merged into the text before it. One pass per parent, each
+    text joined once: replacing nodes one at a time re-copied a growing tail each time, so a page of 40,000
+    links in one paragraph took a minute."""
+    groups: dict[lxml.html.HtmlElement, dict[lxml.html.HtmlElement, str]] = {}
+    for node, text in pairs:
+        parent = node.getparent()
+        if parent is not None:
+            groups.setdefault(parent, {})[node] = text
+    for parent, texts in groups.items():
+        kept: lxml.html.HtmlElement | None = None  # the sibling whose tail collects the text (None: parent.text)
+        pieces = [parent.text or ""]
+        for child in list(parent):
+            new = texts.get(child)
+            if new is None:
+                _set_run(parent, kept, pieces)
+                kept, pieces = child, [child.tail or ""]
+            else:
+                pieces += (new, child.tail or "")
+                parent.remove(child)
+        _set_run(parent, kept, pieces)
+
+
+def _set_run(parent: lxml.html.HtmlElement, kept: lxml.html.HtmlElement | None, pieces: list[str]) -> None:
+    if kept is None:
+        parent.text = "".join(pieces)
     else:
-        prev.tail = (prev.tail or "") + text + tail
-    parent.remove(node)
+        kept.tail = "".join(pieces)
 
 
 def _mark_links(root: lxml.html.HtmlElement, page_url: str) -> dict[str, str]:
     here = domain_of(page_url)
     ids: dict[str, str] = {}
     by_url: dict[str, str] = {}
+    replaced: list[tuple[lxml.html.HtmlElement, str]] = []
     for a in list(root.iter("a")):
         href = (a.get("href") or "").strip()
         if not href or href.lower().startswith(("mailto:", "javascript:", "data:")):
@@ -129,7 +162,7 @@ def _mark_links(root: lxml.html.HtmlElement, page_url: str) -> dict[str, str]:
         if not text.strip():  # an image-only link: nothing to show
             continue
         if href.startswith("#"):
-            _replace_with_text(a, text)
+            replaced.append((a, text))
             continue
         try:
             target = urljoin(page_url, href)
@@ -137,27 +170,30 @@ def _mark_links(root: lxml.html.HtmlElement, page_url: str) -> dict[str, str]:
         except ValueError:
             domain = ""
         if not domain:
-            _replace_with_text(a, text)
+            replaced.append((a, text))
             continue
         link_id = by_url.get(target)
         if link_id is None:
             link_id = str(len(ids))
             ids[link_id] = target
             by_url[target] = link_id
-        marker = f"【{link_id}†{text}】" if domain == here else f"【{link_id}†{text}†{domain}】"
-        _replace_with_text(a, marker)
+        shown = sanitize(domain).replace("†", "‡")
+        marker = f"【{link_id}†{text}】" if domain == here else f"【{link_id}†{text}†{shown}】"
+        replaced.append((a, marker))
+    _replace_all(replaced)
     return ids
 
 
 def _mark_images(root: lxml.html.HtmlElement) -> None:
+    replaced = []
     for n, img in enumerate(list(root.iter("img"))):
         name = img.get("alt") or img.get("title")
-        _replace_with_text(img, f"[Image {n}: {name}]" if name else f"[Image {n}]")
+        replaced.append((img, f"[Image {n}: {name}]" if name else f"[Image {n}]"))
+    _replace_all(replaced)
 
 
 def _drop(root: lxml.html.HtmlElement, tags: tuple[str, ...]) -> None:
-    for node in [n for n in root.iter(*tags)]:
-        _replace_with_text(node, "")
+    _replace_all([(node, "") for node in root.iter(*tags)])
 
 
 def _html2text(html: str) -> str:
@@ -191,9 +227,10 @@ def html_to_page(html: str, url: str, title: str | None = None, display_url: boo
         root = lxml.html.fromstring(html or "<html></html>")
     except (lxml.etree.ParserError, ValueError):
         root = lxml.html.fromstring("<html></html>")
+    _sanitize_tree(root)
     found = root.find(".//title")
     if title:
-        final_title = title
+        final_title = sanitize(title)
     elif found is not None and (found.text or "").strip():
         final_title = re.sub(r"\s+", " ", found.text or "").strip()
     else:
@@ -215,7 +252,7 @@ def html_to_page(html: str, url: str, title: str | None = None, display_url: boo
 
 def plain_to_page(text: str, url: str, title: str | None = None) -> PageContents:
     """A text/plain (or JSON, markdown) document: sanitized, no links."""
-    return PageContents(url=url, title=title or domain_of(url), text=f"\nURL: {url}\n" + sanitize(text))
+    return PageContents(url=url, title=sanitize(title or domain_of(url)), text=f"\nURL: {url}\n" + sanitize(text))
 
 
 def wrap_lines(text: str, width: int = 80) -> list[str]:

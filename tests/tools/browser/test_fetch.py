@@ -93,3 +93,44 @@ def test_conversation_download_budget(site: Any) -> None:
     with pytest.raises(ToolFailure, match="download budget"):
         f.get(site.base + "/second.html")
     f.close()
+
+
+def _drip(handler: Any) -> None:
+    """Headers one byte at a time, each well inside a per-read timeout, never finishing."""
+    import time
+
+    handler.wfile.write(b"HTTP/1.1 200 OK\r\n")
+    handler.wfile.flush()
+    for _ in range(200):
+        try:
+            handler.wfile.write(b"X-Drip: a\r\n"[:1])
+            handler.wfile.flush()
+        except OSError:
+            return
+        time.sleep(0.25)
+
+
+@pytest.mark.timeout(30)
+def test_a_server_dripping_headers_cannot_outlast_the_fetch_deadline(site: Any) -> None:
+    import time
+
+    site.route("/drip", _drip)
+    http = HttpFetcher(LOOPBACK, FetchLimits(timeout_s=1.5, connect_timeout_s=1.0))
+    try:
+        started = time.monotonic()
+        with pytest.raises(ToolFailure, match="Timeout"):
+            http.get(site.base + "/drip")
+        assert time.monotonic() - started < 3.0
+    finally:
+        http.close()
+
+
+@pytest.mark.parametrize("charset", ["idna", "punycode", "unicode_escape", "raw-unicode-escape", "utf-7", "x-nope",
+                                     "rot13", "base64", "undefined", "utf-8\u0000"])
+def test_unknown_or_non_web_charset_labels_fall_back_to_utf8(charset: str) -> None:
+    from ossagent.tools.browser.fetch import decode_body
+
+    body = "café \\u3010 +AGEAYgBj-".encode()
+    assert decode_body(body, f"text/html; charset={charset}") == "café \\u3010 +AGEAYgBj-"
+    meta = b"<meta charset='" + charset.encode(errors="replace") + b"'>" + body
+    assert decode_body(meta, "text/html").endswith("café \\u3010 +AGEAYgBj-")

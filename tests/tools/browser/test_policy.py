@@ -39,6 +39,26 @@ def test_non_public_addresses_are_refused(url: str) -> None:
         UrlPolicy(resolver=PUBLIC).resolve(url)
 
 
+@pytest.mark.parametrize("url", [
+    # private IPv4 addresses spelled as IPv6 (NAT64, 6to4, IPv4-compatible), and IPv6 site-local
+    "http://[64:ff9b::7f00:1]/", "http://[64:ff9b::a9fe:a9fe]/", "http://[64:ff9b:1::a00:1]/",
+    "http://[2002:7f00:1::]/", "http://[2002:a9fe:a9fe::1]/", "http://[2002:c0a8:101:1::1]/",
+    "http://[::127.0.0.1]/", "http://[::a00:1]/", "http://[::169.254.169.254]/",
+    "http://[fec0::1]/", "http://[feff::1]/", "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/",
+])
+def test_private_addresses_in_ipv6_forms_are_refused(url: str) -> None:
+    with pytest.raises(PolicyError, match="private, loopback or link-local"):
+        UrlPolicy(resolver=PUBLIC).resolve(url)
+
+
+def test_public_addresses_in_ipv6_forms_pass() -> None:
+    pol = UrlPolicy(resolver=PUBLIC)
+    for host in ("64:ff9b::5db8:d70e", "2002:5db8:d70e::1"):  # 93.184.215.14 through NAT64 and 6to4
+        assert pol.resolve(f"http://[{host}]/")[1] == [host]
+    allowed = UrlPolicy(allow_networks=("127.0.0.1/32",), resolver=PUBLIC)
+    assert allowed.resolve("http://[64:ff9b::7f00:1]/")[1] == ["64:ff9b::7f00:1"]
+
+
 def test_public_addresses_pass_and_are_what_is_connected_to() -> None:
     pol = UrlPolicy(resolver=PUBLIC)
     assert pol.resolve("https://example.org/x") == ("example.org", ["93.184.215.14"])

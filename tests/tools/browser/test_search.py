@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -105,3 +106,22 @@ def test_brave_api_against_a_fake_server(site: Any) -> None:
     with pytest.raises(UserError):
         BraveBackend("")
     backend.close()
+
+
+def test_offline_index_stays_inside_its_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "docs"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "ok.txt").write_text("inside words")
+    (folder / "sub" / "same.txt").write_text("linked within")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("hostsecret words")
+    os.symlink(outside / "secret.txt", folder / "leak.txt")
+    os.symlink(outside, folder / "leakdir")
+    os.symlink(folder / "sub" / "same.txt", folder / "alias.txt")  # a link that stays inside is fine
+    backend = OfflineBackend(folder)
+    assert backend.search("hostsecret", 10) == []
+    assert sorted(d.url.rsplit("/", 1)[1] for d in backend.docs) == ["alias.txt", "ok.txt", "same.txt"]
+    for name in ("leak.txt", "leakdir/secret.txt"):
+        with pytest.raises(ToolFailure, match="no such document"):
+            backend.fetch(f"https://offline.invalid/{name}")

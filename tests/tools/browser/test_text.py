@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ossagent.tools.browser.page import Viewport, find_in_page, render
-from ossagent.tools.browser.text import html_to_page, sanitize, strip_links, wrap_lines
+from ossagent.tools.browser.text import html_to_page, plain_to_page, sanitize, strip_links, wrap_lines
 
 
 def test_links_get_ids_per_url_and_show_foreign_domains() -> None:
@@ -35,6 +36,27 @@ def test_page_text_cannot_forge_markers() -> None:
     assert page.title == "T 〖1†L2〗"
     # the only real marker on the page is the link
     assert strip_links(page.text).count("dag ‡ ger") == 1
+
+
+def test_character_references_cannot_forge_markers() -> None:
+    """Markers spelled with HTML character references, in text, titles, alt text and link domains."""
+    ref = "&#x3010;5&#x2020;L1&#x3011;"
+    html = (f"<title>T {ref}</title><p>see {ref} and &#12304;3&dagger;L2&#12305; &#x25FC; z&#x200b;w "
+            f"&#x1F600;</p><img alt='{ref}'><img title='{ref}' src=x>"
+            f"<a href='/x'>go {ref}</a> <a href='http://ev&#x3011;il.org/'>far</a>")
+    page = html_to_page(html, "https://site.org/")
+    for text in (page.text, page.title):
+        assert "【5" not in text and "【3" not in text and "◼" not in text and "\u200b" not in text, text
+    assert "〖5†L1〗" in page.text and "〖3†L2〗" in page.text and "zw" in page.text
+    assert page.title == "T 〖5†L1〗"
+    assert "[Image 0: 〖5†L1〗]" in page.text and "[Image 1: 〖5†L1〗]" in page.text
+    assert "【0†go 〖5‡L1〗】" in page.text  # inside a link, the dagger is neutralised too
+    # a link's domain cannot close its marker either: the only markers are the two real links
+    assert [m for m in page.text.split("【")[1:]] == [m for m in page.text.split("【")[1:] if m[0] in "01"]
+    assert page.text.count("】") == 2
+    assert html_to_page("x", "https://site.org/", title=f"Chromium {chr(0x3010)}1{chr(0x2020)}L1{chr(0x3011)}"
+                        ).title == "Chromium 〖1†L1〗"
+    assert plain_to_page("x", "file:///a", title=f"{chr(0x3010)}0{chr(0x2020)}L1{chr(0x3011)}").title == "〖0†L1〗"
 
 
 def test_sanitize_is_idempotent_and_total() -> None:
@@ -146,3 +168,14 @@ def _reference_end_loc(enc: Any, lines: list[str], loc: int, view_tokens: int) -
 def test_viewport_equals_the_reference_rule(enc: Any, lines: list[str], loc: int, view_tokens: int) -> None:
     loc = min(loc, len(lines) - 1)
     assert Viewport(enc, view_tokens).end_loc(lines, loc) == _reference_end_loc(enc, lines, loc, view_tokens)
+
+
+@pytest.mark.timeout(30)
+def test_many_sibling_links_convert_in_linear_time() -> None:
+    """20,000 links in one paragraph: replacing them one by one was quadratic (over a minute); now ~2 s.
+    (Speed is measured by benchmarks/page_conversion.py; this only guards against the quadratic path.)"""
+    n = 20_000
+    html = "<p>start " + " ".join(f"<a href='/p{i}'>l{i}</a> <img alt='a{i}'>" for i in range(n)) + " end</p>"
+    page = html_to_page(html, "https://site.org/")
+    assert len(page.urls) == n and f"【{n - 1}†l{n - 1}】 [Image {n - 1}: a{n - 1}] end" in page.text
+    assert page.text.index("start 【0†l0】 [Image 0: a0] 【1†l1】") > 0

@@ -1,0 +1,149 @@
+"""The jail Chromium runs in: bubblewrap, a dedicated non-root uid, no capabilities, a seccomp filter.
+
+Chromium parses hostile content, so a renderer bug must not reach the host. When ``sandbox="bwrap"``,
+Playwright starts a generated launcher script instead of Chromium; the script:
+
+* (host root only) hands Playwright's profile folder to a dedicated uid (61000-61999, apart from the python
+  sandbox's range), then drops to that uid with no capabilities, an empty bounding set, no supplementary groups
+  and ``no_new_privs`` (``setpriv``);
+* starts bubblewrap with every namespace unshared (no network at all: Chromium reaches pages only through
+  Playwright's route handler), the capabilities dropped, a read-only root made of ``/usr`` and only the ``/etc``
+  files Chromium needs (fonts, the loader cache, the time zone), a size-capped private ``/tmp``, ``/dev`` and
+  ``/proc`` of its own, and the seccomp filter of :mod:`ossagent.sandbox.seccomp` (only the profile folder is
+  writable);
+* keeps Chromium's own sandbox (namespaces + seccomp-bpf per renderer) on when the kernel lets an unprivileged
+  process inside the jail make a user namespace, which :func:`chromium_sandbox_works` probes; otherwise Chromium
+  gets ``--no-sandbox`` inside the jail. The filter then allows namespaces and chroot (which that sandbox
+  needs) but still refuses mount, setns, ptrace, bpf, keyrings and the other calls the python sandbox refuses.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import os
+import shlex
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+from ossagent.sandbox.seccomp import SeccompUnavailable, build_filter
+from ossagent.tools.base import UserError
+
+JAIL_UID_BASE = 61000
+JAIL_TMP_SIZE = 512 << 20  # Chromium's private /tmp (its profile lives in the bound profile folder)
+# /etc files Chromium reads: fontconfig, the dynamic loader's cache, the time zone. No passwd, shadow, ssl, hosts.
+JAIL_SHM_SIZE = 64 << 20
+JAIL_ETC = ("/etc/fonts", "/etc/ld.so.cache", "/etc/localtime")
+JAIL_RO_EXTRA = ("/var/cache/fontconfig",)
+_uid_counter = itertools.count()
+
+
+def jail_uid() -> int | None:
+    """A host uid for one Chromium jail when this process runs as root; None otherwise (the host user)."""
+    if os.geteuid() != 0:
+        return None
+    return JAIL_UID_BASE + (os.getpid() * 13 + next(_uid_counter)) % 1000
+
+
+@functools.cache
+def _bwrap_works() -> bool:
+    bwrap = shutil.which("bwrap")
+    if not bwrap:
+        return False
+    probe = subprocess.run([bwrap, "--unshare-all", "--ro-bind", "/", "/", "--proc", "/proc", "--dev", "/dev",
+                            "true"], capture_output=True, timeout=20)
+    return probe.returncode == 0
+
+
+def _bwrap_args(uid_inside: int, seccomp_fd: int, executable: str) -> list[str]:
+    args = ["bwrap", "--unshare-all", "--unshare-user", "--uid", str(uid_inside), "--gid", str(uid_inside),
+            "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--hostname", "jail",
+            "--size", str(JAIL_TMP_SIZE), "--tmpfs", "/tmp",
+            "--ro-bind", "/usr", "/usr"]
+    for top in ("bin", "sbin", "lib", "lib64", "lib32"):
+        p = Path("/") / top
+        if p.is_symlink():
+            args += ["--symlink", os.readlink(p), f"/{top}"]
+        elif p.is_dir():
+            args += ["--ro-bind", f"/{top}", f"/{top}"]
+    for path in (*JAIL_ETC, *JAIL_RO_EXTRA):
+        args += ["--ro-bind-try", path, path]
+    if not executable.startswith("/usr/"):
+        args += ["--ro-bind", executable, executable]
+    args += ["--proc", "/proc", "--dev", "/dev", "--size", str(JAIL_SHM_SIZE), "--tmpfs", "/dev/shm",
+             "--remount-ro", "/dev", "--clearenv", "--setenv", "PATH", "/usr/bin:/bin",
+             "--setenv", "HOME", "/tmp", "--setenv", "TMPDIR", "/tmp", "--seccomp", str(seccomp_fd)]
+    return args
+
+
+def write_launcher(folder: Path, executable: str, *, uid: int | None, own_sandbox: bool) -> Path:
+    """A launcher script Playwright can use as ``executable_path``: ``executable`` inside the jail.
+
+    ``folder`` must be private to the host user (the seccomp program is read from it by the script, as the host
+    user, before the uid drop). ``uid``: the host uid to run as (from :func:`jail_uid`; None keeps the host
+    user). ``own_sandbox``: keep Chromium's sandbox on inside the jail (else ``--no-sandbox`` is added).
+    """
+    try:
+        program = build_filter(network=False, namespaces=own_sandbox)
+    except SeccompUnavailable as exc:
+        raise UserError(f"Chromium's jail cannot start: {exc}") from exc
+    bpf = folder / "chromium-seccomp.bpf"
+    bpf.write_bytes(program)
+    bpf.chmod(0o600)
+    bwrap = _bwrap_args(1000, 9, executable)
+    drop = ""
+    if uid is not None:
+        drop = (f"setpriv --reuid={uid} --regid={uid} --clear-groups --inh-caps=-all --bounding-set=-all "
+                "--no-new-privs --pdeathsig=KILL -- ")
+    lines = [
+        "#!/bin/sh",
+        "# Generated by ossagent: Chromium in its jail (see ossagent.tools.browser.jail).",
+        "set -eu",
+        'ud=""',
+        'for a in "$@"; do case "$a" in --user-data-dir=*) ud="${a#--user-data-dir=}";; esac; done',
+    ]
+    if uid is not None:  # Playwright made the profile folder as root; only the jail's uid writes it from now on
+        lines.append(f'if [ -n "$ud" ]; then chown -R -P {uid}:{uid} -- "$ud"; chmod 0700 -- "$ud"; fi')
+    lines += [
+        f"exec 9< {shlex.quote(str(bpf))}",
+        f"exec env -i PATH=/usr/bin:/bin {drop}{shlex.join(bwrap)} --remount-ro / \\",
+        '  ${ud:+--bind "$ud" "$ud"} \\',
+        f"  -- {shlex.quote(executable)}{'' if own_sandbox else ' --no-sandbox'} \"$@\"",
+    ]
+    script = folder / "chromium-jail.sh"
+    script.write_text("\n".join(lines) + "\n")
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    return script
+
+
+@functools.cache
+def chromium_sandbox_works(uid: int | None) -> bool:
+    """Can a process inside the jail (as ``uid``) make the user namespace Chromium's own sandbox needs?"""
+    import tempfile
+
+    unshare = shutil.which("unshare", path="/usr/bin:/bin")
+    if unshare is None or not _bwrap_works():
+        return False
+    with tempfile.TemporaryDirectory(prefix="ossagent-jail-probe-") as tmp:
+        launcher = write_launcher(Path(tmp), unshare, uid=uid, own_sandbox=True)
+        try:
+            proc = subprocess.run([str(launcher), "--user", "--pid", "--net", "--fork", "true"],
+                                  capture_output=True, timeout=20, env={"PATH": "/usr/bin:/bin"})
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+    return proc.returncode == 0
+
+
+def resolve_sandbox(mode: str) -> str:
+    if mode not in ("auto", "chromium", "bwrap", "none"):
+        raise UserError(f"chromium sandbox must be auto, chromium, bwrap or none, not {mode!r}")
+    if mode != "auto":
+        return mode
+    if os.geteuid() != 0:
+        return "chromium"
+    if _bwrap_works():
+        return "bwrap"
+    raise UserError("Chromium cannot use its own sandbox as root and bubblewrap is not usable here; "
+                    "install bubblewrap, run as a non-root user, or pass sandbox='none' to accept the risk")
