@@ -5,9 +5,9 @@ read around every compaction.
 For each compaction: the summary call's prefill (it continues the cached conversation, so only the request
 should be computed) and the next prompt's prefill (computed from the first changed token, or from the sliding
 layers' last ring snapshot before it when the cut is deeper than their ring keeps). A normal turn computes
-only the new tool answer. Engine variants: the default (rollback 2,048, snapshot every 1,024) and a ring as
+only the new tool answer. Engine variants: the default (rollback 2,048, snapshot every 1,024), a ring as
 long as the window (every cut exact: what a compaction costs when nothing before the first changed token is
-recomputed).
+recomputed), and the BatchEngine's cache pool (the summary call forks the conversation's cache).
 
     .venv/bin/python benchmarks/compaction_kv.py [--turns 200] [--window 4096] [--rows 8]
 """
@@ -28,6 +28,7 @@ import torch
 from ossagent.agent.events import Compacted, ToolResultEvent
 from ossagent.agent.limits import Limits
 from ossagent.agent.loop import Agent
+from ossagent.model.batch import BatchEngine
 from ossagent.model.checkpoint_writer import write_checkpoint
 from ossagent.model.config import GptOssConfig
 from ossagent.model.engine import Engine
@@ -53,8 +54,10 @@ def tiny_checkpoint(folder: Path) -> Path:
     return folder
 
 
-def run(h: Any, folder: Path, turns: int, window: int, **engine_kw: int) -> dict[str, Any]:
-    engine = Engine.from_pretrained(folder, device="cpu", max_len=window, **engine_kw)
+def run(h: Any, folder: Path, turns: int, window: int, pool: bool = False, **engine_kw: int) -> dict[str, Any]:
+    engine: Any = Engine.from_pretrained(folder, device="cpu", max_len=window, **engine_kw)
+    if pool:
+        engine = BatchEngine(engine, kv_memory=64 * 2**20, max_batch=1)
 
     def policy(prompt: str, turn: int) -> str:
         return h.call_reply(turn) if turn <= turns else h.final_reply("4721" if "vault code is 4721" in prompt
@@ -95,9 +98,15 @@ def main() -> None:
     h = helpers()
     with tempfile.TemporaryDirectory() as tmp:
         folder = tiny_checkpoint(Path(tmp) / "tiny")
-        variants = {"default (rollback 2048, snapshot 1024)": {},
-                    f"rollback {args.window} (every cut exact)": {"rollback": args.window}}
+        variants: dict[str, dict[str, Any]] = {
+            "Engine, default (rollback 2048, snapshot 1024)": {},
+            f"Engine, rollback {args.window} (every cut exact)": {"rollback": args.window},
+            "BatchEngine (cache pool, 64 MiB)": {"pool": True}}
         results = {name: run(h, folder, args.turns, args.window, **kw) for name, kw in variants.items()}
+    shared = [g["shared"] for g in next(iter(results.values()))["groups"]]
+    for r in results.values():  # the prompts are the same in every variant; a pool does not say what it held
+        for g, s in zip(r["groups"], shared, strict=False):
+            g["shared"] = s if g["shared"] < 0 else g["shared"]
     first = next(iter(results.values()))
     print(f"\n{args.turns} tool turns, {args.window}-token cache, default engine: the first compactions\n")
     print("| # | steps | prompt before -> after | summary prefill: reused / computed | next prompt: first changed "

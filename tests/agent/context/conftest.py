@@ -72,9 +72,9 @@ class RuleModel:
             return iter(tokens)
         from ossagent.model.engine import SamplingParams
 
-        held = self.engine.tokens
-        self.shared.append(next((i for i, (a, b) in enumerate(zip(held, prompt, strict=False)) if a != b),
-                                min(len(held), len(prompt))))
+        held = getattr(self.engine, "tokens", None)  # a BatchEngine keeps several caches: not recorded
+        self.shared.append(-1 if held is None else next(
+            (i for i, (a, b) in enumerate(zip(held, prompt, strict=False)) if a != b), min(len(held), len(prompt))))
         sp = SamplingParams(max_tokens=len(tokens), stop_tokens=tuple(params.stop_tokens))
         return self.engine.generate(list(prompt), sp, Force(tokens, self.engine.model.config.vocab_size))
 
