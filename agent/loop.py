@@ -448,6 +448,8 @@ class GrammarHooks:
     """The default hook factory: grammar-constrained turns (:mod:`ossagent.agent.constrain`), compiled once
     per tool choice and reused across the run's calls."""
 
+    _summary: Any = None  # the compaction summary's constraints, compiled at the first summary
+
     def __init__(self, agent: Agent, free_text_limit: int | None = None) -> None:
         self.agent = agent
         self.free_text_limit = free_text_limit
@@ -475,13 +477,11 @@ class GrammarHooks:
         from ossagent.agent.constrain import TurnConstraints
         from ossagent.agent.context.summary import summary_format
 
-        tc = self._compiled.get("summary")
-        if tc is None:
-            tc = TurnConstraints(encoding=self.agent.encoding, vocab_size=getattr(self.agent.backend, "vocab_size",
-                                 None), tool_choice="none", response_format=summary_format(),
-                                 free_text_limit=self.free_text_limit)
-            self._compiled["summary"] = tc
-        return tc.hook()
+        if self._summary is None:
+            self._summary = TurnConstraints(
+                encoding=self.agent.encoding, vocab_size=getattr(self.agent.backend, "vocab_size", None),
+                tool_choice="none", response_format=summary_format(), free_text_limit=self.free_text_limit)
+        return self._summary.hook()
 
 
 def _resolve_citations(agent: Agent, text: str) -> list[dict[str, Any]]:

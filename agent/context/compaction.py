@@ -132,7 +132,7 @@ class Compactor:
         request = [m for m in map(shown, source[:end]) if m is not None] + [user(REQUEST)]
         prompt = hp.render_prompt(self.config, request, self.encoding)
         room = min(self.summary_tokens, self.window - len(prompt))
-        result = self.summarise(prompt, room) if self.summarise and room >= 32 else None
+        result = self.summarise(request, prompt, room) if self.summarise and room >= 32 else None
         if result is None:
             return None
         out.prompt_tokens += len(prompt)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ossagent.agent import prompt as hp
 from ossagent.agent.backends.base import Backend, GenerationParams
 from ossagent.agent.functions import ResponseFormat
+from ossagent.agent.transcript import Msg
 from ossagent.tools.base import ModelError
 
 if TYPE_CHECKING:
@@ -62,7 +63,8 @@ class SummaryResult:
     error: str | None = None
 
 
-Summariser = Callable[[list[int], int], SummaryResult]  # (prompt tokens, max tokens) -> result
+# (the request's conversation after the system and developer messages, its tokens, max tokens) -> result
+Summariser = Callable[[list[Msg], list[int], int], SummaryResult]
 
 
 class ModelSummariser:
@@ -79,7 +81,7 @@ class ModelSummariser:
         self.config = replace(config, response_format=fmt)
         self.temperature, self.seed = temperature, seed
 
-    def __call__(self, prompt: list[int], max_tokens: int) -> SummaryResult:
+    def __call__(self, messages: list[Msg], prompt: list[int], max_tokens: int) -> SummaryResult:
         params = GenerationParams(max_tokens=max_tokens, temperature=self.temperature, seed=self.seed,
                                   prompt_config=self.config, tool_choice="none")
         out: list[int] = []

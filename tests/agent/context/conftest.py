@@ -57,8 +57,9 @@ class RuleModel:
     peaks: list[int] = field(default_factory=list)  # prompt + completion tokens, every call
     shared: list[int] = field(default_factory=list)  # tokens the engine held that each prompt starts with
 
-    def generate(self, prompt: Sequence[int], params: GenerationParams, hook: Any = None) -> Iterator[int]:
-        text = self.encoding.decode(list(prompt))
+    def generate(self, prompt: Any, params: GenerationParams, hook: Any = None) -> Iterator[int]:
+        prompt = list(getattr(prompt, "tokens", prompt))  # a typed prompt, or its tokens
+        text = self.encoding.decode(prompt)
         if REQUEST in text[-len(REQUEST) - 200:]:
             self.summaries += 1
             reply = self.summarise(text)
@@ -76,7 +77,7 @@ class RuleModel:
         self.shared.append(-1 if held is None else next(
             (i for i, (a, b) in enumerate(zip(held, prompt, strict=False)) if a != b), min(len(held), len(prompt))))
         sp = SamplingParams(max_tokens=len(tokens), stop_tokens=tuple(params.stop_tokens))
-        return self.engine.generate(list(prompt), sp, Force(tokens, self.engine.model.config.vocab_size))
+        return self.engine.generate(prompt, sp, Force(tokens, self.engine.model.config.vocab_size))
 
 
 class Force:

@@ -104,7 +104,7 @@ def round_messages(kind: str, size: int, i: int) -> list[Msg]:
     return [think, call, tool_result("notes.read", f"Page {i}: {words}", channel="commentary")]
 
 
-def fake_summary(prompt: list[int], max_tokens: int) -> SummaryResult:
+def fake_summary(messages: list[Msg], prompt: list[int], max_tokens: int) -> SummaryResult:
     return SummaryResult({"facts": [f"a prompt of {len(prompt)} tokens"], "open_tasks": [], "citations": []}, 20)
 
 
