@@ -16,12 +16,12 @@ demo: bootstrap
 
 test: bootstrap
 	.venv/bin/ruff check .
-	.venv/bin/mypy agent tools sandbox
+	.venv/bin/mypy agent tools sandbox model
 	.venv/bin/python -m pytest
 
 check: bootstrap
 	.venv/bin/ruff check .
-	.venv/bin/mypy agent tools sandbox
+	.venv/bin/mypy agent tools sandbox model
 
 clean:
 	rm -rf .venv build *.egg-info

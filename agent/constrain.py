@@ -42,6 +42,7 @@ import llguidance as llg
 import llguidance.numpy as llg_np
 import numpy as np
 
+from ossagent.agent.choices import ToolChoice
 from ossagent.agent.functions import NAMESPACE, Functions, FunctionTool, ResponseFormat
 from ossagent.agent.harmony.tokens import CALL, END, MESSAGE, RETURN, STOPS
 from ossagent.model.hooks import StepAction
@@ -52,35 +53,6 @@ if TYPE_CHECKING:
     import torch
 
 _RECIPIENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
-MODES = ("auto", "none", "required", "function")
-
-
-@dataclass(frozen=True)
-class ToolChoice:
-    """``auto`` (the model decides), ``none`` (no function call can be written), ``required`` (the turn
-    ends in a tool call), or ``function`` with ``name`` (the turn ends in a call to that function)."""
-
-    mode: str = "auto"
-    name: str | None = None
-
-    @classmethod
-    def parse(cls, value: ToolChoice | str | Mapping[str, Any] | None) -> ToolChoice:
-        """Accepts ``"auto" | "none" | "required"``, a ToolChoice, or the OpenAI forms
-        ``{"type": "function", "name": N}`` / ``{"type": "function", "function": {"name": N}}``."""
-        if value is None:
-            return cls()
-        if isinstance(value, ToolChoice):
-            return value
-        if isinstance(value, str):
-            if value in ("auto", "none", "required"):
-                return cls(value)
-            raise UserError(f"tool_choice {value!r}: use auto, none, required, or {{'type': 'function', 'name': ...}}")
-        if isinstance(value, Mapping) and value.get("type") == "function":
-            fn = value.get("function")
-            name = value.get("name") or (fn.get("name") if isinstance(fn, Mapping) else None)
-            if isinstance(name, str) and name:
-                return cls("function", name)
-        raise UserError(f"tool_choice {value!r} is not understood")
 
 
 @lru_cache(maxsize=2)
@@ -179,7 +151,7 @@ class TurnConstraints:
         *,
         encoding: tiktoken.Encoding,
         vocab_size: int | None = None,
-        tool_choice: ToolChoice | str | Mapping[str, Any] | None = "auto",
+        tool_choice: ToolChoice | str | tuple[str, str] | Mapping[str, Any] | None = "auto",
         response_format: ResponseFormat | None = None,
         builtin_recipients: Sequence[str] = (),
         free_text_limit: int | None = None,

@@ -20,27 +20,31 @@ class Event:
 
 
 @dataclass(frozen=True)
-class ReasoningDelta(Event):
+class TextDelta(Event):
+    """New text of a message (the kinds below say which)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ReasoningDelta(TextDelta):
     """Chain of thought (the ``analysis`` channel). Never shown to end users by default."""
 
     type: ClassVar[str] = "reasoning_delta"
-    text: str
 
 
 @dataclass(frozen=True)
-class PreambleDelta(Event):
+class PreambleDelta(TextDelta):
     """User-visible commentary before tool calls (``commentary`` channel, no recipient)."""
 
     type: ClassVar[str] = "preamble_delta"
-    text: str
 
 
 @dataclass(frozen=True)
-class FinalDelta(Event):
+class FinalDelta(TextDelta):
     """Text of the final answer (``final`` channel)."""
 
     type: ClassVar[str] = "final_delta"
-    text: str
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Run limits, reasoning effort and the incremental stop-sequence matcher the loop uses."""
+"""Run limits and the incremental stop-sequence matcher the loop uses."""
 
 from __future__ import annotations
 
@@ -6,17 +6,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ossagent.tools.base import UserError
-
-EFFORTS = ("low", "medium", "high")
-
-
-def check_effort(effort: str | None) -> str | None:
-    if effort is None:
-        return None
-    value = str(getattr(effort, "value", effort)).lower()
-    if value not in EFFORTS:
-        raise UserError(f"reasoning effort must be one of {', '.join(EFFORTS)}, not {effort!r}")
-    return value
 
 
 @dataclass(frozen=True)

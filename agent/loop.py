@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from ossagent.agent import prompt as hp
-from ossagent.agent.backends.base import Backend, GenerationParams, default_encoding
+from ossagent.agent.backends.base import Backend, GenerationParams, HarnessError
+from ossagent.agent.choices import ReasoningEffort, ToolChoice, effort
 from ossagent.agent.context.budget import ContextBudget, bound_tool_output
 from ossagent.agent.context.compaction import Compactor
 from ossagent.agent.context.summary import ModelSummariser
@@ -38,7 +39,7 @@ from ossagent.agent.events import (
     Usage,
 )
 from ossagent.agent.functions import NAMESPACE, Functions
-from ossagent.agent.limits import Limits, StopMatcher, check_effort
+from ossagent.agent.limits import Limits, StopMatcher
 from ossagent.agent.output import OutputError
 from ossagent.agent.output import response_format as response_format_from
 from ossagent.agent.transcript import Msg, Transcript, tool_result, user
@@ -46,9 +47,6 @@ from ossagent.tools.base import Tool, UserError
 
 if TYPE_CHECKING:
     from ossagent.model.hooks import StepHook
-
-ToolChoice = str | tuple[str, str]  # "auto" | "none" | "required" | ("function", NAME)
-
 
 @dataclass(frozen=True)
 class ConstraintRequest:
@@ -100,14 +98,14 @@ class Agent:
         tools: Sequence[Tool] = (),
         functions: Functions | Iterable[Any] = (),
         instructions: str | None = None,
-        reasoning: str | None = "medium",
+        reasoning: ReasoningEffort | str | None = "medium",
         response_format: Any = None,
         limits: Limits | None = None,
         temperature: float = 1.0,
         top_p: float = 1.0,
         seed: int | None = None,
         stop: Sequence[str] = (),
-        tool_choice: ToolChoice = "auto",
+        tool_choice: ToolChoice | str | tuple[str, str] | Mapping[str, Any] = "auto",
         tool_timeout: float | None = 120.0,
         model_identity: str | None = None,
         current_date: str | None = None,
@@ -117,7 +115,7 @@ class Agent:
         encoding: Any = None,
     ) -> None:
         self.backend = backend
-        self.reasoning = check_effort(reasoning)
+        self.reasoning = effort(reasoning)
         self.limits = limits or Limits()
         if not 0.0 <= temperature <= 2.0:
             raise UserError(f"temperature must be within [0, 2], not {temperature}")
@@ -143,21 +141,16 @@ class Agent:
             model_identity=model_identity,
             current_date=current_date,
         )
-        self.tool_choice = _check_tool_choice(tool_choice, self.config)
+        self.tool_choice = ToolChoice.parse(tool_choice).check(
+            [f.name for f in self.config.function_tools], bool(self.config.function_tools or self.config.builtin_tools))
         self.builtin_recipients = tuple(
             f"{t.name}.{f.name}" if f else t.name
             for t in self.config.builtin_tools for f in (t.functions or (None,))
         )
-        if hook_factory is None and (constrained or (constrained is None and getattr(backend, "takes_hooks", False))):
+        if hook_factory is None and (constrained or (constrained is None and backend.takes_hooks)):
             hook_factory = GrammarHooks(self, reasoning_budget)
         self.hook_factory = hook_factory
-        self._encoding = encoding
-
-    @property
-    def encoding(self) -> Any:
-        if self._encoding is None:
-            self._encoding = getattr(self.backend, "encoding", None) or default_encoding()
-        return self._encoding
+        self.encoding = encoding if encoding is not None else backend.encoding
 
     def run(self, task: str | None = None, **kwargs: Any) -> RunResult:
         """Run to a final answer, a call for the caller, or a limit; see :meth:`stream`."""
@@ -169,7 +162,7 @@ class Agent:
         *,
         transcript: Transcript | None = None,
         tool_outputs: Sequence[tuple[str, str]] = (),
-        reasoning: str | None = None,
+        reasoning: ReasoningEffort | str | None = None,
         limits: Limits | None = None,
     ) -> RunStream:
         """Events of one run (iterate); the last two are :class:`Usage` and :class:`Stopped`.
@@ -202,12 +195,13 @@ class _Run:
     """The state of one :meth:`Agent.stream` call."""
 
     def __init__(
-        self, agent: Agent, transcript: Transcript | None, reasoning: str | None, limits: Limits | None
+        self, agent: Agent, transcript: Transcript | None, reasoning: ReasoningEffort | str | None,
+        limits: Limits | None,
     ) -> None:
         self.agent = agent
         self.limits = limits or agent.limits
-        effort = check_effort(reasoning) if reasoning is not None else agent.reasoning
-        self.config = replace(agent.config, reasoning=effort)
+        run_effort = effort(reasoning) if reasoning is not None else agent.reasoning
+        self.config = replace(agent.config, reasoning=run_effort)
         self.transcript = transcript.copy() if transcript is not None else Transcript()
         self.transcript.settings = {**self.transcript.settings, **self.config.settings()}
         self.usage = Usage()
@@ -284,23 +278,21 @@ class _Run:
                 yield ErrorEvent("limit", f"run stopped: {reason.replace('_', ' ')} reached")
                 yield from self._stop(reason)
                 return
-            prompt = chain if chain is not None else self._render()
-            choice = agent.tool_choice if chain is None else "auto"  # forced only for the first call
-            fitted = yield from self._fit(prompt)
+            choice = agent.tool_choice if chain is None else ToolChoice()  # forced only for the first call
+            fitted = yield from self._fit(chain if chain is not None else self._render())
             if fitted is None:
                 yield from self._stop("context")
                 return
-            prompt = fitted
+            built = hp.build_prompt(self.config, self.transcript.prompt_messages(), enc, choice, fitted)
+            prompt = built.tokens
             cached = _common_prefix(prompt, self.prev_tokens)
-            params = GenerationParams(
-                max_tokens=self._budget(len(prompt)), temperature=agent.temperature, top_p=agent.top_p,
-                seed=agent.seed, prompt_config=self.config, tool_choice=choice,
-            )
+            params = GenerationParams(max_tokens=self._budget(len(prompt)), temperature=agent.temperature,
+                                      top_p=agent.top_p, seed=agent.seed)
             hook = agent.hook_factory(ConstraintRequest(self.config, choice, enc)) if agent.hook_factory else None
             turn = _Turn(self, enc)
             try:
-                yield from turn.generate(prompt, params, hook)
-            except (AssertionError, GeneratorExit):  # a broken test script, or the consumer stopped early
+                yield from turn.generate(built, params, hook)
+            except (HarnessError, AssertionError, GeneratorExit):  # a broken script, a bug, or the consumer left
                 self.transcript.extend(turn.finish())
                 self._count(prompt, cached, turn.generated)
                 raise
@@ -379,7 +371,7 @@ class _Turn:
         self._call_id: str | None = None
         self._msgs: list[Msg] = []
 
-    def generate(self, prompt: list[int], params: GenerationParams, hook: StepHook | None) -> Iterator[Event]:
+    def generate(self, prompt: hp.Prompt, params: GenerationParams, hook: StepHook | None) -> Iterator[Event]:
         stream = self.run.agent.backend.generate(prompt, params, hook)
         try:
             for tok in stream:
@@ -393,9 +385,8 @@ class _Turn:
                     self.timed_out = True
                     return
         finally:
-            close = getattr(stream, "close", None)
-            if close is not None:
-                close()
+            if isinstance(stream, Generator):
+                stream.close()
 
     def _on(self, item: hp.Delta | Msg | hp.ParseProblem) -> Iterator[Event]:
         if isinstance(item, Msg):
@@ -453,23 +444,20 @@ class GrammarHooks:
     def __init__(self, agent: Agent, free_text_limit: int | None = None) -> None:
         self.agent = agent
         self.free_text_limit = free_text_limit
-        self._compiled: dict[Any, Any] = {}
+        self._compiled: dict[ToolChoice, Any] = {}
 
     def __call__(self, req: ConstraintRequest) -> StepHook | None:
         from ossagent.agent.constrain import TurnConstraints
 
-        choice = req.tool_choice
-        key = choice
-        tc = self._compiled.get(key)
+        tc = self._compiled.get(req.tool_choice)
         if tc is None:
-            spec: Any = {"type": "function", "name": choice[1]} if isinstance(choice, tuple) else choice
             tc = TurnConstraints(
                 self.agent.functions, encoding=req.encoding,
-                vocab_size=getattr(self.agent.backend, "vocab_size", None), tool_choice=spec,
+                vocab_size=self.agent.backend.vocab_size, tool_choice=req.tool_choice,
                 response_format=self.agent.answer, builtin_recipients=self.agent.builtin_recipients,
                 free_text_limit=self.free_text_limit,
             )
-            self._compiled[key] = tc
+            self._compiled[req.tool_choice] = tc
         return tc.hook()
 
     def summary_hook(self) -> StepHook:
@@ -495,19 +483,6 @@ def _resolve_citations(agent: Agent, text: str) -> list[dict[str, Any]]:
             out.append({"cursor": c.cursor, "url": c.url, "title": c.title,
                         "lines": list(c.lines) if c.lines else None, "quote": c.quote})
     return out
-
-
-def _check_tool_choice(choice: ToolChoice, config: hp.PromptConfig) -> ToolChoice:
-    names = {f.name for f in config.function_tools}
-    if isinstance(choice, tuple):
-        if len(choice) != 2 or choice[0] != "function" or choice[1] not in names:
-            raise UserError(f"tool_choice {choice!r} does not name one of the functions {sorted(names)}")
-        return choice
-    if choice not in ("auto", "none", "required"):
-        raise UserError(f"tool_choice must be auto, none, required or ('function', NAME), not {choice!r}")
-    if choice == "required" and not (names or config.builtin_tools):
-        raise UserError("tool_choice is 'required' but the agent has no tools")
-    return choice
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:

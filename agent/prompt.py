@@ -12,10 +12,11 @@ namespaces (``files``) and the function tools go in the developer message, with 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from ossagent.agent.choices import ReasoningEffort, ToolChoice
 from ossagent.agent.harmony import (
     Author,
     ContentDelta,
@@ -40,7 +41,7 @@ SYSTEM_NAMESPACES = ("browser", "python")
 class PromptConfig:
     """What goes into the system and developer messages."""
 
-    reasoning: str | None = "medium"
+    reasoning: ReasoningEffort | None = ReasoningEffort.MEDIUM
     instructions: str | None = None
     builtin_tools: tuple[ToolDescription, ...] = ()
     function_tools: tuple[FunctionDescription, ...] = ()
@@ -51,12 +52,27 @@ class PromptConfig:
     def settings(self) -> dict[str, Any]:
         """The JSON-safe summary stored in a transcript's header."""
         return {
-            "reasoning": self.reasoning,
+            "reasoning": self.reasoning.value if self.reasoning else None,
             "instructions": self.instructions,
             "builtin_tools": [t.name for t in self.builtin_tools],
             "function_tools": [f.name for f in self.function_tools],
             "response_format": self.response_format[0] if self.response_format else None,
         }
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """What a backend continues: the harmony tokens, and the conversation they render.
+
+    ``messages`` is the conversation after the system and developer messages (which ``config`` describes),
+    as rendered: the chain of thought of finished turns already dropped. Token backends read ``tokens``;
+    a backend that speaks another protocol (RemoteBackend) sends ``config``, ``messages`` and ``tool_choice``.
+    """
+
+    tokens: list[int]
+    config: PromptConfig = field(default_factory=PromptConfig)
+    messages: tuple[Msg, ...] = ()
+    tool_choice: ToolChoice = field(default_factory=ToolChoice)
 
 
 @dataclass(frozen=True)
@@ -136,14 +152,24 @@ def drop_old_cot(messages: Sequence[Msg]) -> list[Msg]:
     return [m for i, m in enumerate(messages) if not (i < last_final and m.channel == "analysis")]
 
 
+def head_messages(config: PromptConfig) -> list[Message]:
+    """The system message, and the developer message when the config has anything for it."""
+    dev = developer_message(config)
+    return [system_message(config)] + ([dev] if dev is not None else [])
+
+
 def render_prompt(config: PromptConfig, messages: Sequence[Msg], encoding: Any) -> list[int]:
     """System + developer + conversation (old CoT dropped) + ``<|start|>assistant``."""
-    head = [system_message(config)]
-    dev = developer_message(config)
-    if dev is not None:
-        head.append(dev)
     convo = [to_harmony(m) for m in drop_old_cot(list(messages))]
-    return _renderer(encoding).render_conversation_for_completion(head + convo, Role.ASSISTANT)
+    return _renderer(encoding).render_conversation_for_completion(head_messages(config) + convo, Role.ASSISTANT)
+
+
+def build_prompt(config: PromptConfig, messages: Sequence[Msg], encoding: Any,
+                 tool_choice: ToolChoice | None = None, tokens: list[int] | None = None) -> Prompt:
+    """The :class:`Prompt` of a conversation; ``tokens``: already rendered (a tool chain extends the previous
+    prompt with exactly what the model wrote, so the engine's KV cache reuses it), else rendered here."""
+    return Prompt(tokens if tokens is not None else render_prompt(config, messages, encoding), config,
+                  tuple(drop_old_cot(list(messages))), tool_choice or ToolChoice())
 
 
 def render_message(msg: Msg, encoding: Any) -> list[int]:

@@ -1,6 +1,9 @@
 """Write the random-weight gpt-oss-20b checkpoint (exact shapes, MXFP4 experts, bf16 rest) once.
 
-    flock /tmp/ossagent-bigmem.lock .venv/bin/python benchmarks/checkpoint_20b.py [/work/cache/gpt-oss-20b-random]
+    flock /tmp/ossagent-bigmem.lock .venv/bin/python benchmarks/checkpoint_20b.py [FOLDER]
+
+FOLDER defaults to ``cache/gpt-oss-20b-random`` in the nearest ``cache`` folder above the checkout (worktrees
+of one machine share it).
 
 The folder appears atomically (written under a temporary name, then renamed), so a reader never sees half.
 """
@@ -14,7 +17,15 @@ from pathlib import Path
 from ossagent.model.checkpoint_writer import write_checkpoint
 from ossagent.model.config import GptOssConfig
 
-DEFAULT = Path("/work/cache/gpt-oss-20b-random")
+
+def cache_dir() -> Path:
+    """The nearest ``cache`` folder above this checkout (else ``../cache`` beside it)."""
+    checkout = Path(__file__).resolve().parent.parent
+    return next((p / "cache" for p in checkout.parents if (p / "cache").is_dir()), checkout.parent / "cache")
+
+
+DEFAULT = cache_dir() / "gpt-oss-20b-random"
+
 
 def config(layers: int = 24) -> GptOssConfig:
     """gpt-oss-20b, optionally with fewer layers (same shapes per layer) for runs that must stay small."""

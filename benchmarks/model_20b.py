@@ -3,7 +3,7 @@
     flock /tmp/ossagent-bigmem.lock .venv/bin/python benchmarks/model_20b.py
 
 The first run writes a random-weight checkpoint with the exact gpt-oss-20b shapes (HF layout, MXFP4 experts,
-bf16 elsewhere, ~13.8 GB) to /work/cache/gpt-oss-20b-random (outside git), in a child process so that its
+bf16 elsewhere, ~13.8 GB) to cache/gpt-oss-20b-random above the checkout (outside git), in a child process so that its
 memory does not count here; later runs reuse it. Peak RSS is this process's VmHWM (file-backed mmap pages that
 were touched count, as they should: they are the weights in memory).
 """
@@ -17,7 +17,9 @@ import sys
 import time
 from pathlib import Path
 
-DEFAULT_PATH = Path("/work/cache/gpt-oss-20b-random")
+from checkpoint_20b import DEFAULT  # benchmarks/ is on sys.path when run as a script
+
+DEFAULT_PATH = DEFAULT  # cache/gpt-oss-20b-random above the checkout
 
 GPT_OSS_20B = dict(
     num_hidden_layers=24, num_experts=32, experts_per_token=4, vocab_size=201088, hidden_size=2880,

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from checkpoint_20b import ensure_checkpoint  # benchmarks/ is on sys.path when run as a script
+from checkpoint_20b import cache_dir, ensure_checkpoint  # benchmarks/ is on sys.path when run as a script
 
 from ossagent.model.cache import FullLayer
 from ossagent.model.engine import Engine
@@ -26,7 +26,7 @@ from ossagent.model.kernels.accelerate import accelerate
 from ossagent.model.loader import load_model
 from ossagent.model.quant8 import quantize_model
 
-# reference points: /work/shared/docs/cpu-performance.md (sections 2 and 4), measured on this machine
+# reference points: shared/docs/cpu-performance.md of the project docs (sections 2 and 4), measured on this machine
 LIMIT_DECODE, LIMIT_DECODE_Q8, LIMIT_PREFILL = 6.3, 9.2, 260.0
 LLAMA = {"decode": 2.46, "decode_q8": 4.23, "prefill": 15.2, "prefill_q8": 17.4}
 GOALS = {"decode": 3.5, "decode_q8": 4.5, "prefill": 60.0, "rss": 14.5}
@@ -105,7 +105,7 @@ def unembedding_seconds(model: GptOss, runs: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", type=Path, default=None, help="default /work/cache/gpt-oss-20b-random[-Nl]")
+    ap.add_argument("--model", type=Path, default=None, help="default cache/gpt-oss-20b-random[-Nl] above the checkout")
     ap.add_argument("--layers", type=int, default=24, help="fewer layers (same shapes): figures extrapolated")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2, help="compute threads: one per physical core")
@@ -120,9 +120,7 @@ def main() -> None:
     args = ap.parse_args()
     full = 24
     scale = full / args.layers  # per-layer work scales with the layer count; unembedding does not
-    path = args.model or Path(
-        f"/work/cache/gpt-oss-20b-random{'' if args.layers == full else f'-{args.layers}l'}"
-    )
+    path = args.model or cache_dir() / f"gpt-oss-20b-random{'' if args.layers == full else f'-{args.layers}l'}"
 
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()

@@ -1,4 +1,4 @@
-"""The gpt-oss transformer, top to bottom (math: /work/shared/docs/gpt-oss-model.md, section 1).
+"""The gpt-oss transformer, top to bottom (math: shared/docs/gpt-oss-model.md, section 1).
 
 Shapes use: B batch, T new tokens, S attended keys, H hidden, E experts, I expert width, nh query heads,
 nkv key/value heads, qm = nh/nkv query heads per KV head, d head_dim, V vocab.

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import re
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -114,14 +116,28 @@ def _module_name(py: Path) -> str:
     return ".".join(("ossagent", *(rel[:-1] if rel[-1] == "__init__" else rel)))
 
 
+def _runtime_nodes(tree: ast.AST) -> list[ast.AST]:
+    """Every node of a module but those under ``if TYPE_CHECKING:`` (imports for annotations only)."""
+    out: list[ast.AST] = []
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        out.append(node)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            todo.extend(node.orelse)
+            continue
+        todo.extend(ast.iter_child_nodes(node))
+    return out
+
+
 def _import_graph() -> dict[str, set[str]]:
-    """Module -> the ossagent modules it imports, at any depth of its code (lazy imports included: a cycle
-    through a function-level import is still a cycle in the design)."""
+    """Module -> the ossagent modules it imports when it runs, at any depth of its code (lazy imports included:
+    a cycle through a function-level import is still a cycle in the design; annotation-only imports are not)."""
     modules = {_module_name(py): py for part in PARTS for py in (ROOT / part).rglob("*.py")}
     graph: dict[str, set[str]] = {}
     for name, py in modules.items():
         edges: set[str] = set()
-        for node in ast.walk(ast.parse(py.read_text(encoding="utf-8"), str(py))):
+        for node in _runtime_nodes(ast.parse(py.read_text(encoding="utf-8"), str(py))):
             if isinstance(node, ast.Import):
                 edges.update(a.name for a in node.names if a.name in modules)
             elif isinstance(node, ast.ImportFrom) and node.module in modules:
@@ -185,4 +201,43 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
     assert _cycles(graph) == [["a", "b", "c"]]
     assert _cycles({"a": {"b"}, "b": set()}) == []
-    assert "ossagent.agent.prompt" in _import_graph()["ossagent.agent.loop"]  # module-valued from-imports count
+    graph = _import_graph()
+    assert "ossagent.agent.prompt" in graph["ossagent.agent.loop"]  # module-valued from-imports count
+    assert "ossagent.agent.constrain" in graph["ossagent.agent.loop"]  # so do function-level (lazy) imports
+    assert "ossagent.model.hooks" not in graph["ossagent.agent.loop"]  # annotation-only imports do not
+
+
+# a path that starts in this machine's folders: work, root, home/NAME, Users/NAME (not proc/self/root)
+MACHINE_PATH = re.compile(r"(?<![\w.~/-])/(?:work|root|home/[A-Za-z_][\w-]*|Users/[A-Za-z][\w-]*)/")
+
+
+def _tree_files() -> list[Path]:
+    try:
+        out = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
+                             text=True, check=True).stdout.splitlines()
+    except (OSError, subprocess.CalledProcessError):  # not a git checkout: every file but the usual outputs
+        skip = {".git", ".venv", "build", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
+        return [p for p in ROOT.rglob("*") if p.is_file() and not skip & set(p.relative_to(ROOT).parts)]
+    return [ROOT / line for line in out if (ROOT / line).is_file()]
+
+
+def test_no_absolute_machine_paths_in_the_tree() -> None:
+    """Code, tests, benchmarks and docs name places relative to the checkout, never this machine's folders."""
+    bad = []
+    for path in _tree_files():
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue  # binary (weights, images)
+        bad += [f"{path.relative_to(ROOT)}:{i}: {m.group()}" for i, line in enumerate(text.splitlines(), 1)
+                for m in [MACHINE_PATH.search(line)] if m]
+    assert not bad, bad
+
+
+def test_the_machine_path_pattern() -> None:
+    # the folders are spelled apart so that this file passes its own test
+    work, root, home, users = ("/" + name for name in ("work", "root", "home", "Users"))
+    for hit in (f"see {work}/shared/docs", f'"{root}/.ssh"', f"({home}/alice/x)", f"`{users}/bob/code`"):
+        assert MACHINE_PATH.search(hit), hit
+    for miss in ("/proc/self/root/etc/passwd", "workspace/work/x", "~/work/", "/etc/passwd", "/tmp/x"):
+        assert not MACHINE_PATH.search(miss), miss

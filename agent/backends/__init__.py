@@ -5,6 +5,6 @@
 checkpoint on this machine. The heavy ones load lazily (torch only when a local backend is built).
 """
 
-from ossagent.agent.backends.base import Backend, GenerationParams
+from ossagent.agent.backends.base import Backend, GenerationParams, HarnessError, Prompt
 
-__all__ = ["Backend", "GenerationParams"]
+__all__ = ["Backend", "GenerationParams", "HarnessError", "Prompt"]

@@ -9,11 +9,12 @@ backend a single slot.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ossagent.agent.backends.base import GenerationParams, default_encoding
+from ossagent.agent.prompt import Prompt
 from ossagent.tools.base import UserError
 
 if TYPE_CHECKING:
@@ -68,11 +69,9 @@ class LocalBackend:
     def cache_stats(self) -> Any:
         return self.engine.cache_stats
 
-    def generate(
-        self, prompt: Sequence[int], params: GenerationParams, hook: StepHook | None = None
-    ) -> Iterator[int]:
+    def generate(self, prompt: Prompt, params: GenerationParams, hook: StepHook | None = None) -> Iterator[int]:
         from ossagent.model.engine import SamplingParams
 
         sp = SamplingParams(max_tokens=params.max_tokens, temperature=params.temperature, top_p=params.top_p,
                             top_k=params.top_k, seed=params.seed, stop_tokens=tuple(params.stop_tokens))
-        return self.engine.generate(prompt, sp, hook)
+        return self.engine.generate(prompt.tokens, sp, hook)

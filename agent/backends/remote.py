@@ -1,9 +1,10 @@
 """A remote OpenAI-compatible chat-completions server (vLLM, Ollama, a hosted API, ``ossagent serve``) as a
 harmony-token :class:`~ossagent.agent.backends.base.Backend`.
 
-The prompt's conversation is decoded into chat messages (analysis -> ``reasoning_content``, function calls ->
-``tool_calls``, tool answers -> ``tool`` messages), the agent's function tools, tool choice and answer format
-go along as ``tools`` / ``tool_choice`` / ``response_format``, and the streamed reply is rendered back into
+The prompt's conversation (the messages it was rendered from, which the loop hands over with the tokens) goes
+out as chat messages (analysis -> ``reasoning_content``, function calls -> ``tool_calls``, tool answers ->
+``tool`` messages), the agent's function tools, tool choice and answer format go along as ``tools`` /
+``tool_choice`` / ``response_format``, and the streamed reply is rendered back into
 harmony tokens, so the loop cannot tell this backend from the local engine. Built-in tools (``python``,
 ``browser.*``) are offered to the server as functions named ``python`` and ``browser__search``; their
 calls come back under their harmony names and run locally.
@@ -17,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -43,6 +44,9 @@ def _fn_name(recipient: str) -> str:
 
 
 class RemoteBackend:
+    takes_hooks = False  # the server decodes; its own constraints apply
+    vocab_size = None
+
     def __init__(
         self, base_url: str, model: str, *, api_key: str | None = None, timeout: float = 600.0,
         retries: int = 3, backoff: float = 0.5, encoding: Any = None, client: httpx.Client | None = None,
@@ -61,11 +65,10 @@ class RemoteBackend:
         self.encoding = encoding
 
     # ----------------------------------------------------------------------------------- request
-    def request_body(self, prompt: Sequence[int], params: GenerationParams) -> dict[str, Any]:
-        cfg = params.prompt_config or hp.PromptConfig()
-        msgs = hp.parse_prompt(prompt, self.encoding)
+    def request_body(self, prompt: hp.Prompt, params: GenerationParams) -> dict[str, Any]:
+        cfg = prompt.config
         body: dict[str, Any] = {
-            "model": self.model, "stream": True, "messages": chat_messages(msgs, cfg),
+            "model": self.model, "stream": True, "messages": chat_messages(list(prompt.messages), cfg),
             "max_tokens": params.max_tokens, "temperature": params.temperature, "top_p": params.top_p,
         }
         if params.seed is not None:
@@ -83,9 +86,7 @@ class RemoteBackend:
                     "name": name, "description": desc, "parameters": (f.parameters if f else None) or FREE_FORM}})
         if tools:
             body["tools"] = tools
-            choice = params.tool_choice
-            body["tool_choice"] = ({"type": "function", "function": {"name": choice[1]}}
-                                   if isinstance(choice, tuple) else choice)
+            body["tool_choice"] = prompt.tool_choice.to_openai()
         if cfg.response_format:
             name, schema, desc = cfg.response_format
             body["response_format"] = {"type": "json_schema", "json_schema": {
@@ -93,14 +94,11 @@ class RemoteBackend:
         return body
 
     # ----------------------------------------------------------------------------------- generate
-    def generate(
-        self, prompt: Sequence[int], params: GenerationParams, hook: StepHook | None = None
-    ) -> Iterator[int]:
+    def generate(self, prompt: hp.Prompt, params: GenerationParams, hook: StepHook | None = None) -> Iterator[int]:
         body = self.request_body(prompt, params)
         builtin = {_fn_name(f"{ns.name}.{f.name}" if f else ns.name): (f"{ns.name}.{f.name}" if f else ns.name,
                                                                       f is None or f.parameters is None)
-                   for ns in (params.prompt_config.builtin_tools if params.prompt_config else ())
-                   for f in (ns.functions or (None,))}
+                   for ns in prompt.config.builtin_tools for f in (ns.functions or (None,))}
         return self._tokens(body, params, builtin)
 
     def _stream(self, body: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -219,8 +217,11 @@ class _HarmonyWriter:
 
 
 def chat_messages(msgs: list[Msg], cfg: hp.PromptConfig) -> list[dict[str, Any]]:
-    """Harmony conversation -> chat messages (system/developer messages come from ``cfg``)."""
+    """Harmony conversation -> chat messages (system/developer messages come from ``cfg``).
+
+    A call without a ``call_id`` of its own is named ``call_N``, N its index in the rendered prompt."""
     out: list[dict[str, Any]] = []
+    head = len(hp.head_messages(cfg))
     if cfg.instructions:
         out.append({"role": "system", "content": cfg.instructions})
     reasoning: list[str] = []
@@ -231,7 +232,7 @@ def chat_messages(msgs: list[Msg], cfg: hp.PromptConfig) -> list[dict[str, Any]]
         if m.role == "user":
             out.append({"role": "user", "content": m.text})
         elif m.role == "assistant" and m.is_tool_call:
-            call_id = str(m.meta.get("call_id") or f"call_{i}")
+            call_id = str(m.meta.get("call_id") or f"call_{head + i}")
             calls[i] = call_id
             entry: dict[str, Any] = {"role": "assistant", "content": None, "tool_calls": [{
                 "id": call_id, "type": "function",

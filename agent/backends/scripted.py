@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from ossagent.agent.backends.base import GenerationParams, default_encoding
+from ossagent.agent.backends.base import GenerationParams, HarnessError, default_encoding
 from ossagent.agent.harmony.tokens import GPT_OSS_VOCAB
+from ossagent.agent.prompt import Prompt
 
 if TYPE_CHECKING:
     from ossagent.model.hooks import StepHook
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 Reply = str | Sequence[int] | Callable[[str], str]
 
 
-class ScriptError(AssertionError):
+class ScriptError(HarnessError):
     """The agent did not follow the script: too many calls, too few, or a prompt without what was expected."""
 
 
@@ -73,9 +74,7 @@ class ScriptedBackend:
             return list(self.encoding.encode(reply, allowed_special="all"))
         return [int(t) for t in reply]
 
-    def generate(
-        self, prompt: Sequence[int], params: GenerationParams, hook: StepHook | None = None
-    ) -> Iterator[int]:
+    def generate(self, prompt: Prompt, params: GenerationParams, hook: StepHook | None = None) -> Iterator[int]:
         with self._lock:  # the server may call from several threads
             if self._next >= len(self._steps):
                 raise ScriptError(
@@ -83,10 +82,10 @@ class ScriptedBackend:
                 )
             step = self._steps[self._next]
             self._next += 1
-        if self.context_window is not None and len(prompt) + params.max_tokens > self.context_window:
-            raise ScriptError(f"step {self._next}: a prompt of {len(prompt)} tokens plus {params.max_tokens} for the "
-                              f"completion exceeds the {self.context_window}-token context")
-        prompt_text = self.encoding.decode(list(prompt))
+        if self.context_window is not None and len(prompt.tokens) + params.max_tokens > self.context_window:
+            raise ScriptError(f"step {self._next}: a prompt of {len(prompt.tokens)} tokens plus {params.max_tokens} "
+                              f"for the completion exceeds the {self.context_window}-token context")
+        prompt_text = self.encoding.decode(list(prompt.tokens))
         expects = [step.expect] if isinstance(step.expect, str) else list(step.expect)
         for want in expects:
             if want not in prompt_text:
@@ -95,7 +94,7 @@ class ScriptedBackend:
                     f"{prompt_text[-400:]!r}"
                 )
         tokens = self._tokens(step.reply, prompt_text)
-        self.prompts.append(list(prompt))
+        self.prompts.append(list(prompt.tokens))
         out: list[int] = []
         self.outputs.append(out)
         return self._emit(tokens, params, out, hook)

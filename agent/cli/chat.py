@@ -10,6 +10,7 @@ from typing import Any
 
 from rich.console import Console
 
+from ossagent.agent.choices import EFFORTS, ReasoningEffort
 from ossagent.agent.cli.render import EventPrinter
 from ossagent.agent.transcript import Transcript
 
@@ -22,7 +23,7 @@ def chat(agent: Any, console: Console, *, show_reasoning: bool = False, save: st
     """Run the REPL; ``read`` replaces ``console.input`` (tests)."""
     read = read or (lambda: console.input("[bold]you> [/bold]"))
     transcript: Transcript | None = None
-    effort: str | None = None
+    effort: ReasoningEffort | None = None
     console.print("[dim]ossagent chat - /help for commands, /exit to leave[/dim]")
     while True:
         try:
@@ -39,8 +40,8 @@ def chat(agent: Any, console: Console, *, show_reasoning: bool = False, save: st
             if cmd == "/reasoning":
                 show_reasoning = not show_reasoning
                 console.print(f"[dim]reasoning {'shown' if show_reasoning else 'collapsed'}[/dim]")
-            elif cmd == "/effort" and arg in ("low", "medium", "high"):
-                effort = arg
+            elif cmd == "/effort" and arg in EFFORTS:
+                effort = ReasoningEffort(arg)
                 console.print(f"[dim]reasoning effort: {arg}[/dim]")
             elif cmd == "/save" and arg and transcript is not None:
                 console.print(f"[dim]saved to {transcript.save(arg)}[/dim]")

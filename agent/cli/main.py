@@ -9,12 +9,17 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ossagent.agent.backends.base import Backend, HarnessError
+from ossagent.agent.choices import EFFORTS
 from ossagent.agent.eval.cli import add_parser as add_eval_parser
 from ossagent.agent.eval.cli import main as eval_main
 from ossagent.agent.settings import Settings
 from ossagent.tools.base import UserError
+
+if TYPE_CHECKING:
+    from ossagent.agent.loop import Agent
 
 DEMO_MAX_TOKENS = 2000  # completion tokens per run on the built-in demo model unless --max-tokens says otherwise
 
@@ -38,7 +43,7 @@ def _status(console: Any, quiet: bool) -> Iterator[Callable[[str], None]]:
         yield lambda msg: status.update(msg)
 
 
-def _backend(args: argparse.Namespace, settings: Settings, console: Any) -> tuple[Any, bool]:
+def _backend(args: argparse.Namespace, settings: Settings, console: Any) -> tuple[Backend, bool]:
     """The backend, and whether it is the built-in demo model (said once, on ``console``)."""
     from ossagent.agent.backends.discovery import demo_fallback
     from ossagent.agent.backends.factory import build_backend
@@ -76,7 +81,7 @@ def _schema(value: str | None) -> Any:
         raise UserError(f"--schema must be a JSON Schema (a file or inline JSON): {exc}") from exc
 
 
-def _agent(args: argparse.Namespace, settings: Settings, backend: Any, demo: bool) -> Any:
+def _agent(args: argparse.Namespace, settings: Settings, backend: Backend, demo: bool) -> Agent:
     from ossagent.agent.cli.tools import build_tools
     from ossagent.agent.limits import Limits
     from ossagent.agent.loop import Agent
@@ -155,11 +160,11 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         return build_tools(names, Path(args.workspace), settings, search=args.search,
                            allow_private=args.allow_private)
 
-    slots = args.slots or (1 if getattr(backend, "takes_hooks", False) else 8)
+    slots = args.slots or (1 if backend.takes_hooks else 8)
     config = ServerConfig(backend=backend, model_id=args.model_id, tools_factory=tools if names else None,
                           context=args.context,
                           slots=slots, api_key=args.server_api_key, max_turns=args.max_turns,
-                          default_reasoning=args.reasoning, encoding=getattr(backend, "encoding", None))
+                          default_reasoning=args.reasoning)
     console.print(f"serving {args.model_id} on http://{args.host}:{args.port}/v1 ({slots} slot(s))")
     serve_forever(create_app(config), args.host, args.port)
     return 0
@@ -187,7 +192,7 @@ def _backend_args(p: argparse.ArgumentParser) -> None:
 
 
 def _agent_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--reasoning", choices=("low", "medium", "high"), default="medium")
+    p.add_argument("--reasoning", choices=EFFORTS, default="medium")
     p.add_argument("--tools", default="", help="comma-separated built-in tools: python,files,browser")
     p.add_argument("--workspace", default=".", help="folder the python and files tools work in (/mnt/data)")
     p.add_argument("--search", help="browser search: a SearXNG URL or a folder of documents to search offline")
@@ -250,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         print(f"ossagent {args.command}: {exc}", file=sys.stderr)
         return 2
-    except AssertionError as exc:  # ScriptError: a --scripted model's script did not fit the conversation
+    except HarnessError as exc:  # ScriptError: a --scripted model's script did not fit the conversation
         print(f"ossagent {args.command}: the scripted model went off script: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

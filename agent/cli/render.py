@@ -8,19 +8,7 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from ossagent.agent.events import (
-    Compacted,
-    ErrorEvent,
-    Event,
-    FinalDelta,
-    PreambleDelta,
-    ReasoningDelta,
-    Stopped,
-    ToolCall,
-    ToolCallStarted,
-    ToolResultEvent,
-    Usage,
-)
+from ossagent.agent import events
 
 
 class EventPrinter:
@@ -50,43 +38,43 @@ class EventPrinter:
         elif section == "preamble":
             self.c.print(Text("> ", style="bold"), end="")
 
-    def on(self, ev: Event) -> None:
-        if isinstance(ev, ReasoningDelta):
+    def on(self, ev: events.Event) -> None:
+        if isinstance(ev, events.ReasoningDelta):
             if self.show_reasoning:
                 self._enter("reasoning")
                 self.c.print(Text(ev.text, style="dim"), end="")
             else:
                 self._enter("reasoning-collapsed")
                 self.reasoning_chars += len(ev.text)
-        elif isinstance(ev, PreambleDelta):
+        elif isinstance(ev, events.PreambleDelta):
             self._enter("preamble")
             self.c.print(Text(ev.text), end="")
-        elif isinstance(ev, ToolCallStarted):
+        elif isinstance(ev, events.ToolCallStarted):
             self._enter("tool")
             self.c.print(Text(f"-> {ev.recipient} ", style="cyan bold"), end="")
-        elif isinstance(ev, ToolCall):
+        elif isinstance(ev, events.ToolCall):
             self.c.print(Text(_clip(ev.arguments, self.result_chars), style="cyan"), end="")
-        elif isinstance(ev, ToolResultEvent):
+        elif isinstance(ev, events.ToolResultEvent):
             self._enter("result")
             style = "red" if ev.is_error else "green"
             self.c.print(Text(f"<- {ev.recipient}: ", style=style + " bold"), end="")
             self.c.print(Text(_clip(ev.text, self.result_chars), style=style), end="")
-        elif isinstance(ev, FinalDelta):
+        elif isinstance(ev, events.FinalDelta):
             if self.show_final:
                 self._enter("final")
                 self.c.print(Text(ev.text), end="")
-        elif isinstance(ev, Compacted):
+        elif isinstance(ev, events.Compacted):
             self._enter("compacted")
             self.c.print(Text(f"[context compacted ({ev.step}): {ev.tokens_before} -> {ev.tokens_after} prompt tokens"
                               f" of a {ev.window}-token window]", style="yellow"), end="")
-        elif isinstance(ev, ErrorEvent):
+        elif isinstance(ev, events.ErrorEvent):
             self._enter("error")
             self.c.print(Text(f"[{ev.kind}] {ev.message}", style="red"), end="")
-        elif isinstance(ev, Usage):
+        elif isinstance(ev, events.Usage):
             self._enter("usage")
             self.c.print(Text(f"[{ev.turns} turn(s), {ev.prompt_tokens} prompt tokens ({ev.cached_tokens} reused),"
                               f" {ev.completion_tokens} generated]", style="dim"), end="")
-        elif isinstance(ev, Stopped):
+        elif isinstance(ev, events.Stopped):
             self._enter("stopped")
             self.section = None
             if ev.reason != "final":

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ossagent.agent import prompt as hp
 from ossagent.agent.backends.base import Backend, GenerationParams
+from ossagent.agent.choices import ToolChoice
 from ossagent.agent.functions import ResponseFormat
 from ossagent.agent.transcript import Msg
 from ossagent.tools.base import ModelError
@@ -82,10 +83,10 @@ class ModelSummariser:
         self.temperature, self.seed = temperature, seed
 
     def __call__(self, messages: list[Msg], prompt: list[int], max_tokens: int) -> SummaryResult:
-        params = GenerationParams(max_tokens=max_tokens, temperature=self.temperature, seed=self.seed,
-                                  prompt_config=self.config, tool_choice="none")
+        params = GenerationParams(max_tokens=max_tokens, temperature=self.temperature, seed=self.seed)
+        request = hp.build_prompt(self.config, messages, self.encoding, ToolChoice("none"), prompt)
         out: list[int] = []
-        stream = self.backend.generate(prompt, params, self.hook() if self.hook else None)
+        stream = self.backend.generate(request, params, self.hook() if self.hook else None)
         try:
             for tok in stream:
                 out.append(tok)

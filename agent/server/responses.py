@@ -12,18 +12,7 @@ import time
 import uuid
 from typing import Any
 
-from ossagent.agent.events import (
-    ErrorEvent,
-    Event,
-    FinalDelta,
-    PreambleDelta,
-    ReasoningDelta,
-    Stopped,
-    ToolCall,
-    ToolCallDelta,
-    ToolCallStarted,
-    Usage,
-)
+from ossagent.agent import events
 
 INCOMPLETE = {"max_tokens": "max_output_tokens", "max_turns": "max_output_tokens", "timeout": "max_output_tokens",
               "incomplete": "max_output_tokens", "context": "max_output_tokens"}
@@ -43,10 +32,10 @@ class ResponsesFormatter:
         self.items: list[dict[str, Any]] = []
         self.open: dict[str, Any] | None = None  # the item receiving deltas
         self.calls: dict[str, dict[str, Any]] = {}
-        self.usage = Usage()
+        self.usage = events.Usage()
         self.status = "in_progress"
         self.incomplete: str | None = None
-        self.errors: list[ErrorEvent] = []
+        self.errors: list[events.ErrorEvent] = []
         self.seq = 0
 
     def _ev(self, kind: str, **fields: Any) -> dict[str, Any]:
@@ -130,12 +119,12 @@ class ResponsesFormatter:
         out.append(self._ev(name, item_id=self.open["id"], output_index=idx, content_index=0, delta=text, **extra))
         return out
 
-    def on_event(self, ev: Event) -> list[dict[str, Any]]:
-        if isinstance(ev, ReasoningDelta):
+    def on_event(self, ev: events.Event) -> list[dict[str, Any]]:
+        if isinstance(ev, events.ReasoningDelta):
             return self._text("reasoning", ev.text)
-        if isinstance(ev, PreambleDelta | FinalDelta):
+        if isinstance(ev, events.PreambleDelta | events.FinalDelta):
             return self._text("message", ev.text)
-        if isinstance(ev, ToolCallStarted):
+        if isinstance(ev, events.ToolCallStarted):
             out = self._close_open()
             name = ev.recipient.split(".", 1)[1] if ev.recipient.startswith("functions.") else ""
             if name in self.caller:
@@ -144,18 +133,18 @@ class ResponsesFormatter:
                 self.calls[ev.call_id] = item
                 out += self._open_item(item)
             return out
-        if isinstance(ev, ToolCallDelta) and ev.call_id in self.calls:
+        if isinstance(ev, events.ToolCallDelta) and ev.call_id in self.calls:
             item = self.calls[ev.call_id]
             item["arguments"] += ev.text
             return [self._ev("response.function_call_arguments.delta", item_id=item["id"],
                              output_index=self.items.index(item), delta=ev.text)]
-        if isinstance(ev, ToolCall) and ev.call_id in self.calls:
+        if isinstance(ev, events.ToolCall) and ev.call_id in self.calls:
             self.calls[ev.call_id]["arguments"] = ev.arguments
-        elif isinstance(ev, Usage):
+        elif isinstance(ev, events.Usage):
             self.usage = ev
-        elif isinstance(ev, ErrorEvent):
+        elif isinstance(ev, events.ErrorEvent):
             self.errors.append(ev)
-        elif isinstance(ev, Stopped):
+        elif isinstance(ev, events.Stopped):
             out = self._close_open()
             self.incomplete = INCOMPLETE.get(ev.reason)
             self.status = "incomplete" if self.incomplete else ("failed" if ev.reason == "error" else "completed")

@@ -36,7 +36,7 @@ def check(task: Task, final: str | None, calls: list[tuple[str, str]]) -> tuple[
 
 def decode_speed(backend: Any, n_prompt: int = 400, n_new: int = 64) -> tuple[float, float]:
     """(prefill tokens/s, decode tokens/s) of the local engine: greedy, no hook, stop tokens off."""
-    from ossagent.agent.backends.base import GenerationParams
+    from ossagent.agent.backends.base import GenerationParams, Prompt
 
     prompt = [200006, 17360, 200008] + [1000 + i % 500 for i in range(n_prompt - 3)]
     eng = backend.engine
@@ -47,7 +47,7 @@ def decode_speed(backend: Any, n_prompt: int = 400, n_new: int = 64) -> tuple[fl
     eng.reset()
     params = GenerationParams(max_tokens=n_new, temperature=0.0, stop_tokens=frozenset())
     t2 = time.perf_counter()
-    n = sum(1 for _ in backend.generate(prompt, params))
+    n = sum(1 for _ in backend.generate(Prompt(prompt), params))
     t3 = time.perf_counter()
     decode_s = (t3 - t2) - (t1 - t0)
     return len(prompt) / (t1 - t0), n / decode_s if decode_s > 0 else float("nan")

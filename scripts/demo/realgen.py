@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ossagent.agent import prompt as hp
-from ossagent.agent.backends.base import GenerationParams
+from ossagent.agent.backends.base import GenerationParams, HarnessError, Prompt
 from ossagent.agent.harmony.tokens import END, RETURN
 from ossagent.agent.transcript import Msg
 from scripts.demo.tasks import Task
@@ -26,6 +26,7 @@ class GoldBackend:
     def __init__(self, task: Task, encoding: Any, tools: Sequence[Any] = ()) -> None:
         self.task, self.enc, self.tools = task, encoding, list(tools)
         self.calls: list[tuple[list[int], list[int]]] = []
+        self.encoding, self.vocab_size, self.takes_hooks = encoding, None, False  # the backend protocol
 
     def _next_messages(self, prompt: Sequence[int]) -> list[Msg]:
         msgs = hp.parse_prompt(prompt, self.enc)
@@ -55,17 +56,17 @@ class GoldBackend:
                 proc.kill()
                 proc.wait()
 
-    def generate(self, prompt: Sequence[int], params: GenerationParams, hook: Any = None) -> Iterator[int]:
+    def generate(self, prompt: Prompt, params: GenerationParams, hook: Any = None) -> Iterator[int]:
         tokens: list[int] = []
-        for m in self._next_messages(prompt):
+        for m in self._next_messages(prompt.tokens):
             tokens += hp.render_message(m, self.enc)
         start = hp.assistant_start(self.enc)
         if tokens[: len(start)] != start:
-            raise AssertionError("a rendered assistant message must begin with <|start|>assistant")
+            raise HarnessError("a rendered assistant message must begin with <|start|>assistant")
         tokens = tokens[len(start) :]
         if tokens[-1] == END:
             tokens[-1] = RETURN
-        self.calls.append((list(prompt), tokens))
+        self.calls.append((list(prompt.tokens), tokens))
         yield from tokens
 
 

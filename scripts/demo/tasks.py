@@ -192,7 +192,7 @@ def _python_task(rng: random.Random, effort: str, split: str, wording: str = "tr
     if effort == "high":
         steps.append(Step("analysis", "The program printed the result, so I can report it."))
     steps.append(Step("final", lambda obs: f"{obs[-1].strip()}."))
-    # expected answer is computed by really running the code (see tools.run_gold / evaluation)
+    # expected answer is computed by really running the code (see realgen.gold_sequence / evaluation)
     return Task("python", effort, user, builtin_tools=("python",), steps=steps, expected=(_py_value(code),))
 
 

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rich.console import Console
@@ -117,3 +118,22 @@ def test_serve_subcommand_with_the_openai_client(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_script_errors_and_failing_asserts_are_told_apart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """A script that does not fit is the user's (exit 2, "off script"); a failing assert is a bug and escapes."""
+    from ossagent.agent.backends import factory
+    from ossagent.agent.backends.scripted import ScriptError
+
+    assert not issubclass(ScriptError, AssertionError)
+    assert main(["run", "--scripted", script(tmp_path), "-q", "hi"]) == 2  # an empty script: exhausted at once
+    assert "went off script: script exhausted" in capsys.readouterr().err
+
+    class Asserting(ScriptedBackend):
+        def generate(self, prompt: Any, params: Any, hook: Any = None) -> Any:
+            raise AssertionError("a bug in the loop")
+
+    monkeypatch.setattr(factory, "build_backend", lambda *_a, **_k: Asserting([]))
+    with pytest.raises(AssertionError, match="a bug in the loop"):
+        main(["run", "--scripted", script(tmp_path), "-q", "hi"])

@@ -15,9 +15,9 @@ import numpy as np
 import pydantic
 import pytest
 
+from ossagent.agent.choices import ToolChoice
 from ossagent.agent.constrain import (
     ConstraintViolation,
-    ToolChoice,
     TurnConstraints,
     header_lark,
     parse_header,

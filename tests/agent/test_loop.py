@@ -232,6 +232,8 @@ def test_stop_matcher_holds_back_partial_matches() -> None:
 
 def test_backend_failure_keeps_the_transcript() -> None:
     class Broken:
+        encoding, vocab_size, takes_hooks = ScriptedBackend([]).encoding, None, False
+
         def generate(self, prompt, params, hook=None):  # type: ignore[no-untyped-def]
             yield from ScriptedBackend(["<|channel|>analysis<|message|>thinking"]).generate(prompt, params)
             raise ConnectionError("server went away")

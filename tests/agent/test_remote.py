@@ -66,10 +66,10 @@ def test_chat_messages_carry_reasoning_calls_and_results(upstream: RunningServer
             Msg("assistant", '{"city":"X"}', recipient="functions.get_weather", channel="commentary",
                 content_type="<|constrain|>json"),
             tool_result("functions.get_weather", "rain", channel="commentary")]
-    prompt = hp.render_prompt(hp.PromptConfig(instructions="sys"), msgs, backend.encoding)
+    prompt = hp.build_prompt(hp.PromptConfig(instructions="sys"), msgs, backend.encoding)
     from ossagent.agent.backends.base import GenerationParams
 
-    body = backend.request_body(prompt, GenerationParams(prompt_config=hp.PromptConfig(instructions="sys")))
+    body = backend.request_body(prompt, GenerationParams())
     assert body["messages"] == [
         {"role": "system", "content": "sys"}, {"role": "user", "content": "hi"},
         {"role": "assistant", "content": None, "reasoning_content": "think", "tool_calls": [

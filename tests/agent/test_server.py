@@ -250,7 +250,7 @@ def test_builtin_tools_run_server_side_and_api_key() -> None:
 
 def test_backend_failure_mid_stream_reaches_the_client(server: RunningServer, client: openai.OpenAI) -> None:
     class Broken:
-        encoding = ScriptedBackend([]).encoding
+        encoding, vocab_size, takes_hooks = ScriptedBackend([]).encoding, None, False
 
         def generate(self, prompt: Any, params: Any, hook: Any = None) -> Any:
             yield from self.encoding.encode("<|channel|>analysis<|message|>hm", allowed_special="all")

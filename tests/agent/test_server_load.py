@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 
-from ossagent.agent.backends.base import GenerationParams
+from ossagent.agent.backends.base import GenerationParams, Prompt
 from ossagent.agent.backends.scripted import ScriptedBackend
 from ossagent.agent.server import ServerConfig, create_app
 from ossagent.agent.server.scheduler import FairScheduler
@@ -24,12 +24,14 @@ REPLY = ("<|channel|>analysis<|message|>Counting.<|end|><|start|>assistant<|chan
 class SlowBackend:
     """Thinks forever, one token per 20 ms; records when its generator is closed."""
 
+    vocab_size, takes_hooks = None, False
+
     def __init__(self) -> None:
         self.encoding = o200k_harmony()
         self.closed = threading.Event()
         self.started = threading.Event()
 
-    def generate(self, prompt: Sequence[int], params: GenerationParams, hook: Any = None) -> Iterator[int]:
+    def generate(self, prompt: Prompt, params: GenerationParams, hook: Any = None) -> Iterator[int]:
         head = self.encoding.encode("<|channel|>analysis<|message|>", allowed_special="all")
         word = self.encoding.encode_ordinary(" hmm")
         try:

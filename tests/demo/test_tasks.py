@@ -8,20 +8,27 @@ from typing import Any
 
 import pytest
 
+from ossagent.agent.harmony.tokens import RETURN, START
+from ossagent.model.tokenizer import o200k_harmony
 from scripts.demo.evaluate import check
-from scripts.demo.render import harmony_encoding, render_prompt, render_training
-from scripts.demo.simtools import SimToolbox, run_gold
-from scripts.demo.tasks import EFFORTS, FAMILIES, generate, make_task
+from scripts.demo.realgen import gold_sequence
+from scripts.demo.tasks import EFFORTS, FAMILIES, Task, generate, make_task
 
-RETURN, CALL = 200002, 200012
+_RUNS: dict[tuple[str, str, str, str], tuple[list[int], list[bool], Any]] = {}
 
 
-def _gold(task: Any) -> list[Any]:
-    tb = SimToolbox(task)
-    try:
-        return run_gold(task, tb)
-    finally:
-        tb.close()
+def _sequence(task: Task) -> tuple[list[int], list[bool], Any]:
+    """The task's gold policy run by the real agent loop and tools (once per task in this module)."""
+    key = (task.family, task.effort, task.user, task.date)
+    if key not in _RUNS:
+        _RUNS[key] = gold_sequence(task, o200k_harmony())
+    return _RUNS[key]
+
+
+def _gold(task: Task) -> list[Any]:
+    """What the model writes and the tools answer, after the task's user message."""
+    msgs = _sequence(task)[2].transcript.messages
+    return msgs[next(i for i, m in enumerate(msgs) if m.role == "user") + 1 :]
 
 
 def test_generation_is_reproducible_and_covers_every_pair() -> None:
@@ -43,18 +50,20 @@ def test_unknown_family_or_effort_is_a_clear_error() -> None:
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_transcripts_render_and_parse_back(family: str) -> None:
+def test_transcripts_render_and_parse_back(family: str, harmony_encoding: Any) -> None:
     import openai_harmony as oh
 
-    enc = harmony_encoding()
+    enc = harmony_encoding
+    ours = o200k_harmony()
     for task in generate(15, seed=7):
         if task.family != family:
             continue
         msgs = _gold(task)
-        tokens, mask = render_training(task, msgs)
-        prompt = render_prompt(task)
-        # the prompt is the transcript's prefix up to the first assistant header
-        assert tokens[: len(prompt) - 2] == prompt[:-2]
+        tokens, mask, _ = _sequence(task)
+        # the prompt is the transcript's prefix up to the first assistant header, ending with the user's message
+        first = next(i for i, t in enumerate(tokens) if t == START and ours.decode(tokens[i + 1 : i + 2]) == "assistant")
+        prompt = tokens[: first + 2]
+        assert ours.decode(prompt[:-2]).endswith(f"<|start|>user<|message|>{task.user}<|end|>")
         assert tokens[-1] == RETURN and mask[-1]
         assert not any(mask[: len(prompt) - 2]), "no loss on system/developer/user tokens"
         completion = tokens[len(prompt) :]

@@ -288,7 +288,8 @@ def test_private_tmp_is_not_the_hosts(sbx: PythonSandbox) -> None:
         host_file.unlink()
 
 
-SECRET_PATHS = ["/etc/shadow", "/etc/gshadow", "/root/.bashrc", "/root/.ssh/id_rsa", str(Path(__file__).resolve())]
+SECRET_PATHS = ["/etc/shadow", "/etc/gshadow", str(Path.home() / ".bashrc"), str(Path.home() / ".ssh" / "id_rsa"),
+                str(Path(__file__).resolve())]
 
 
 def test_secret_files_are_unreadable(sbx: PythonSandbox) -> None:

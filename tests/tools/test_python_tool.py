@@ -22,7 +22,8 @@ needs_sandbox = pytest.mark.skipif(
 
 
 def _trained_description() -> str:
-    for candidate in (DOCS / "harmony-builtin-tools.json", Path("/work/shared/docs/harmony-builtin-tools.json")):
+    for candidate in [DOCS / "harmony-builtin-tools.json",
+                      *(p / "shared/docs/harmony-builtin-tools.json" for p in Path(__file__).resolve().parents)]:
         if candidate.exists():
             return json.loads(candidate.read_text())["python"]["description"]
     pytest.skip("shared/docs not present")

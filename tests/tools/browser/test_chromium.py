@@ -25,7 +25,16 @@ def auto(site: Any, enc: Any) -> Iterator[Browser]:
     b.close()
 
 
-def test_javascript_page_is_rendered_automatically(site: Any, auto: Browser, golden: Any) -> None:
+@pytest.fixture()
+def fresh(site: Any, enc: Any) -> Iterator[Browser]:
+    """A browser of its own, for a test that counts what it renders (whatever ran before it)."""
+    b = Browser(config=BrowserConfig(policy=LOOPBACK, render="auto"), encoding=enc)
+    yield b
+    b.close()
+
+
+def test_javascript_page_is_rendered_automatically(site: Any, fresh: Browser, golden: Any) -> None:
+    auto = fresh
     before = dict(site.hits)
     plain = auto.open(site.base + "/static.html")
     assert auto.stats.rendered == 0 and "Sliding windows" in plain.text  # no scripts: httpx only

@@ -11,7 +11,9 @@ import pytest
 from ossagent.tools.base import ModelError, Tool
 from ossagent.tools.browser import Browser, BrowserTool
 
-TRAINED = Path("/work/shared/docs/harmony-builtin-tools.json")
+# the copy of openai-harmony's texts kept with the project docs (shared/docs, above the checkout)
+TRAINED = next((p / "shared/docs/harmony-builtin-tools.json" for p in Path(__file__).resolve().parents
+                if (p / "shared/docs/harmony-builtin-tools.json").exists()), Path("shared/docs/missing"))
 
 
 @pytest.fixture()
