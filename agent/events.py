@@ -110,6 +110,23 @@ class Usage(Event):
 
 
 @dataclass(frozen=True)
+class Compacted(Event):
+    """The conversation outgrew the context budget and was shrunk (the transcript keeps every message).
+
+    step: ``trim`` (old chains of thought hidden, old tool outputs cut to an excerpt) or ``summary`` (the
+    oldest turns replaced by one summary message the model wrote). messages: how many it hid or shortened.
+    tokens_before / tokens_after: the prompt's size; window: the context it must fit, reserve included.
+    """
+
+    type: ClassVar[str] = "compacted"
+    step: str
+    tokens_before: int
+    tokens_after: int
+    messages: int
+    window: int
+
+
+@dataclass(frozen=True)
 class ErrorEvent(Event):
     """Something went wrong; ``kind`` says whose fault (``model``, ``tool``, ``limit``, ``backend``)."""
 
@@ -121,7 +138,8 @@ class ErrorEvent(Event):
 @dataclass(frozen=True)
 class Stopped(Event):
     """The run ended; ``reason`` is ``final``, ``tool_calls`` (returned to the caller), ``max_turns``,
-    ``max_tokens``, ``timeout``, ``stop`` (a stop sequence) or ``error``."""
+    ``max_tokens``, ``timeout``, ``stop`` (a stop sequence), ``context`` (the conversation no longer fits
+    the context, even compacted) or ``error``."""
 
     type: ClassVar[str] = "stopped"
     reason: str
@@ -136,6 +154,7 @@ AnyEvent = (
     | ToolCall
     | ToolResultEvent
     | Usage
+    | Compacted
     | ErrorEvent
     | Stopped
 )

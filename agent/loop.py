@@ -22,6 +22,9 @@ from ossagent.agent import prompt as hp
 from ossagent.agent.approvals import Approver, Decision, PendingCall, Policy, record, refusal
 from ossagent.agent.backends.base import Backend, GenerationParams, HarnessError
 from ossagent.agent.choices import ReasoningEffort, ToolChoice, effort
+from ossagent.agent.context.budget import ContextBudget, bound_tool_output
+from ossagent.agent.context.compaction import Compactor
+from ossagent.agent.context.summary import ModelSummariser
 from ossagent.agent.dispatch import Dispatcher
 from ossagent.agent.events import (
     ErrorEvent,
@@ -225,13 +228,14 @@ class _Run:
         self.started = time.monotonic()
         self.prev_tokens: list[int] = []  # last prompt + what the model produced (the engine's KV prefix)
         self.decisions: dict[str, Decision] = {}
+        self.budget = ContextBudget.resolve(self.limits, agent.backend)
 
     def _timed_out(self) -> bool:
         lim = self.limits.max_time
         return lim is not None and time.monotonic() - self.started > lim
 
-    def _budget(self) -> int:
-        per_turn = self.limits.max_turn_tokens
+    def _budget(self, prompt_tokens: int) -> int:
+        per_turn = min(self.limits.max_turn_tokens, self.budget.room(prompt_tokens) or self.limits.max_turn_tokens)
         if self.limits.max_tokens is None:
             return per_turn
         return min(per_turn, self.limits.max_tokens - self.usage.completion_tokens)
@@ -272,11 +276,47 @@ class _Run:
         """Run a call here and append its answer to the transcript."""
         recipient = call.recipient or ""
         result = self.agent.dispatcher.call(recipient, call.text)
-        msg = tool_result(recipient, result.text, channel=call.channel, call_id=call.meta.get("call_id"),
+        text, cut = bound_tool_output(result.text, recipient, self.budget, self.agent.encoding)
+        if cut:
+            result.metadata["cut_tokens"] = cut
+        msg = tool_result(recipient, text, channel=call.channel, call_id=call.meta.get("call_id"),
                           is_error=result.is_error, metadata=result.metadata, **meta)
         self.transcript.append(msg)
-        return msg, ToolResultEvent(call.meta.get("call_id", ""), recipient, result.text, result.is_error,
+        return msg, ToolResultEvent(call.meta.get("call_id", ""), recipient, text, result.is_error,
                                     dict(result.metadata))
+
+    def _render(self) -> list[int]:
+        return hp.render_prompt(self.config, self.transcript.prompt_messages(), self.agent.encoding)
+
+    def _fit(self, prompt: list[int]) -> Generator[Event, None, list[int] | None]:
+        """The prompt within the context budget: as it is, compacted, or None (the run must stop)."""
+        if self.budget.fits(len(prompt)):
+            return prompt
+        if self.budget.compaction:
+            out = self._compactor().compact(self.transcript.messages)
+            self.transcript.messages = out.messages
+            u = self.usage
+            self.usage = replace(u, prompt_tokens=u.prompt_tokens + out.prompt_tokens,
+                                 completion_tokens=u.completion_tokens + out.completion_tokens)
+            yield from out.events
+            prompt = self._render()
+            if self.budget.fits(len(prompt)):
+                return prompt
+        yield ErrorEvent("limit", f"run stopped: the conversation needs {len(prompt)} prompt tokens but the "
+                                  f"{self.budget.window}-token context holds {self.budget.limit} with "
+                                  f"{self.budget.reserve} kept for the answer"
+                                  + ("" if self.budget.compaction else " (compaction is off)"))
+        return None
+
+    def _compactor(self) -> Compactor:
+        agent = self.agent
+        hooks = agent.hook_factory
+        hook = None
+        if isinstance(hooks, GrammarHooks):
+            hook = hooks.summary_hook
+        summarise = ModelSummariser(agent.backend, agent.encoding, self.config, hook=hook,
+                                    temperature=agent.temperature, seed=agent.seed)
+        return Compactor(self.config, agent.encoding, self.budget, summarise)
 
     def events(self) -> Generator[Event, None, None]:
         agent, enc = self.agent, self.agent.encoding
@@ -294,11 +334,15 @@ class _Run:
                 yield from self._stop(reason)
                 return
             choice = agent.tool_choice if chain is None else ToolChoice()  # forced only for the first call
-            built = hp.build_prompt(self.config, self.transcript.messages, enc, choice, chain)
+            fitted = yield from self._fit(chain if chain is not None else self._render())
+            if fitted is None:
+                yield from self._stop("context")
+                return
+            built = hp.build_prompt(self.config, self.transcript.prompt_messages(), enc, choice, fitted)
             prompt = built.tokens
             cached = _common_prefix(prompt, self.prev_tokens)
-            params = GenerationParams(max_tokens=self._budget(), temperature=agent.temperature, top_p=agent.top_p,
-                                      seed=agent.seed)
+            params = GenerationParams(max_tokens=self._budget(len(prompt)), temperature=agent.temperature,
+                                      top_p=agent.top_p, seed=agent.seed)
             hook = agent.hook_factory(ConstraintRequest(self.config, choice, enc)) if agent.hook_factory else None
             turn = _Turn(self, enc)
             try:
@@ -454,6 +498,8 @@ class GrammarHooks:
     """The default hook factory: grammar-constrained turns (:mod:`ossagent.agent.constrain`), compiled once
     per tool choice and reused across the run's calls."""
 
+    _summary: Any = None  # the compaction summary's constraints, compiled at the first summary
+
     def __init__(self, agent: Agent, free_text_limit: int | None = None) -> None:
         self.agent = agent
         self.free_text_limit = free_text_limit
@@ -472,6 +518,17 @@ class GrammarHooks:
             )
             self._compiled[req.tool_choice] = tc
         return tc.hook()
+
+    def summary_hook(self) -> StepHook:
+        """A hook for a compaction summary: no tool calls, a final answer of the summary's JSON schema."""
+        from ossagent.agent.constrain import TurnConstraints
+        from ossagent.agent.context.summary import summary_format
+
+        if self._summary is None:
+            self._summary = TurnConstraints(
+                encoding=self.agent.encoding, vocab_size=getattr(self.agent.backend, "vocab_size", None),
+                tool_choice="none", response_format=summary_format(), free_text_limit=self.free_text_limit)
+        return self._summary.hook()
 
 
 def namespace_schemas(config: hp.PromptConfig) -> dict[str, dict[str, Any]]:
@@ -518,6 +575,14 @@ class RunStream:
     @property
     def usage(self) -> Usage:
         return self._run.usage
+
+    @property
+    def budget(self) -> ContextBudget:
+        return self._run.budget
+
+    def prompt_tokens(self) -> int:
+        """The size of the next prompt, as the transcript stands (before any compaction)."""
+        return len(self._run._render())
 
     def __iter__(self) -> RunStream:
         return self

@@ -4,6 +4,10 @@ The first line is a header (format version, the agent's settings that shaped the
 line is one message. :meth:`Transcript.load` reads it back, so a run can be inspected, replayed or
 resumed with :meth:`ossagent.agent.loop.Agent.run` (``transcript=``). Messages are plain data with the
 fields harmony gives a message: role, author name (tools), recipient, channel, content type, text.
+
+Compaction (:mod:`ossagent.agent.context.compaction`) never deletes or rewrites a message: it marks them in
+``meta["compacted"]`` (hidden from later prompts, or shown as a shorter ``text``) and inserts the summary
+that replaces hidden ones (``meta["summary"]``); :meth:`Transcript.prompt_messages` is what the model sees.
 """
 
 from __future__ import annotations
@@ -58,6 +62,16 @@ class Msg:
         return replace(self, meta={**self.meta, **meta})
 
 
+def shown(msg: Msg) -> Msg | None:
+    """A message as later prompts show it: None when compaction hid it, its excerpt when it shortened it."""
+    mark = msg.meta.get("compacted")
+    if not mark:
+        return msg
+    if mark.get("hidden"):
+        return None
+    return replace(msg, text=str(mark["text"])) if "text" in mark else msg
+
+
 def user(text: str) -> Msg:
     return Msg("user", text)
 
@@ -87,6 +101,10 @@ class Transcript:
 
     def copy(self) -> Transcript:
         return Transcript(list(self.messages), dict(self.settings))
+
+    def prompt_messages(self) -> list[Msg]:
+        """The conversation as the next prompt shows it (after compactions; see :func:`shown`)."""
+        return [m for m in map(shown, self.messages) if m is not None]
 
     def pending_tool_call(self) -> Msg | None:
         """The last message, when it is a tool call nobody answered yet."""

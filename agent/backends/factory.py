@@ -50,11 +50,12 @@ def build_backend(
     settings: Settings, *, model: str | None = None, remote: str | None = None, remote_model: str | None = None,
     api_key: str | None = None, scripted: str | None = None, progress: Callable[[str], None] | None = None,
     weights: str = "bf16",
-    slots: int | None = 1, kv_memory_gb: float | None = None,
+    slots: int | None = 1, kv_memory_gb: float | None = None, context: int | None = None,
 ) -> Backend:
     """Pick the backend: a script, a remote server, or a local checkpoint (the default; the built-in demo
     model when none is configured, see :func:`demo_fallback`). ``slots`` and ``kv_memory_gb`` size a local
-    model's batch engine (see :class:`~ossagent.agent.backends.local.LocalBackend`)."""
+    model's batch engine (see :class:`~ossagent.agent.backends.local.LocalBackend`); ``context``: the window in
+    tokens (the local engine's cache length; a remote model's window)."""
     if scripted:
         from ossagent.agent.backends.scripted import ScriptedBackend
 
@@ -62,7 +63,7 @@ def build_backend(
     if remote:
         from ossagent.agent.backends.remote import RemoteBackend
 
-        return RemoteBackend(remote, remote_model or "gpt-oss-20b", api_key=api_key)
+        return RemoteBackend(remote, remote_model or "gpt-oss-20b", api_key=api_key, context_window=context)
     folder = Path(model).expanduser() if model else find_model(settings)
     if folder is None:
         folder = demo_fallback(settings)
@@ -73,7 +74,8 @@ def build_backend(
     return LocalBackend.from_pretrained(folder, device=settings.device, tokenizer=settings.tokenizer,
                                         tiktoken_cache_dir=settings.tiktoken_cache_dir, progress=progress,
                                         weights=weights, slots=slots,
-                                        kv_memory_gb=DEFAULT_KV_MEMORY_GB if kv_memory_gb is None else kv_memory_gb)
+                                        kv_memory_gb=DEFAULT_KV_MEMORY_GB if kv_memory_gb is None else kv_memory_gb,
+                                        context=context)
 
 
 def example_backend(script: Sequence[str], *, use_model: bool = True, quiet: bool = False) -> tuple[Backend, bool]:

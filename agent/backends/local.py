@@ -82,11 +82,11 @@ class LocalBackend:
         cls, path: str | Path, *, device: str | None = None, tokenizer: str | None = None,
         tiktoken_cache_dir: str | None = None, progress: Callable[[str], None] | None = None,
         weights: str = "bf16",
-        slots: int | None = 1, kv_memory_gb: float = DEFAULT_KV_MEMORY_GB,
+        slots: int | None = 1, kv_memory_gb: float = DEFAULT_KV_MEMORY_GB, context: int | None = None,
     ) -> LocalBackend:
         """Load a model folder (Hugging Face or ``original/`` layout); ``progress`` gets status lines.
         ``weights``: "bf16" keeps the checkpoint's attention/unembedding weights, "int8" quantises them while
-        loading (less memory, faster CPU decode; experts stay MXFP4 either way)."""
+        loading (less memory, faster CPU decode; experts stay MXFP4 either way). ``context``: the KV cache's length in tokens (default: the model's, 131,072 for gpt-oss)."""
         if weights not in ("bf16", "int8"):
             raise UserError(f"weights must be bf16 or int8, not {weights!r}")
         folder = Path(path).expanduser()
@@ -102,13 +102,19 @@ class LocalBackend:
         say(f"loading tokenizer for {folder}")
         enc = load_tokenizer(tokenizer, folder, tiktoken_cache_dir).encoding
         say(f"loading weights from {folder} (device: {device or 'auto'})")
-        engine = Engine.from_pretrained(folder, device=device, weights=weights)
+        engine = Engine.from_pretrained(folder, device=device, weights=weights,
+                                        **({"max_len": context} if context else {}))
         say("model ready")
         return cls(engine, enc, slots=slots, kv_memory_gb=kv_memory_gb)
 
     @property
     def vocab_size(self) -> int:
         return int(self.engine.model.config.vocab_size)
+
+    @property
+    def context_window(self) -> int:
+        """Tokens the KV cache holds (prompt and completion together)."""
+        return int(self.engine.cache.max_len)
 
     @property
     def cache_stats(self) -> Any:

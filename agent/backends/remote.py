@@ -50,11 +50,13 @@ class RemoteBackend:
     def __init__(
         self, base_url: str, model: str, *, api_key: str | None = None, timeout: float = 600.0,
         retries: int = 3, backoff: float = 0.5, encoding: Any = None, client: httpx.Client | None = None,
+        context_window: int | None = None,
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise UserError(f"remote base URL must start with http:// or https://, not {base_url!r}")
         self.base_url = base_url.rstrip("/")
         self.model = model
+        self.context_window = context_window  # the remote model's window in tokens, when configured
         self.retries, self.backoff = retries, backoff
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.client = client or httpx.Client(timeout=httpx.Timeout(timeout, connect=10.0), headers=headers)

@@ -46,10 +46,13 @@ class Step:
 class ScriptedBackend:
     """A :class:`~ossagent.agent.backends.base.Backend` that answers from a fixed script."""
 
-    def __init__(self, script: Sequence[Reply | Step], encoding: Any = None, *, constrained: bool = False) -> None:
+    def __init__(self, script: Sequence[Reply | Step], encoding: Any = None, *, constrained: bool = False,
+                 context_window: int | None = None) -> None:
         """constrained: take the agent's grammar hook and fail when a scripted token breaks its constraints
-        (a forced token differs, a masked token appears), so scripts are checked like a model's output."""
+        (a forced token differs, a masked token appears), so scripts are checked like a model's output.
+        context_window: the context this "model" claims (prompts longer than it fail the script)."""
         self.takes_hooks = constrained
+        self.context_window = context_window
         self.vocab_size = GPT_OSS_VOCAB
         if encoding is None:
             encoding = default_encoding()
@@ -79,6 +82,9 @@ class ScriptedBackend:
                 )
             step = self._steps[self._next]
             self._next += 1
+        if self.context_window is not None and len(prompt.tokens) + params.max_tokens > self.context_window:
+            raise ScriptError(f"step {self._next}: a prompt of {len(prompt.tokens)} tokens plus {params.max_tokens} "
+                              f"for the completion exceeds the {self.context_window}-token context")
         prompt_text = self.encoding.decode(list(prompt.tokens))
         expects = [step.expect] if isinstance(step.expect, str) else list(step.expect)
         for want in expects:

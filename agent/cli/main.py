@@ -63,8 +63,19 @@ def _backend(
     with _status(console, getattr(args, "quiet", False)) as progress:
         backend = build_backend(settings, model=args.model, remote=args.remote, remote_model=args.remote_model,
                                 api_key=args.api_key, scripted=args.scripted, progress=progress,
-                                weights=args.weights, slots=slots, kv_memory_gb=getattr(args, "kv_memory", None))
+                                weights=args.weights, slots=slots, kv_memory_gb=getattr(args, "kv_memory", None),
+                                context=args.context)
     return backend, demo
+
+
+def _positive(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive number of tokens, not {value!r}")
+    return n
 
 
 def _schema(value: str | None) -> Any:
@@ -82,7 +93,8 @@ def _agent(args: argparse.Namespace, settings: Settings, backend: Backend, demo:
                         search=args.search, allow_private=args.allow_private)
     # the demo model's own runs are a few hundred tokens: a run that goes past 2,000 has lost its way
     max_tokens = args.max_tokens if args.max_tokens is not None else (DEMO_MAX_TOKENS if demo else None)
-    limits = Limits(max_turns=args.max_turns, max_tokens=max_tokens, max_time=args.timeout)
+    limits = Limits(max_turns=args.max_turns, max_tokens=max_tokens, max_time=args.timeout, context=args.context,
+                    compaction=not args.no_compaction)
     temperature = args.temperature if args.temperature is not None else (0.0 if demo else 1.0)
     from rich.console import Console
 
@@ -178,6 +190,9 @@ def _backend_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--weights", choices=("bf16", "int8"), default="bf16",
                    help="local model's attention/unembedding weights: bf16 as in the checkpoint (default), or int8 "
                    "quantised while loading (less memory, faster CPU decode; experts are MXFP4 either way)")
+    g.add_argument("--context", type=_positive, metavar="N",
+                   help="context window in tokens: the local KV cache's length (default the model's 131,072; it "
+                        "grows as used, 24 KiB a token for 20b), or a remote model's window. Longer runs compact")
 
 
 def _agent_args(p: argparse.ArgumentParser, serve: bool = False) -> None:
@@ -190,6 +205,8 @@ def _agent_args(p: argparse.ArgumentParser, serve: bool = False) -> None:
     p.add_argument("--max-turns", type=int, default=20, help="model calls per run")
     p.add_argument("--max-tokens", type=int, help="completion tokens for the whole run")
     p.add_argument("--timeout", type=float, help="wall-clock seconds for the whole run")
+    p.add_argument("--no-compaction", action="store_true",
+                   help="stop (stop reason 'context') instead of compacting when the conversation outgrows --context")
     p.add_argument("--seed", type=int, help="sampling seed (reproducible runs)")
     p.add_argument("--temperature", type=float, help="sampling temperature (default 1.0; 0, greedy, for the demo model)")
     if serve:  # a server's defaults for requests that give none; its output is a log

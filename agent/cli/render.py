@@ -63,6 +63,10 @@ class EventPrinter:
             if self.show_final:
                 self._enter("final")
                 self.c.print(Text(ev.text), end="")
+        elif isinstance(ev, events.Compacted):
+            self._enter("compacted")
+            self.c.print(Text(f"[context compacted ({ev.step}): {ev.tokens_before} -> {ev.tokens_after} prompt tokens"
+                              f" of a {ev.window}-token window]", style="yellow"), end="")
         elif isinstance(ev, events.ErrorEvent):
             self._enter("error")
             self.c.print(Text(f"[{ev.kind}] {ev.message}", style="red"), end="")

@@ -33,6 +33,7 @@ from ossagent.agent.server.cors import add_cors
 from ossagent.agent.server.errors import (
     APIError,
     bad_request,
+    context_length_exceeded,
     not_found,
     overloaded,
     server_error,
@@ -88,6 +89,7 @@ class ServerConfig:
     allow_mcp: bool = False  # connect to the MCP servers (streamable HTTP) a Responses request names
     max_body_bytes: int = MAX_BODY_BYTES  # larger request bodies get 413 (agent/server/guard.py)
     allowed_hosts: tuple[str, ...] = ()  # Host names served besides the bound address and loopback names
+    context: int | None = None  # window in tokens (None: what the backend offers)
 
 
 class Server:
@@ -119,7 +121,7 @@ class Server:
                 cfg.backend, tools=tools, functions=functions, instructions=req.instructions,
                 reasoning=req.reasoning or cfg.default_reasoning, response_format=req.response_format,
                 limits=Limits(max_turns=cfg.max_turns, max_tokens=req.max_tokens or cfg.default_max_tokens,
-                              max_time=cfg.max_time),
+                              max_time=cfg.max_time, context=cfg.context, compaction=req.truncation == "auto"),
                 temperature=req.temperature, top_p=req.top_p, seed=req.seed, stop=req.stop,
                 tool_choice=req.tool_choice, hook_factory=cfg.hook_factory, encoding=cfg.encoding,
                 reasoning_budget=cfg.reasoning_budget, mcp=mcp.servers if mcp else (),
@@ -157,6 +159,11 @@ class Server:
         except UserError as exc:
             agent.close()
             raise bad_request(str(exc), "messages") from exc
+        budget, size = stream.budget, stream.prompt_tokens()
+        if not budget.compaction and not budget.fits(size):
+            agent.close()
+            raise context_length_exceeded(budget.window or 0, size, budget.reserve,
+                                          "input" if "input" in body else "messages")
         holder = [stream]
 
         def make() -> RunStream:

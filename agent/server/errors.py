@@ -35,3 +35,14 @@ def unauthorized() -> APIError:
 
 def server_error(message: str) -> APIError:
     return APIError(500, message, type="server_error")
+
+
+def context_length_exceeded(window: int, prompt: int, reserve: int, param: str) -> APIError:
+    """The conversation does not fit the model's context (OpenAI's code and wording, with our sizes)."""
+    return APIError(
+        400,
+        f"This model's maximum context length is {window} tokens. However, your messages resulted in {prompt} "
+        f"tokens, and {reserve} more are kept for the completion, so at most {window - reserve} fit. Please "
+        "reduce the length of the messages, or (Responses API) set truncation to 'auto' to compact them.",
+        param=param, code="context_length_exceeded",
+    )

@@ -53,6 +53,7 @@ class GenRequest:
     stream: bool = False
     include_usage: bool = False
     previous_response_id: str | None = None
+    truncation: str = "disabled"  # "auto": compact a conversation longer than the window (Responses API)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -494,6 +495,7 @@ class ResponsesRequest(_Common):
     text: Any = None
     max_output_tokens: Count = None
     previous_response_id: Any = None
+    truncation: Any = None  # "auto" | "disabled" (see _truncation)
 
     def conversation(self, known_calls: dict[str, str]) -> tuple[list[Msg], list[str]]:
         msgs: list[Msg] = []
@@ -542,4 +544,13 @@ def parse_responses(body: dict[str, Any], known_calls: dict[str, str] | None = N
         reasoning=effort(reasoning.get("effort"), "reasoning.effort"),
         max_tokens=req.max_output_tokens, previous_response_id=req.previous_response_id,
         temperature=req.temperature, top_p=req.top_p, seed=req.seed, stream=req.stream, extra={"mcp": mcp},
+        truncation=_truncation(req.truncation),
     )
+
+
+def _truncation(value: Any) -> str:
+    if value is None:
+        return "disabled"
+    if value not in ("auto", "disabled"):
+        raise bad_request("truncation must be 'auto' or 'disabled'", "truncation")
+    return str(value)
