@@ -107,7 +107,7 @@ def test_mask_is_exactly_what_the_model_wrote(enc: Any, tmp_path: Path) -> None:
     assert "Need the weather" not in enc.decode(examples[1].tokens)
     assert "Tool says clear" not in enc.decode(examples[1].tokens)
 
-    golden = GOLDEN / "finetune_two_turns.txt"
+    golden = GOLDEN / "finetune" / "finetune_two_turns.txt"
     text = "".join(f"# turn {e.turn + 1}\n{show_example(e, enc)}" for e in examples)
     if not golden.exists():
         golden.write_text(text, encoding="utf-8")

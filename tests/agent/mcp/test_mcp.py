@@ -121,7 +121,7 @@ def test_descriptions_are_untrusted_no_markup_passes(tmp_path: Path, enc: Any) -
     assert "<|" not in body and "|>" not in body
     starts = [t for t in tokens if t == START]
     assert len(starts) == 4  # system, developer, user, and the assistant's turn: nothing else opens a message
-    golden = Path(__file__).parents[1] / "golden" / "mcp_namespace.txt"
+    golden = Path(__file__).parent / "golden" / "mcp_namespace.txt"
     if not golden.exists():  # pragma: no cover - written once, then reviewed and committed
         golden.write_text(body, encoding="utf-8")
     assert body == golden.read_text(encoding="utf-8")
