@@ -124,16 +124,24 @@ class Engine:
         native_kernels: bool = True,
         int8: bool = False,
         weights: str = "bf16",
+        adapter: str | Path | None = None,
         **kwargs: int,
     ) -> Engine:
         """Load a model folder (HF or original layout). device None: CUDA when present, else CPU.
 
         On CPU, ``native_kernels`` builds (first use) and uses the MXFP4 expert kernels. ``weights="int8"`` (or
         ``int8=True``) stores the attention and unembedding weights in 8 bits, quantised while loading
-        (see ossagent.model.loader.load_model); "bf16" keeps the checkpoint's."""
+        (see ossagent.model.loader.load_model); "bf16" keeps the checkpoint's. ``adapter``: a LoRA adapter folder
+        (``ossagent finetune``) merged into the weights as they load."""
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
+        if adapter is not None and (int8 or weights != "bf16"):
+            raise ValueError("a LoRA adapter is merged into bf16 weights: load with weights='bf16'")
         model = load_model(path, device=device, dtype=dtype, layout=layout, weights="int8" if int8 else weights)
+        if adapter is not None:  # folded into the attention/router/unembedding weights: no cost per token
+            from ossagent.model.lora import attach_adapters
+
+            attach_adapters(model, {Path(adapter).name or "adapter": adapter}, merge=True)
         if native_kernels and torch.device(device).type == "cpu":
             from ossagent.model.kernels.accelerate import accelerate
 

@@ -83,12 +83,17 @@ class LocalBackend:
         tiktoken_cache_dir: str | None = None, progress: Callable[[str], None] | None = None,
         weights: str = "bf16",
         slots: int | None = 1, kv_memory_gb: float = DEFAULT_KV_MEMORY_GB, context: int | None = None,
+        adapter: str | Path | None = None,
     ) -> LocalBackend:
         """Load a model folder (Hugging Face or ``original/`` layout); ``progress`` gets status lines.
         ``weights``: "bf16" keeps the checkpoint's attention/unembedding weights, "int8" quantises them while
         loading (less memory, faster CPU decode; experts stay MXFP4 either way). ``context``: the KV cache's length in tokens (default: the model's, 131,072 for gpt-oss)."""
         if weights not in ("bf16", "int8"):
             raise UserError(f"weights must be bf16 or int8, not {weights!r}")
+        if adapter is not None and weights != "bf16":
+            raise UserError("--adapter merges a LoRA adapter into bf16 weights; use it with --weights bf16")
+        if adapter is not None and not (Path(adapter).expanduser() / "adapter_config.json").is_file():
+            raise UserError(f"{adapter} is not a LoRA adapter folder (no adapter_config.json; see ossagent finetune)")
         folder = Path(path).expanduser()
         if not folder.is_dir():
             raise UserError(
@@ -103,6 +108,7 @@ class LocalBackend:
         enc = load_tokenizer(tokenizer, folder, tiktoken_cache_dir).encoding
         say(f"loading weights from {folder} (device: {device or 'auto'})")
         engine = Engine.from_pretrained(folder, device=device, weights=weights,
+                                        adapter=Path(adapter).expanduser() if adapter is not None else None,
                                         **({"max_len": context} if context else {}))
         say("model ready")
         return cls(engine, enc, slots=slots, kv_memory_gb=kv_memory_gb)

@@ -31,6 +31,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="default: remote with --remote, scripted with --scripted, else local")
     g.add_argument("--model", help="checkpoint folder for the local backend (default: OSSAGENT_MODEL, then the "
                    "built-in demo model)")
+    g.add_argument("--adapter", metavar="DIR", help="a LoRA adapter folder (ossagent finetune) merged into the local "
+                   "model's weights as they load")
     g.add_argument("--remote", help="an OpenAI-compatible server's base URL (e.g. http://localhost:8000/v1)")
     g.add_argument("--remote-model", default="gpt-oss-20b", help="model name on the remote server")
     g.add_argument("--api-key", help="API key for --remote")
@@ -141,7 +143,8 @@ def backend_source(args: argparse.Namespace) -> tuple[Any, str]:
     from ossagent.agent.settings import Settings
 
     folder, device = _local_folder(args), Settings.from_env().device
-    return per_thread(lambda: LocalBackend.from_pretrained(folder, device=device)), f"local:{folder.resolve()}"
+    return per_thread(lambda: LocalBackend.from_pretrained(folder, device=device, adapter=args.adapter)), \
+        f"local:{folder.resolve()}" + (f"+{Path(args.adapter).resolve()}" if args.adapter else "")
 
 
 def _scorer(args: argparse.Namespace) -> Any:

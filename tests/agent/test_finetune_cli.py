@@ -65,6 +65,19 @@ def test_train_then_merge(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert _main("--model", "demo", "--merge", str(out), "--out", str(merged)) == 0
     assert (merged / "config.json").is_file() and load_model(merged).config == adapters.config
 
+    # --adapter (run/chat/serve/eval): merged as the weights load, the same weights as the merged checkpoint
+    from ossagent.agent.backends.local import LocalBackend
+
+    live = LocalBackend.from_pretrained(demo_model_dir(), adapter=out).engine.model.state_dict()
+    saved = load_model(merged).state_dict()
+    assert live.keys() == saved.keys()
+    assert all(torch.equal(live[k], saved[k]) for k in live)
+    with pytest.raises(UserError, match="bf16"):
+        LocalBackend.from_pretrained(demo_model_dir(), adapter=out, weights="int8")
+    capsys.readouterr()
+    assert ossagent_main(["run", "x", "--model", str(demo_model_dir()), "--adapter", str(tmp_path), "-q"]) == 2
+    assert "not a LoRA adapter folder" in capsys.readouterr().err
+
 
 def test_bad_input_is_a_user_error(tmp_path: Path) -> None:
     runs = _runs(tmp_path / "runs")
