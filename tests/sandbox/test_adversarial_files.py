@@ -66,8 +66,12 @@ def trapped(request: pytest.FixtureRequest, sbx: PythonSandbox,
     tool.close()
 
 
-ESCAPES = ["x", "d/etc/passwd", "r/etc/passwd", "out/secret.txt", "sec", "../outside/secret.txt",
-           "/etc/passwd", "/mnt/data/../../etc/passwd", "/proc/self/root/etc/passwd", "d/proc/self/environ"]
+def escapes(outside: Path) -> list[str]:
+    """Paths that lead out of the workspace: through planted links, by dots, absolutely, through /proc."""
+    secret = outside / "secret.txt"
+    return ["x", "d/etc/passwd", "r/etc/passwd", "out/secret.txt", "sec", "../outside/secret.txt",
+            str(secret), f"/mnt/data/../..{secret}", f"/proc/self/root{secret}", f"d{secret}", f"r{secret}",
+            "d/proc/self/environ"]
 
 
 def _call(tool: FilesTool, fn: str, **args: object) -> str:
@@ -78,8 +82,8 @@ def _call(tool: FilesTool, fn: str, **args: object) -> str:
 
 
 def test_file_tool_reads_refuse_escapes(trapped: tuple[PythonSandbox, FilesTool, Path]) -> None:
-    _, tool, _ = trapped
-    for path in ESCAPES:
+    _, tool, outside = trapped
+    for path in escapes(outside):
         out = _call(tool, "read", path=path)
         assert out.startswith("ERROR"), (path, out)
         assert "root:" not in out and "host secret" not in out
@@ -91,8 +95,8 @@ def test_file_tool_reads_refuse_escapes(trapped: tuple[PythonSandbox, FilesTool,
 def test_file_tool_writes_and_patches_refuse_escapes(trapped: tuple[PythonSandbox, FilesTool, Path]) -> None:
     _, tool, outside = trapped
     before = sorted(p.name for p in outside.iterdir())
-    for path in ["out/new.txt", "d/tmp/ossagent-evil", "r/tmp/ossagent-evil", "../outside/new.txt",
-                 "/tmp/ossagent-evil"]:
+    evil = outside.parent / "ossagent-evil"
+    for path in ["out/new.txt", f"d{evil}", f"r{evil}", "../outside/new.txt", str(evil)]:
         assert _call(tool, "write", path=path, content="x").startswith("ERROR"), path
         patch = f"*** Begin Patch\n*** Add File: {path}\n+x\n*** End Patch"
         assert _call(tool, "apply_patch", patch=patch).startswith("ERROR"), path
@@ -100,7 +104,7 @@ def test_file_tool_writes_and_patches_refuse_escapes(trapped: tuple[PythonSandbo
     assert _call(tool, "apply_patch", patch=patch).startswith("ERROR")
     assert sorted(p.name for p in outside.iterdir()) == before
     assert (outside / "secret.txt").read_text() == "host secret"
-    assert not Path("/tmp/ossagent-evil").exists()
+    assert not evil.exists()
 
 
 def test_file_tool_write_replaces_a_symlink_instead_of_following(

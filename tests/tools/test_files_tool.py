@@ -50,9 +50,13 @@ def test_description_golden(tmp_path: Path) -> None:
 
 
 def test_error_messages_golden(tmp_path: Path) -> None:
-    (tmp_path / "a.txt").write_text("x\n")
-    os.symlink("/etc", tmp_path / "etc")
-    tool = FilesTool(tmp_path)
+    root, host = tmp_path / "ws", tmp_path / "host"
+    root.mkdir()
+    host.mkdir()
+    (host / "passwd").write_text("host file\n")
+    (root / "a.txt").write_text("x\n")
+    os.symlink(host, root / "etc")
+    tool = FilesTool(root)
     msgs = [
         err(tool, "read", path="../x"),
         err(tool, "read", path="missing.txt"),
@@ -81,10 +85,11 @@ def test_read_pages_and_accepts_mnt_data(ws: tuple[FilesTool, Path]) -> None:
 
 def test_escapes_are_refused(ws: tuple[FilesTool, Path]) -> None:
     tool, root = ws
-    os.symlink("/etc", root / "etc")
+    outside = root.parent / "outside.txt"
+    os.symlink(root.parent, root / "host")
     os.symlink("../outside.txt", root / "up")
-    for path in ["../outside.txt", "/etc/passwd", "etc/passwd", "up", "sub/../../outside.txt",
-                 "/proc/self/root/etc/passwd"]:
+    for path in ["../outside.txt", str(outside), "host/outside.txt", "up", "sub/../../outside.txt",
+                 f"/proc/self/root{outside}", f"/mnt/data/../..{outside}"]:
         assert err(tool, "read", path=path).startswith(repr(path))  # an error, never the content
         if path != "up":
             err(tool, "write", path=path, content="pwned")
@@ -131,8 +136,8 @@ def test_hardlinked_file_is_not_read(ws: tuple[FilesTool, Path]) -> None:
 
 def test_list_and_search(ws: tuple[FilesTool, Path]) -> None:
     tool, root = ws
-    os.symlink("/", root / "rootlink")
-    assert call(tool, "list") == "notes.txt  (14 bytes)\nrootlink -> /\nsub/"
+    os.symlink(root.parent, root / "rootlink")
+    assert call(tool, "list") == f"notes.txt  (14 bytes)\nrootlink -> {root.parent}\nsub/"
     assert call(tool, "list", depth=2).endswith("sub/\nsub/a.py  (46 bytes)")
     assert call(tool, "search", pattern=r"return \d") == "sub/a.py:2:     return 1\nsub/a.py:6:     return 2"
     assert call(tool, "search", pattern="t", include="*.txt") == "notes.txt:2: two\nnotes.txt:3: three"
