@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import torch
+from memory import peak_rss_gb  # benchmarks/memory.py
 
 from ossagent.model.batch import BatchEngine, Stream
 from ossagent.model.checkpoint_writer import write_checkpoint
@@ -32,13 +33,6 @@ TINY = dict(  # the tests' tiny shape, a bigger vocabulary
     num_hidden_layers=4, num_experts=8, experts_per_token=2, vocab_size=1000, hidden_size=64,
     intermediate_size=64, head_dim=16, num_attention_heads=8, num_key_value_heads=2, sliding_window=8,
 )
-
-
-def peak_rss_gb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024 / 1e9
-    return float("nan")
 
 
 def tokens(n: int, seed: int, vocab: int) -> list[int]:

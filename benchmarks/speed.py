@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 from checkpoint_20b import cache_dir, ensure_checkpoint  # benchmarks/ is on sys.path when run as a script
+from memory import peak_rss_gb  # benchmarks/memory.py
 
 from ossagent.model.cache import FullLayer
 from ossagent.model.engine import Engine
@@ -38,13 +39,6 @@ def best_of(runs: int, fn: Callable[[], float]) -> float:
         times.append(fn())
         print(f"  run: {times[-1]:.3f} s", flush=True)
     return min(times)
-
-
-def peak_rss_gb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024 / 1e9
-    return float("nan")
 
 
 def tokens(n: int, seed: int, vocab: int) -> list[int]:
