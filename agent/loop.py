@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ossagent.agent import prompt as hp
 from ossagent.agent.approvals import Approver, Decision, PendingCall, Policy, record, refusal
-from ossagent.agent.backends.base import Backend, GenerationParams, HarnessError
+from ossagent.agent.backends.base import Backend, Closable, GenerationParams, HarnessError
 from ossagent.agent.choices import ReasoningEffort, ToolChoice, effort
 from ossagent.agent.context.budget import ContextBudget, bound_tool_output
 from ossagent.agent.context.compaction import Compactor
@@ -444,7 +444,7 @@ class _Turn:
                     self.timed_out = True
                     return
         finally:
-            if isinstance(stream, Generator):
+            if isinstance(stream, Closable):
                 stream.close()
 
     def _on(self, item: hp.Delta | Msg | hp.ParseProblem) -> Iterator[Event]:

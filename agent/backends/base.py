@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ossagent.agent.harmony.tokens import STOPS
 from ossagent.agent.prompt import Prompt
@@ -68,5 +68,15 @@ class Backend(Protocol):
         ...
 
     def generate(self, prompt: Prompt, params: GenerationParams, hook: StepHook | None = None) -> Iterator[int]:
-        """Yield sampled tokens after ``prompt.tokens``; the stop token that ended generation is yielded last."""
+        """Yield sampled tokens after ``prompt.tokens``; the stop token that ended generation is yielded last.
+
+        A caller that stops reading early (a stop sequence, a timeout) calls the iterator's ``close()`` when it has
+        one (generators, engine streams, HTTP streams), so the sequence or connection is freed at once."""
         ...
+
+
+@runtime_checkable
+class Closable(Protocol):
+    """Anything with ``close()``: what a caller releases when it stops reading a token stream early."""
+
+    def close(self) -> None: ...

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import BaseModel
@@ -221,6 +223,37 @@ def test_stop_sequences_cut_the_final_answer() -> None:
         result = Agent(backend, stop=["STOP"]).run("count")
     assert result.text == "one two " and result.stop_reason == "stop"
     assert result.transcript.messages[-1].text == "one two "
+
+
+class ClosableTokens:
+    """A token stream that is not a generator but holds a resource (like an engine sequence or an HTTP stream)."""
+
+    def __init__(self, tokens: Iterator[int]) -> None:
+        self.tokens, self.closed = tokens, False
+
+    def __iter__(self) -> ClosableTokens:
+        return self
+
+    def __next__(self) -> int:
+        return next(self.tokens)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_a_stream_left_early_is_closed_even_when_it_is_not_a_generator(monkeypatch: pytest.MonkeyPatch) -> None:
+    with ScriptedBackend([final("one two STOP three")]) as backend:
+        streams: list[ClosableTokens] = []
+        generate = backend.generate
+
+        def wrapped(*args: Any, **kwargs: Any) -> ClosableTokens:
+            streams.append(ClosableTokens(iter(generate(*args, **kwargs))))
+            return streams[-1]
+
+        monkeypatch.setattr(backend, "generate", wrapped)
+        result = Agent(backend, stop=["STOP"]).run("count")
+    assert result.stop_reason == "stop"
+    assert len(streams) == 1 and streams[0].closed
 
 
 def test_stop_matcher_holds_back_partial_matches() -> None:
