@@ -17,9 +17,31 @@ re-feeds the tokens after it. ``truncate`` returns the length actually kept.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 
 from ossagent.model.config import GptOssConfig
+
+
+@dataclass
+class CacheStats:
+    """Prompt tokens found in a cache (reused) and fed through the model (computed)."""
+
+    HISTORY = 1024  # requests remembered in ``history``: a long-running server must not grow it forever
+
+    reused_tokens: int = 0  # last request
+    computed_tokens: int = 0  # last request
+    total_reused: int = 0
+    total_computed: int = 0
+    history: list[tuple[int, int]] = field(default_factory=list)  # (reused, computed) of the latest requests
+
+    def count(self, reused: int, computed: int) -> None:
+        self.reused_tokens, self.computed_tokens = reused, computed
+        self.total_reused += reused
+        self.total_computed += computed
+        self.history.append((reused, computed))
+        del self.history[: -self.HISTORY]
 
 
 class FullLayer:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from ossagent.model.cache import KVCache
+from ossagent.model.cache import CacheStats, KVCache
 from ossagent.model.gpt_oss import GptOss
 from ossagent.model.hooks import StepHook
 from ossagent.model.loader import load_model
@@ -38,15 +38,6 @@ class SamplingParams:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.top_k < 0:
             raise ValueError(f"top_k must be >= 0, got {self.top_k}")
-
-
-@dataclass
-class CacheStats:
-    reused_tokens: int = 0  # prompt tokens found in the cache, last call
-    computed_tokens: int = 0  # prompt tokens fed through the model, last call
-    total_reused: int = 0
-    total_computed: int = 0
-    history: list[tuple[int, int]] = field(default_factory=list)  # (reused, computed) per prefill
 
 
 def sample(
@@ -181,11 +172,7 @@ class Engine:
         keep = self.cache.truncate(min(lcp, len(tokens) - 1))  # the last token is fed again for its logits
         del self.tokens[keep:]
         logits = self._feed(tokens[keep:])
-        s = self.cache_stats
-        s.reused_tokens, s.computed_tokens = keep, len(tokens) - keep
-        s.total_reused += keep
-        s.total_computed += len(tokens) - keep
-        s.history.append((keep, len(tokens) - keep))
+        self.cache_stats.count(keep, len(tokens) - keep)
         return logits
 
     @torch.no_grad()

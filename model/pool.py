@@ -13,18 +13,13 @@ import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from ossagent.model.cache import KVCache
+from ossagent.model.cache import CacheStats, KVCache
 
 
 @dataclass
-class PoolStats:
-    """Prefix reuse across the pool; the first five fields mean what they mean in ``engine.CacheStats``."""
+class PoolStats(CacheStats):
+    """Prefix reuse across the pool (reused: found in any entry), plus the pool's own counters."""
 
-    reused_tokens: int = 0  # prompt tokens found in the pool, last request
-    computed_tokens: int = 0  # prompt tokens left to feed through the model, last request
-    total_reused: int = 0
-    total_computed: int = 0
-    history: list[tuple[int, int]] = field(default_factory=list)  # (reused, computed) per request
     requests: int = 0
     hits: int = 0  # requests that reused at least one token
     forks: int = 0  # requests that copied another entry's prefix
@@ -106,10 +101,7 @@ class CachePool:
 
     def _count(self, reused: int, computed: int) -> None:
         s = self.stats
-        s.reused_tokens, s.computed_tokens = reused, computed
-        s.total_reused += reused
-        s.total_computed += computed
-        s.history.append((reused, computed))
+        s.count(reused, computed)
         s.requests += 1
         s.hits += reused > 0
 

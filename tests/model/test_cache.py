@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ossagent.model.cache import KVCache
+from ossagent.model.cache import CacheStats, KVCache
 from ossagent.model.config import GptOssConfig
 from ossagent.model.engine import Engine, SamplingParams
 from ossagent.model.gpt_oss import GptOss
@@ -183,3 +183,11 @@ def test_query_blocks_equal_one_block(model: GptOss, config: GptOssConfig) -> No
         for block in model.blocks:
             block.attn.block_elements = 1 << 24
     assert (got - ref).abs().max() < ATOL
+
+
+def test_cache_stats_remember_only_the_latest_requests() -> None:
+    stats = CacheStats()
+    for i in range(CacheStats.HISTORY + 10):
+        stats.count(i, 1)
+    assert len(stats.history) == CacheStats.HISTORY and stats.history[0] == (10, 1)
+    assert stats.total_computed == CacheStats.HISTORY + 10 and stats.reused_tokens == CacheStats.HISTORY + 9
