@@ -245,9 +245,7 @@ class Workspace:
             if old is not None and stat.S_ISDIR(old.st_mode):
                 raise OSError(errno.EISDIR, "is a directory", path)
             keep = old if old is not None and stat.S_ISREG(old.st_mode) else None
-            mode = stat.S_IMODE(keep.st_mode) if keep else 0o644
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode,
-                         dir_fd=pfd)
+            fd = _create_temp(pfd, tmp, stat.S_IMODE(keep.st_mode) if keep else 0o644)
             try:
                 view = memoryview(data)
                 while view:
@@ -264,6 +262,31 @@ class Workspace:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp, dir_fd=pfd)
             os.close(pfd)
+
+    def create(self, path: str) -> int:
+        """Replace ``path`` with a new empty file (parent directories created; a link there is replaced, not
+        followed) and return it open for writing: what is written through the fd lands in that file alone,
+        whatever is renamed or linked in its place later. The caller closes the fd."""
+        created: list[str] = []
+        try:
+            pfd, name = self.parent(path, created=created)
+            try:
+                tmp = f".{name[:40]}.{secrets.token_hex(6)}.tmp"
+                fd = _create_temp(pfd, tmp, 0o644)
+                try:
+                    self._inherit_owner(pfd, tmp)
+                    os.replace(tmp, name, src_dir_fd=pfd, dst_dir_fd=pfd)
+                except BaseException:
+                    os.close(fd)
+                    with contextlib.suppress(OSError):
+                        os.unlink(tmp, dir_fd=pfd)
+                    raise
+                return fd
+            finally:
+                os.close(pfd)
+        except BaseException:
+            self._remove_created(created)
+            raise
 
     def remove(self, path: str) -> None:
         pfd, name = self.parent(path)
@@ -326,3 +349,8 @@ class Workspace:
                         os.close(fd)
         finally:
             os.close(top)
+
+
+def _create_temp(dir_fd: int, name: str, mode: int) -> int:
+    """A new file ``name`` in ``dir_fd``, open for writing; never an existing file or a link's target."""
+    return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dir_fd)

@@ -12,7 +12,9 @@ Safety rules (enforced here and in the live tab, whoever calls):
   navigation leaves the page as it was and says why;
 * typing into a password field is refused unless ``allow_passwords``;
 * files are uploaded from the workspace only, and downloads and screenshots are written into it
-  (``downloads/``, ``screenshots/``); without a workspace there are none;
+  (``downloads/``, ``screenshots/``); without a workspace there are none. Sandboxed code shares the workspace, so
+  every file is read and written through :class:`~ossagent.tools.confined.Workspace`, which never follows a
+  symbolic link out of it nor reads a file with other hard links; a page's bytes are never written elsewhere;
 * side effects can be held: :meth:`Actions.side_effect` says before a call whether it submits a form,
   downloads or uploads, and ``approve`` is asked at the moment any request other than a GET (a form
   submission, a script's POST) or a download would happen; refused, it does not happen.
@@ -22,10 +24,11 @@ from __future__ import annotations
 
 import base64
 import json
+import mimetypes
 import re
 import threading
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
@@ -38,6 +41,7 @@ from ossagent.tools.browser.live import LiveTab, Outcome
 from ossagent.tools.browser.page import View
 from ossagent.tools.browser.record import Recorder, Replayer
 from ossagent.tools.browser.text import PageContents, sanitize
+from ossagent.tools.confined import Workspace, explain
 
 
 class PageHost(Protocol):
@@ -52,6 +56,9 @@ class PageHost(Protocol):
 
 DIRECTIONS = ("down", "up")
 RECORD_BYTES = 1_000_000  # downloads up to this size are kept in a recording (a replay writes them again)
+UPLOAD_BYTES = 50_000_000  # the largest file an upload attaches
+MAX_NAMES = 1000  # names tried for a download before giving up (report.csv, report-1.csv, ...)
+_DOWNLOAD_PATH = re.compile(r"downloads/[A-Za-z0-9_-][A-Za-z0-9._-]{0,120}")
 
 
 @dataclass
@@ -102,14 +109,16 @@ class Actions:
     def __init__(self, browser: PageHost, config: ActionConfig) -> None:
         self.browser = browser
         self.config = config
-        self.workspace = Path(config.workspace).resolve() if config.workspace is not None else None
+        self._root = Path(config.workspace) if config.workspace is not None else None
+        self._workspace: Workspace | None = None  # opened at its first use
+        self._ws_lock = threading.Lock()  # the Chromium thread saves downloads while an action holds _lock
         self.elements: dict[int, Element] = {}  # the controls of the latest page the tab showed
         self.last: View | None = None  # the latest page an action showed
         self._tab: LiveTab | None = None
         self._lock = threading.RLock()
         self._shots = 0
-        self._recorder = Recorder(self._in_workspace(config.record)) if config.record else None
-        self._replayer = Replayer(self._in_workspace(config.replay)) if config.replay else None
+        self._recorder = Recorder(self._files(), config.record) if config.record else None
+        self._replayer = Replayer(self._files(), config.replay) if config.replay else None
 
     # ----- the actions -----
 
@@ -162,16 +171,19 @@ class Actions:
         el = self._element(id)
         if el.kind != "file":
             raise ModelError(f"Element {id} is a {el.kind}, not a file field.", hint=self._use_instead(el))
-        if self.workspace is None:
+        if self._root is None:
             raise ModelError("Uploads are not available: this browser has no workspace.")
         if not isinstance(path, str) or not path:
             raise ModelError("`path` must be a file path relative to the workspace.")
-        full = (self.workspace / path).resolve()
-        if not full.is_relative_to(self.workspace):
-            raise ModelError(f"`{path}` is outside the workspace: only workspace files can be uploaded.")
-        if not full.is_file():
-            raise ModelError(f"`{path}` is not a file in the workspace.")
-        return self._act("upload", id, {"path": path}, {"path": str(full)})
+        try:  # read now, through the workspace: the tab gets the bytes, never a path to open later
+            data, size = self._files().read_bytes(path, UPLOAD_BYTES + 1)
+        except OSError as e:
+            raise explain(e, path) from e
+        if size > UPLOAD_BYTES:
+            raise ModelError(f"`{path}` has {size:,} bytes: files of at most {UPLOAD_BYTES:,} bytes can be uploaded.")
+        name = PurePosixPath(path).name
+        file = {"name": name, "mimeType": mimetypes.guess_type(name)[0] or "application/octet-stream", "buffer": data}
+        return self._act("upload", id, {"path": path}, {"file": file})
 
     def scroll(self, direction: str = "down") -> ActionResult:
         """Scroll the page (the tab, which may load more) and move the view by a screenful of lines."""
@@ -195,13 +207,12 @@ class Actions:
 
     def screenshot(self) -> ActionResult:
         """Save a PNG of the tab into the workspace (``screenshots/``); the result names the file."""
-        if self.workspace is None:
+        if self._root is None:
             raise ModelError("Screenshots are not available: this browser has no workspace.")
         self._need_page()
         self._shots += 1
         rel = f"screenshots/shot-{self._shots}.png"
-        (self.workspace / "screenshots").mkdir(parents=True, exist_ok=True)
-        return self._act("screenshot", None, {"path": rel}, {"path": str(self.workspace / rel)})
+        return self._act("screenshot", None, {"path": rel}, {"save": lambda png: self._save(rel, png)})
 
     # ----- pages read with search and open, in a recording -----
 
@@ -303,37 +314,63 @@ class Actions:
     def _save_download(self, resp: Response) -> dict[str, Any]:
         """Runs on the Chromium thread when the page downloads something: into ``downloads/``, or refused."""
         event: dict[str, Any] = {"kind": "download", "url": resp.url}
-        if self.workspace is None:
+        if self._root is None:
             return {**event, "refused": "this browser has no workspace to save files in"}
         if self.config.approve is not None and not self.config.approve(
                 SideEffect("download", f"download {resp.url}", resp.url)):
             return {**event, "refused": "the approval policy held it"}
-        folder = self.workspace / "downloads"
-        folder.mkdir(parents=True, exist_ok=True)
-        name = _filename(resp)
-        stem, dot, ext = name.partition(".")
-        path, n = folder / name, 1
-        while path.exists():
-            path, n = folder / f"{stem}-{n}{dot}{ext}", n + 1
-        path.write_bytes(resp.body)
-        event.update(path=str(path.relative_to(self.workspace)), bytes=len(resp.body), truncated=resp.truncated)
+        try:
+            path = self._save(self._free_name(_filename(resp)), resp.body)
+        except (ModelError, UserError) as e:  # UserError: the workspace folder itself cannot be opened
+            return {**event, "failed": " ".join(filter(None, (str(e.args[0]), getattr(e, "hint", None))))}
+        event.update(path=path, bytes=len(resp.body), truncated=resp.truncated)
         if self._recorder is not None and len(resp.body) <= RECORD_BYTES:
             event["data"] = base64.b64encode(resp.body).decode("ascii")
         return event
 
+    def _free_name(self, name: str) -> str:
+        """``downloads/name``, or ``downloads/stem-N.ext`` for the first N not taken (through the workspace)."""
+        stem, dot, ext = name.partition(".")
+        for n in range(MAX_NAMES):
+            rel = f"downloads/{stem}-{n}{dot}{ext}" if n else f"downloads/{name}"
+            try:
+                if not self._files().exists(rel):
+                    return rel
+            except OSError as e:
+                raise _cannot_save(e, rel) from e
+        raise ModelError(f"`downloads/` already has {MAX_NAMES:,} files named like {name}.",
+                         hint="Remove or rename some of them (for example with the python tool), then try again.")
+
+    def _save(self, rel: str, data: bytes) -> str:
+        """Write ``data`` to the workspace file ``rel`` (replacing it, never through a symbolic link)."""
+        try:
+            self._files().write_atomic(rel, data)
+        except OSError as e:
+            raise _cannot_save(e, rel) from e
+        return rel
+
     def _replay_files(self, outcome: Outcome) -> None:
         for e in outcome.get("events", []):
-            if e.get("kind") == "download" and "data" in e and self.workspace is not None:
-                path = self._in_workspace(e["path"])
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(base64.b64decode(e["data"]))
+            if e.get("kind") == "download" and "data" in e and self._root is not None:
+                path = e.get("path")
+                if not isinstance(path, str) or not _DOWNLOAD_PATH.fullmatch(path):
+                    raise ToolFailure(f"The recording names the download file {json.dumps(path)}, which is not a "
+                                      "file in downloads/.", hint="Record the session again.")
+                try:
+                    data = base64.b64decode(e["data"], validate=True)
+                except (TypeError, ValueError) as err:
+                    raise ToolFailure(f"The recording has a broken download for {path}.",
+                                      hint="Record the session again.") from err
+                self._save(path, data)
 
-    def _in_workspace(self, rel: str) -> Path:
-        assert self.workspace is not None
-        full = (self.workspace / rel).resolve()
-        if not full.is_relative_to(self.workspace):
-            raise UserError(f"{rel} is outside the workspace")
-        return full
+    def _files(self) -> Workspace:
+        """The workspace, opened at its first use (reads and writes go through it, confined by the kernel)."""
+        assert self._root is not None
+        with self._ws_lock:
+            if self._workspace is None:
+                self._root.mkdir(parents=True, exist_ok=True)  # the configured folder itself (as before)
+                self._workspace = Workspace(self._root)
+            return self._workspace
 
     def _element(self, id: Any) -> Element:
         if isinstance(id, bool) or not isinstance(id, int):
@@ -360,6 +397,17 @@ class Actions:
             self._tab = None
         if self._recorder is not None:
             self._recorder.close()
+        if self._workspace is not None:
+            self._workspace.close()
+            self._workspace = None
+
+
+def _cannot_save(exc: OSError, rel: str) -> ModelError:
+    """Why ``rel`` could not be written into the workspace, and how the model can clear the way."""
+    why = str(explain(exc, rel).args[0])
+    return ModelError(f"Could not write {rel} into the workspace: {why}",
+                      hint=f"Remove or rename what is in the way ({rel.split('/')[0]}/ or {rel}: a symbolic link, "
+                           "or a file where a folder belongs), for example with the python tool, then try again.")
 
 
 def _did(action: str, el: Element | None, args: dict[str, Any], view: View) -> str:
@@ -402,6 +450,8 @@ def _event(e: dict[str, Any]) -> str:
     if kind == "download":
         if "refused" in e:
             return f"The download of {e['url']} was refused: {e['refused']}."
+        if "failed" in e:
+            return f"The download of {e['url']} could not be saved: {e['failed']}"
         cut = " (cut at the download limit)" if e.get("truncated") else ""
         return f"Downloaded {e['url']} to {e['path']} in the workspace ({e['bytes']:,} bytes{cut})."
     if kind == "popup":

@@ -9,10 +9,12 @@ time, never by httpx. Proxies and other environment settings are ignored (``trus
 from __future__ import annotations
 
 import codecs
+import contextlib
 import re
 import ssl
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import Message
 from typing import Any
@@ -79,6 +81,58 @@ class _DeadlineBackend(httpcore.SyncBackend):
         return _DeadlineStream(inner)
 
 
+_HTTPCORE_ERRORS = (httpcore.UnsupportedProtocol, httpcore.ProtocolError, httpcore.NetworkError,
+                    httpcore.TimeoutException, httpcore.ProxyError)
+
+
+@contextlib.contextmanager
+def _as_httpx_errors() -> Iterator[None]:
+    """httpcore's exceptions as httpx's of the same name (httpx.ReadTimeout for httpcore.ReadTimeout...)."""
+    try:
+        yield
+    except _HTTPCORE_ERRORS as e:
+        cls = getattr(httpx, type(e).__name__, None)
+        if not (isinstance(cls, type) and issubclass(cls, httpx.TransportError)):
+            cls = httpx.TransportError
+        raise cls(str(e)) from e
+
+
+class _Body(httpx.SyncByteStream):
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def __iter__(self) -> Iterator[bytes]:
+        with _as_httpx_errors():
+            yield from self._stream
+
+    def close(self) -> None:
+        with _as_httpx_errors():
+            self._stream.close()
+
+
+class _DeadlineTransport(httpx.BaseTransport):
+    """httpx over an httpcore pool whose sockets are :class:`_DeadlineStream` s, built with public parameters
+    only (httpx's own transport does not take a network backend)."""
+
+    def __init__(self, verify: bool | ssl.SSLContext) -> None:
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=httpx.create_ssl_context(verify=verify, trust_env=False), max_connections=100,
+            max_keepalive_connections=20, keepalive_expiry=5.0, network_backend=_DeadlineBackend())
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        url = httpcore.URL(scheme=request.url.raw_scheme, host=request.url.raw_host, port=request.url.port,
+                           target=request.url.raw_path)
+        req = httpcore.Request(method=request.method, url=url, headers=request.headers.raw,
+                               content=request.stream, extensions=request.extensions)
+        with _as_httpx_errors():
+            resp = self._pool.handle_request(req)
+        return httpx.Response(status_code=resp.status, headers=resp.headers, stream=_Body(resp.stream),
+                              extensions=resp.extensions)
+
+    def close(self) -> None:
+        self._pool.close()
+
+
 @dataclass(frozen=True)
 class FetchLimits:
     """Low-bandwidth limits; every fetch stops at these."""
@@ -143,13 +197,10 @@ class HttpFetcher:
                  verify: bool | ssl.SSLContext = True) -> None:
         self.policy = policy
         self.limits = limits or FetchLimits()
-        transport = httpx.HTTPTransport(verify=verify, trust_env=False)
-        transport._pool._network_backend = _DeadlineBackend()  # one total deadline per fetch (see above)
         self._client = httpx.Client(
-            transport=transport,
+            transport=_DeadlineTransport(verify),  # one total deadline per fetch (see above)
             trust_env=False,
             follow_redirects=False,
-            verify=verify,
             timeout=httpx.Timeout(self.limits.timeout_s, connect=self.limits.connect_timeout_s),
             headers={"user-agent": self.limits.user_agent, "accept-encoding": "gzip, deflate",
                      "accept": "text/html,application/xhtml+xml,text/plain;q=0.9,*/*;q=0.1"},

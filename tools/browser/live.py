@@ -21,7 +21,6 @@ import re
 import secrets
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
 
@@ -54,7 +53,7 @@ class LiveTab:
         self._errors: list[tuple[str, ToolCallError]] = []
         self._redirects: list[tuple[str, str, str]] = []
         self._download_urls: list[str] = []
-        self.uploads: dict[str, str] = {}  # file name -> workspace path, of files attached by upload
+        self.uploads: dict[str, bytes] = {}  # file name -> bytes, of files attached by upload
 
     # ----- called from any thread -----
 
@@ -90,9 +89,8 @@ class LiveTab:
         """Put the bytes of files attached by ``upload`` back into a multipart body (Chromium sends them empty)."""
         if not content or not self.uploads or not content_type.lower().startswith("multipart/form-data"):
             return content
-        for name, path in self.uploads.items():
+        for name, data in self.uploads.items():
             part = re.compile(rb'(filename="' + re.escape(name.encode()) + rb'"\r\n(?:[^\r\n]+\r\n)*\r\n)(\r\n--)')
-            data = Path(path).read_bytes()
             content = part.sub(lambda m, d=data: m.group(1) + d + m.group(2), content)  # type: ignore[misc]
         return content
 
@@ -259,12 +257,13 @@ class LiveTab:
     def _do_check(self, page: Any, target: int | None, on: bool = True) -> None:
         self._locate(page, target).set_checked(on, timeout=self._timeout_ms)
 
-    def _do_upload(self, page: Any, target: int | None, path: str) -> None:
+    def _do_upload(self, page: Any, target: int | None, file: dict[str, Any]) -> None:
+        """Attach ``file`` ({"name", "mimeType", "buffer"}: bytes the caller read, not a path opened here)."""
         el = self._locate(page, target)
         if not el.evaluate("e => e.tagName === 'INPUT' && e.type === 'file'"):
             raise ModelError(f"Element {target} is not a file field.")
-        el.set_input_files(path, timeout=self._timeout_ms)
-        self.uploads[Path(path).name] = path
+        el.set_input_files(file, timeout=self._timeout_ms)
+        self.uploads[file["name"]] = file["buffer"]
 
     def _do_scroll(self, page: Any, target: int | None, direction: str) -> None:
         page.evaluate("d => window.scrollBy(0, d * window.innerHeight)", 1 if direction == "down" else -1)
@@ -288,6 +287,7 @@ class LiveTab:
         except PlaywrightTimeout:
             self._events.append({"kind": "waited", "text": text, "found": False, "seconds": timeout})
 
-    def _do_screenshot(self, page: Any, target: int | None, path: str) -> None:
-        page.screenshot(path=path, timeout=self._timeout_ms)
+    def _do_screenshot(self, page: Any, target: int | None, save: Callable[[bytes], object]) -> None:
+        """Hand the PNG to ``save`` (which writes it into the workspace); Chromium writes no file itself."""
+        save(page.screenshot(timeout=self._timeout_ms))
 

@@ -6,27 +6,40 @@ page the session read with ``search`` or ``open`` (keyed by what was asked). A r
 those outcomes in order without Chromium or network, so a scripted task reruns deterministically: the same
 actions give the same page texts, cursors and ids. An action that differs from the recorded one stops the
 replay with an error saying where it diverged.
+
+The recording is a workspace file, which sandboxed code can change: it is written and read through
+:class:`~ossagent.tools.confined.Workspace` (never through a symbolic link), and what it says is not trusted (a
+replayed download is written only under ``downloads/``).
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import os
 from typing import Any
 
-from ossagent.tools.base import ToolFailure, UserError
+from ossagent.tools.base import ModelError, ToolFailure, UserError
+from ossagent.tools.confined import Workspace, explain
 
 FORMAT = "ossagent-browser-actions"
 VERSION = 1
+MAX_BYTES = 1 << 30  # the largest recording a replay reads
+
+
+def _trouble(exc: OSError | ModelError, path: str) -> str:
+    return str((explain(exc, path) if isinstance(exc, OSError) else exc).args[0])
 
 
 class Recorder:
     """Appends each action and its outcome to ``path`` (flushed per action, so a crash keeps what was done)."""
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, workspace: Workspace, path: str) -> None:
+        try:
+            fd = workspace.create(path)
+        except (OSError, ModelError) as e:
+            raise UserError(f"cannot write the recording {path} in the workspace: {_trouble(e, path)}") from e
         self.path = path
-        self._file = path.open("w", encoding="utf-8")
+        self._file = os.fdopen(fd, "w", encoding="utf-8")
         self._write({"format": FORMAT, "version": VERSION})
 
     def _write(self, entry: dict[str, Any]) -> None:
@@ -46,12 +59,18 @@ class Recorder:
 class Replayer:
     """Serves the outcomes of a recording, checking that each action is the one recorded."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, workspace: Workspace, path: str) -> None:
         try:
-            lines = path.read_text(encoding="utf-8").splitlines()
+            data, size = workspace.read_bytes(path, MAX_BYTES + 1)
+        except (OSError, ModelError) as e:
+            raise UserError(f"cannot read the recording {path} in the workspace: {_trouble(e, path)}") from e
+        if size > MAX_BYTES:
+            raise UserError(f"the recording {path} is larger than {MAX_BYTES:,} bytes")
+        try:
+            lines = data.decode("utf-8").splitlines()
             header = json.loads(lines[0]) if lines else {}
             entries = [json.loads(line) for line in lines[1:] if line.strip()]
-        except (OSError, json.JSONDecodeError) as e:
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise UserError(f"cannot read the recording {path}: {e}") from e
         if header.get("format") != FORMAT or header.get("version") != VERSION:
             raise UserError(f"{path} is not a browser actions recording (version {VERSION})")
