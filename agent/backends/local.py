@@ -124,6 +124,9 @@ class LocalBackend:
         """Sequences in the batch engine now (decoding, or waiting for a place)."""
         return self.batch.active
 
+    def takes_raw_prompts(self) -> bool:
+        return True  # the engine continues any tokens
+
     def generate(self, prompt: Prompt, params: GenerationParams, hook: StepHook | None = None) -> Iterator[int]:
         from ossagent.model.engine import SamplingParams
 
