@@ -343,7 +343,7 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     async def auth(request: Request) -> None:
         # A dependency, not an HTTP middleware: Starlette's BaseHTTPMiddleware hides client disconnects.
-        if (config.api_key and request.url.path.startswith("/v1/")
+        if (config.api_key and (request.url.path.startswith("/v1/") or request.url.path == "/metrics")
                 and not key_matches(request.headers.get("authorization"), config.api_key)):
             raise unauthorized()
 
