@@ -164,6 +164,21 @@ class RingLayer:
         return self.k.numel() * self.k.element_size() * 2 + snaps
 
 
+def planned_nbytes(
+    config: GptOssConfig, tokens: int, *, max_chunk: int = 512, rollback: int = 2048, snapshot_every: int = 1024,
+    itemsize: int = 2,
+) -> int:
+    """Bytes a :class:`KVCache` holding ``tokens`` positions takes, without building one: each full layer its
+    keys and values per position, each ring its fixed slots plus the ``tokens // snapshot_every`` snapshots of
+    ``window`` positions it keeps (a full layer's doubling headroom, at most 2x, is not counted)."""
+    per_position = 2 * config.num_key_value_heads * config.head_dim * itemsize  # one layer's k and v
+    window = config.sliding_window
+    ring = (window + max(max_chunk, rollback)) * per_position + tokens // snapshot_every * window * per_position
+    return sum(
+        ring if config.is_sliding(i) else tokens * per_position for i in range(config.num_hidden_layers)
+    )
+
+
 class KVCache:
     """Per-layer caches of one sequence. ``length`` = positions stored (all layers agree)."""
 

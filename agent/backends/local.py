@@ -34,16 +34,9 @@ PLANNED_CONTEXT = 8192  # tokens: a long agent conversation
 
 
 def conversation_bytes(engine: Engine, tokens: int = PLANNED_CONTEXT) -> int:
-    """KV cache bytes of one conversation of ``tokens`` tokens: the sliding-window rings (fixed size) plus the
-    full-attention layers' keys and values per token."""
-    from ossagent.model.cache import FullLayer
-
-    cache = engine.new_cache()
-    rings = sum(layer.nbytes() for layer in cache.layers if not isinstance(layer, FullLayer))
-    cfg = engine.model.config
-    full = sum(isinstance(layer, FullLayer) for layer in cache.layers)
-    per_token = full * 2 * cfg.num_key_value_heads * cfg.head_dim * engine.model.dtype.itemsize
-    return rings + tokens * per_token
+    """KV cache bytes of one conversation of ``tokens`` tokens: the sliding-window rings (fixed size) and their
+    rollback snapshots, plus the full-attention layers' keys and values per token."""
+    return engine.kv_bytes(tokens)
 
 
 def default_slots(engine: Engine, kv_memory_gb: float) -> int:
