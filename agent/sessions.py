@@ -150,7 +150,7 @@ class Session:
         return transcript
 
     def append(self, msgs: Iterable[Msg], settings: dict[str, Any] | None = None) -> None:
-        """Add messages at the end of the session (after any another process added meanwhile)."""
+        """Add messages at the end of the session (after any that another process added meanwhile)."""
         batch = list(msgs)
         if batch or settings is not None:
             self.store._append(self.name, batch, settings)
