@@ -194,7 +194,8 @@ class Server:
         """A ``/v1/completions`` request as a job (its prompts checked here: a 400 before it queues)."""
         self.check_model(req.model)
         cfg, backend = self.config, self.config.backend
-        if not backend.takes_raw_prompts():
+        takes_raw = getattr(backend, "takes_raw_prompts", None)  # None: a backend written before the method
+        if takes_raw is None or not takes_raw():
             raise bad_request("this server's backend cannot continue raw prompts (a remote model speaks chat); "
                               "use /v1/chat/completions or /v1/responses", "prompt", "unsupported_endpoint")
         apply_defaults(req, body, temperature=cfg.default_temperature, seed=cfg.default_seed, instructions=None)
@@ -343,7 +344,7 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     async def auth(request: Request) -> None:
         # A dependency, not an HTTP middleware: Starlette's BaseHTTPMiddleware hides client disconnects.
-        if (config.api_key and request.url.path.startswith("/v1/")
+        if (config.api_key and (request.url.path.startswith("/v1/") or request.url.path == "/metrics")
                 and not key_matches(request.headers.get("authorization"), config.api_key)):
             raise unauthorized()
 

@@ -142,6 +142,13 @@ def test_a_remote_backend_cannot_take_raw_prompts(server: RunningServer, client:
         client.completions.create(model="gpt-oss-test", prompt="x")
     assert "cannot continue raw prompts" in info.value.message and info.value.code == "unsupported_endpoint"
 
+    class Older:  # a backend written before takes_raw_prompts(): refused the same way, not a 500
+        encoding, vocab_size, takes_hooks = ScriptedBackend([]).encoding, None, False
+
+    use(server, Older())
+    with pytest.raises(openai.BadRequestError, match="cannot continue raw prompts"):
+        client.completions.create(model="gpt-oss-test", prompt="x")
+
 
 def test_prompt_and_completion_must_fit_the_context(server: RunningServer, client: openai.OpenAI) -> None:
     script(server, [], context_window=20)
