@@ -27,6 +27,7 @@ from ossagent.agent.events import Event
 from ossagent.agent.functions import FunctionTool
 from ossagent.agent.limits import Limits
 from ossagent.agent.loop import Agent, HookFactory, RunStream
+from ossagent.agent.server.adapters import backend_for, model_cards, response_model
 from ossagent.agent.server.chat import ChatFormatter
 from ossagent.agent.server.conventions import apply_defaults, model_aliases, refuse_unsupported, version_info
 from ossagent.agent.server.cors import add_cors
@@ -106,7 +107,7 @@ class Server:
         self.aliases = config.aliases if config.aliases is not None else model_aliases(config.model_id)
         self.compiling = asyncio.Semaphore(COMPILE_THREADS)  # requests building their run (compiling schemas) at once
 
-    def agent(self, req: GenRequest) -> Agent:
+    def agent(self, req: GenRequest, backend: Backend | None = None) -> Agent:
         cfg = self.config
         mcp = req.extra.get("mcp")
         if mcp is not None and mcp.servers and not cfg.allow_mcp:
@@ -118,7 +119,7 @@ class Server:
             functions = [FunctionTool.from_schema(f.name, f.parameters, f.description, lenient=True)
                          for f in req.functions]
             return Agent(
-                cfg.backend, tools=tools, functions=functions, instructions=req.instructions,
+                backend or cfg.backend, tools=tools, functions=functions, instructions=req.instructions,
                 reasoning=req.reasoning or cfg.default_reasoning, response_format=req.response_format,
                 limits=Limits(max_turns=cfg.max_turns, max_tokens=req.max_tokens or cfg.default_max_tokens,
                               max_time=cfg.max_time, context=cfg.context, compaction=req.truncation == "auto"),
@@ -140,8 +141,7 @@ class Server:
                               "tools") from None
 
     def job(self, req: GenRequest, request: Request, body: dict[str, Any]) -> tuple[Job, list[RunStream]]:
-        if req.model != self.config.model_id and req.model not in self.aliases:
-            raise not_found(f"The model '{req.model}' does not exist; this server serves '{self.config.model_id}'.")
+        backend = backend_for(self.config.backend, req.model, self.config.model_id, self.aliases)
         cfg = self.config
         apply_defaults(req, body, temperature=cfg.default_temperature, seed=cfg.default_seed,
                        instructions=cfg.instructions)
@@ -152,7 +152,7 @@ class Server:
                 raise bad_request(f"previous response {req.previous_response_id!r} not found",
                                   "previous_response_id", "previous_response_not_found")
             messages = prev.messages + messages
-        agent = self.agent(req)
+        agent = self.agent(req, backend)
         try:  # building the run checks the conversation (e.g. a tool call without its answer): a 400
             mcp = req.extra.get("mcp")
             stream = agent.stream(transcript=Transcript(messages), approvals=mcp.decisions if mcp else ())
@@ -329,8 +329,8 @@ def create_app(config: ServerConfig) -> FastAPI:
         err = APIError(exc.status_code, str(exc.detail), type=kind)
         return JSONResponse(err.body(), status_code=exc.status_code)
 
-    def model_card() -> dict[str, Any]:
-        return {"id": config.model_id, "object": "model", "created": server.created, "owned_by": "ossagent"}
+    def cards() -> list[dict[str, Any]]:
+        return model_cards(config.backend, config.model_id, server.created)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -355,20 +355,21 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        return {"object": "list", "data": [model_card()]}
+        return {"object": "list", "data": cards()}
 
     @app.get("/v1/models/{model_id:path}")
     async def model(model_id: str) -> dict[str, Any]:
-        if model_id != config.model_id and model_id not in server.aliases:
+        card = [c for c in cards() if c["id"] == model_id] or ([cards()[0]] if model_id in server.aliases else [])
+        if not card:
             raise not_found(f"The model '{model_id}' does not exist.")
-        return model_card()
+        return card[0]
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:
         body = await _body(request)
         refuse_unsupported(body)
         req = parse_chat(body)
-        fmt = ChatFormatter(config.model_id, {f.name for f in req.functions})
+        fmt = ChatFormatter(response_model(config.backend, req.model, config.model_id), {f.name for f in req.functions})
 
         def tail() -> list[bytes]:
             return ([_sse(fmt.usage_chunk())] if req.include_usage else []) + [_sse("[DONE]")]
@@ -384,7 +385,8 @@ def create_app(config: ServerConfig) -> FastAPI:
         known = {str(m.meta["call_id"]): (m.recipient or "").split(".", 1)[-1]
                  for m in (prev.messages if prev else []) if m.is_tool_call and "call_id" in m.meta}
         req = parse_responses(body, known)
-        fmt = ResponsesFormatter(config.model_id, {f.name for f in req.functions}, body, req.extra["mcp"].labels)
+        fmt = ResponsesFormatter(response_model(config.backend, req.model, config.model_id), {f.name for f in req.functions},
+                                 body, req.extra["mcp"].labels)
 
         def start() -> list[bytes]:
             return [_sse(e, e["type"]) for e in fmt.start()]
