@@ -163,6 +163,9 @@ class LocalBackend:
         """Sequences in the batch engine(s) now (decoding, or waiting for a place)."""
         return self.engines.active if self.engines is not None else self.batch.active
 
+    def takes_raw_prompts(self) -> bool:
+        return True  # the engine continues any tokens
+
     def generate(self, prompt: Prompt, params: GenerationParams, hook: StepHook | None = None) -> Iterator[int]:
         from ossagent.model.engine import SamplingParams
 

@@ -1,4 +1,5 @@
-"""The OpenAI-compatible HTTP server: ``/v1/models``, ``/v1/chat/completions``, ``/v1/responses``.
+"""The OpenAI-compatible HTTP server: ``/v1/models``, ``/v1/chat/completions``, ``/v1/responses``, and
+``/v1/completions`` for raw prompts (agent/server/completions.py).
 
 Each request becomes one agent run over the configured backend: the caller's functions are returned to
 it as tool calls; built-in tools (python, browser), when the server enables them, run server-side inside
@@ -29,13 +30,21 @@ from ossagent.agent.limits import Limits
 from ossagent.agent.loop import Agent, HookFactory, RunStream
 from ossagent.agent.server.adapters import backend_for, model_cards, response_model
 from ossagent.agent.server.chat import ChatFormatter
+from ossagent.agent.server.completions import (
+    DEFAULT_MAX_TOKENS,
+    CompletionFormatter,
+    CompletionRequest,
+    RawRun,
+    check_context,
+    parse_completion,
+    prompt_tokens,
+)
 from ossagent.agent.server.conventions import apply_defaults, model_aliases, refuse_unsupported, version_info
 from ossagent.agent.server.cors import add_cors
 from ossagent.agent.server.errors import (
     APIError,
     bad_request,
     context_length_exceeded,
-    not_found,
     overloaded,
     server_error,
     unauthorized,
@@ -140,8 +149,18 @@ class Server:
             raise bad_request(f"the constrained decoder cannot compile these schemas: {panic_summary(exc)}",
                               "tools") from None
 
+    def check_model(self, name: str) -> Backend:
+        """The backend for model ``name`` (the served id, an alias, or an adapter served by name); a 404 (every
+        endpoint's) for any other name."""
+        return backend_for(self.config.backend, name, self.config.model_id, self.aliases)
+
+    def client(self, request: Request, body: dict[str, Any]) -> str:
+        """Whom the scheduler's round-robin counts a request against: its user, API key, else its address."""
+        return str(body.get("user") or request.headers.get("authorization") or
+                   (request.client.host if request.client else "?"))
+
     def job(self, req: GenRequest, request: Request, body: dict[str, Any]) -> tuple[Job, list[RunStream]]:
-        backend = backend_for(self.config.backend, req.model, self.config.model_id, self.aliases)
+        backend = self.check_model(req.model)
         cfg = self.config
         apply_defaults(req, body, temperature=cfg.default_temperature, seed=cfg.default_seed,
                        instructions=cfg.instructions)
@@ -169,9 +188,21 @@ class Server:
         def make() -> RunStream:
             return stream
 
-        client = str(body.get("user") or request.headers.get("authorization") or
-                     (request.client.host if request.client else "?"))
-        return Job(make, self.scheduler, client, cleanup=agent.close), holder
+        return Job(make, self.scheduler, self.client(request, body), cleanup=agent.close), holder
+
+    def completion_job(self, req: CompletionRequest, request: Request, body: dict[str, Any]) -> tuple[Job, list[Any]]:
+        """A ``/v1/completions`` request as a job (its prompts checked here: a 400 before it queues)."""
+        cfg, backend = self.config, self.check_model(req.model)
+        if not backend.takes_raw_prompts():
+            raise bad_request("this server's backend cannot continue raw prompts (a remote model speaks chat); "
+                              "use /v1/chat/completions or /v1/responses", "prompt", "unsupported_endpoint")
+        apply_defaults(req, body, temperature=cfg.default_temperature, seed=cfg.default_seed, instructions=None)
+        prompts = prompt_tokens(req, backend.encoding, backend.vocab_size or backend.encoding.n_vocab)
+        max_tokens = req.max_tokens or DEFAULT_MAX_TOKENS
+        windows = [w for w in (getattr(backend, "context_window", None), cfg.context) if w]
+        check_context(prompts, max_tokens, min(windows) if windows else None)
+        run = RawRun(backend, prompts, req, max_tokens=max_tokens, max_time=cfg.max_time)
+        return Job(lambda: run, self.scheduler, self.client(request, body)), []
 
     def close_streams(self) -> None:
         """Stop every run (the server is shutting down): open streams end with their usual tail."""
@@ -255,14 +286,16 @@ async def _collect(job: Job, on_event: Callable[[Event], object]) -> None:
         await events.aclose()  # type: ignore[attr-defined]
 
 
-async def _respond(server: Server, request: Request, req: GenRequest, body: dict[str, Any], fmt: Any,
+async def _respond(server: Server, request: Request, req: Any, body: dict[str, Any], fmt: Any,
                    stream_start: Callable[[], list[bytes]], encode: Callable[[dict[str, Any]], bytes],
                    tail: Callable[[], list[bytes]], final: Callable[[], dict[str, Any]],
-                   on_stop: Callable[[RunStream], None]) -> Response:
-    """Admit the request, run it, and answer with SSE (``stream``) or one JSON object."""
+                   on_stop: Callable[[RunStream], None], build: Callable[..., tuple[Job, list[Any]]] | None = None,
+                   ) -> Response:
+    """Admit the request, run it, and answer with SSE (``stream``) or one JSON object. ``build(req, request,
+    body)`` makes the job (default: an agent run, :meth:`Server.job`)."""
     # Schemas compile while the job is built: on a worker thread, so a huge tool list never blocks the event loop.
     async with server.compiling:
-        job, holder = await in_thread(server.job, req, request, body)
+        job, holder = await in_thread(build or server.job, req, request, body)
     request.scope[USAGE_KEY] = lambda: fmt.usage  # for the request's log line and /metrics
     server.active_jobs.add(job)
     sched = server.scheduler
@@ -359,10 +392,20 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     @app.get("/v1/models/{model_id:path}")
     async def model(model_id: str) -> dict[str, Any]:
-        card = [c for c in cards() if c["id"] == model_id] or ([cards()[0]] if model_id in server.aliases else [])
-        if not card:
-            raise not_found(f"The model '{model_id}' does not exist.")
-        return card[0]
+        server.check_model(model_id)
+        return next((c for c in cards() if c["id"] == model_id), cards()[0])  # an alias: the served model's
+
+    @app.post("/v1/completions")
+    async def completions(request: Request) -> Response:
+        body = await _body(request)
+        req = parse_completion(body)
+        fmt = CompletionFormatter(response_model(config.backend, req.model, config.model_id), len(req.prompt) * req.n)
+
+        def tail() -> list[bytes]:
+            return ([_sse(fmt.usage_chunk())] if req.include_usage else []) + [_sse("[DONE]")]
+
+        return await _respond(server, request, req, body, fmt, list, _sse, tail, fmt.completion, lambda s: None,
+                              server.completion_job)
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:

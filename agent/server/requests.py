@@ -456,11 +456,15 @@ class InputItem(_Item):
     call_id: Any = None
     arguments: Arguments = None
     output: Any = None
+    id: Any = None
+    code: Any = None  # code_interpreter_call
+    outputs: Any = None  # code_interpreter_call
 
     @classmethod
     def _shape(cls, data: dict[str, Any]) -> dict[str, Any]:
         kind = data.get("type", "message")
-        if kind not in ("message", "reasoning", "function_call", "function_call_output"):
+        if kind not in ("message", "reasoning", "function_call", "function_call_output", "code_interpreter_call",
+                        "web_search_call"):
             raise _invalid(f"input item type {kind!r} is not supported", ".type")
         if kind == "message":
             text = _text_at(data.get("content"), ".content")
@@ -470,6 +474,17 @@ class InputItem(_Item):
         if kind == "function_call" and not isinstance(data.get("name"), str):
             raise _invalid("function_call items need a name", ".name")
         return data
+
+
+def _python_call(item: InputItem) -> list[Msg]:
+    """A ``code_interpreter_call`` item sent back as input: the python call and its answer (none unanswered)."""
+    logs = [o.get("logs") for o in item.outputs or [] if isinstance(o, dict) and o.get("type") == "logs"]
+    if not isinstance(item.code, str) or not logs:
+        return []
+    meta = {"call_id": str(item.id)}
+    return [Msg("assistant", item.code, recipient="python", channel="analysis", meta=meta),
+            Msg("tool", "".join(str(x) for x in logs), name="python", recipient="assistant", channel="analysis",
+                meta=dict(meta))]
 
 
 def _text_at(content: Any, suffix: str) -> str:
@@ -511,6 +526,10 @@ class ResponsesRequest(_Common):
                 text = "".join(str(c.get("text", "")) for c in item.content or [] if isinstance(c, dict))
                 if text:
                     msgs.append(Msg("assistant", text, channel="analysis"))
+            elif item.type == "code_interpreter_call":  # a python call this server ran: the call and its logs
+                msgs += _python_call(item)
+            elif item.type == "web_search_call":  # the pages it read are not in the item: nothing to restore
+                continue
             elif item.type == "function_call":
                 call_id = str(item.call_id or f"call_{i}")
                 names[call_id] = item.name

@@ -80,6 +80,13 @@ def test_requests_by_adapter_name_decode_as_the_merged_model(servers: dict[str, 
     assert r.model == "sql"
     assert r.output_text == _client(merged).responses.create(model="tiny", input="Hi there", temperature=0,
                                                             max_output_tokens=40).output_text
+    # and so do raw completions
+    raw = client.completions.create(model="sql", prompt="Hi there", max_tokens=12, temperature=0)
+    assert raw.model == "sql"
+    assert raw.choices[0].text == _client(merged).completions.create(model="tiny", prompt="Hi there", max_tokens=12,
+                                                                     temperature=0).choices[0].text
+    assert raw.choices[0].text != _client(base).completions.create(model="tiny", prompt="Hi there", max_tokens=12,
+                                                                   temperature=0).choices[0].text
 
 
 def test_models_lists_each_adapter_and_unknown_names_are_404(servers: dict[str, RunningServer]) -> None:
