@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ossagent.agent.backends.base import Backend, HarnessError
-from ossagent.agent.backends.local import DEFAULT_KV_MEMORY_GB
+from ossagent.agent.backends.local import DEFAULT_KV_MEMORY_GB, one_adapter
 from ossagent.agent.choices import EFFORTS
 from ossagent.agent.cli.finetune import add_finetune_arguments, finetune_main
 from ossagent.agent.cli.helptext import Formatter, epilog
@@ -64,7 +64,8 @@ def _backend(
         backend = build_backend(settings, model=args.model, remote=args.remote, remote_model=args.remote_model,
                                 api_key=args.api_key, scripted=args.scripted, progress=progress,
                                 weights=args.weights, slots=slots, kv_memory_gb=getattr(args, "kv_memory", None),
-                                context=args.context, adapter=args.adapter)
+                                context=args.context,
+                                adapter=args.adapter if args.command == "serve" else one_adapter(args.adapter))
     return backend, demo
 
 
@@ -195,8 +196,9 @@ def _backend_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--remote-model", help="model name on the remote server (default gpt-oss-20b)")
     g.add_argument("--api-key", help="API key for --remote")
     g.add_argument("--scripted", help="a JSON file of scripted model replies (tests and demos)")
-    g.add_argument("--adapter", metavar="DIR", help="a LoRA adapter folder (ossagent finetune) merged into the local "
-                   "model's weights as they load")
+    g.add_argument("--adapter", metavar="[NAME=]DIR", action="append",
+                   help="a LoRA adapter folder (ossagent finetune) merged into the local model's weights as they "
+                   "load; serve: NAME=DIR (repeatable) serves each adapter unmerged as model NAME")
     g.add_argument("--weights", choices=("bf16", "int8"), default="bf16",
                    help="local model's attention/unembedding weights: bf16 as in the checkpoint (default), or int8 "
                    "quantised while loading (less memory, faster CPU decode; experts are MXFP4 either way)")

@@ -28,6 +28,7 @@ from ossagent.agent.events import Event
 from ossagent.agent.functions import FunctionTool
 from ossagent.agent.limits import Limits
 from ossagent.agent.loop import Agent, HookFactory, RunStream
+from ossagent.agent.server.adapters import backend_for, model_cards, response_model
 from ossagent.agent.server.chat import ChatFormatter
 from ossagent.agent.server.completions import (
     DEFAULT_MAX_TOKENS,
@@ -44,7 +45,6 @@ from ossagent.agent.server.errors import (
     APIError,
     bad_request,
     context_length_exceeded,
-    not_found,
     overloaded,
     server_error,
     unauthorized,
@@ -116,7 +116,7 @@ class Server:
         self.aliases = config.aliases if config.aliases is not None else model_aliases(config.model_id)
         self.compiling = asyncio.Semaphore(COMPILE_THREADS)  # requests building their run (compiling schemas) at once
 
-    def agent(self, req: GenRequest) -> Agent:
+    def agent(self, req: GenRequest, backend: Backend | None = None) -> Agent:
         cfg = self.config
         mcp = req.extra.get("mcp")
         if mcp is not None and mcp.servers and not cfg.allow_mcp:
@@ -128,7 +128,7 @@ class Server:
             functions = [FunctionTool.from_schema(f.name, f.parameters, f.description, lenient=True)
                          for f in req.functions]
             return Agent(
-                cfg.backend, tools=tools, functions=functions, instructions=req.instructions,
+                backend or cfg.backend, tools=tools, functions=functions, instructions=req.instructions,
                 reasoning=req.reasoning or cfg.default_reasoning, response_format=req.response_format,
                 limits=Limits(max_turns=cfg.max_turns, max_tokens=req.max_tokens or cfg.default_max_tokens,
                               max_time=cfg.max_time, context=cfg.context, compaction=req.truncation == "auto"),
@@ -149,10 +149,10 @@ class Server:
             raise bad_request(f"the constrained decoder cannot compile these schemas: {panic_summary(exc)}",
                               "tools") from None
 
-    def check_model(self, name: str) -> None:
-        """A 404 (every endpoint's) for a model name that is neither the served id nor one of its aliases."""
-        if name != self.config.model_id and name not in self.aliases:
-            raise not_found(f"The model '{name}' does not exist; this server serves '{self.config.model_id}'.")
+    def check_model(self, name: str) -> Backend:
+        """The backend for model ``name`` (the served id, an alias, or an adapter served by name); a 404 (every
+        endpoint's) for any other name."""
+        return backend_for(self.config.backend, name, self.config.model_id, self.aliases)
 
     def client(self, request: Request, body: dict[str, Any]) -> str:
         """Whom the scheduler's round-robin counts a request against: its user, API key, else its address."""
@@ -160,7 +160,7 @@ class Server:
                    (request.client.host if request.client else "?"))
 
     def job(self, req: GenRequest, request: Request, body: dict[str, Any]) -> tuple[Job, list[RunStream]]:
-        self.check_model(req.model)
+        backend = self.check_model(req.model)
         cfg = self.config
         apply_defaults(req, body, temperature=cfg.default_temperature, seed=cfg.default_seed,
                        instructions=cfg.instructions)
@@ -171,7 +171,7 @@ class Server:
                 raise bad_request(f"previous response {req.previous_response_id!r} not found",
                                   "previous_response_id", "previous_response_not_found")
             messages = prev.messages + messages
-        agent = self.agent(req)
+        agent = self.agent(req, backend)
         try:  # building the run checks the conversation (e.g. a tool call without its answer): a 400
             mcp = req.extra.get("mcp")
             stream = agent.stream(transcript=Transcript(messages), approvals=mcp.decisions if mcp else ())
@@ -192,8 +192,7 @@ class Server:
 
     def completion_job(self, req: CompletionRequest, request: Request, body: dict[str, Any]) -> tuple[Job, list[Any]]:
         """A ``/v1/completions`` request as a job (its prompts checked here: a 400 before it queues)."""
-        self.check_model(req.model)
-        cfg, backend = self.config, self.config.backend
+        cfg, backend = self.config, self.check_model(req.model)
         takes_raw = getattr(backend, "takes_raw_prompts", None)  # None: a backend written before the method
         if takes_raw is None or not takes_raw():
             raise bad_request("this server's backend cannot continue raw prompts (a remote model speaks chat); "
@@ -364,8 +363,8 @@ def create_app(config: ServerConfig) -> FastAPI:
         err = APIError(exc.status_code, str(exc.detail), type=kind)
         return JSONResponse(err.body(), status_code=exc.status_code)
 
-    def model_card() -> dict[str, Any]:
-        return {"id": config.model_id, "object": "model", "created": server.created, "owned_by": "ossagent"}
+    def cards() -> list[dict[str, Any]]:
+        return model_cards(config.backend, config.model_id, server.created)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -390,18 +389,18 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        return {"object": "list", "data": [model_card()]}
+        return {"object": "list", "data": cards()}
 
     @app.get("/v1/models/{model_id:path}")
     async def model(model_id: str) -> dict[str, Any]:
         server.check_model(model_id)
-        return model_card()
+        return next((c for c in cards() if c["id"] == model_id), cards()[0])  # an alias: the served model's
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
         body = await _body(request)
         req = parse_completion(body)
-        fmt = CompletionFormatter(config.model_id, len(req.prompt) * req.n)
+        fmt = CompletionFormatter(response_model(config.backend, req.model, config.model_id), len(req.prompt) * req.n)
 
         def tail() -> list[bytes]:
             return ([_sse(fmt.usage_chunk())] if req.include_usage else []) + [_sse("[DONE]")]
@@ -414,7 +413,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         body = await _body(request)
         refuse_unsupported(body)
         req = parse_chat(body)
-        fmt = ChatFormatter(config.model_id, {f.name for f in req.functions})
+        fmt = ChatFormatter(response_model(config.backend, req.model, config.model_id), {f.name for f in req.functions})
 
         def tail() -> list[bytes]:
             return ([_sse(fmt.usage_chunk())] if req.include_usage else []) + [_sse("[DONE]")]
@@ -430,7 +429,8 @@ def create_app(config: ServerConfig) -> FastAPI:
         known = {str(m.meta["call_id"]): (m.recipient or "").split(".", 1)[-1]
                  for m in (prev.messages if prev else []) if m.is_tool_call and "call_id" in m.meta}
         req = parse_responses(body, known)
-        fmt = ResponsesFormatter(config.model_id, {f.name for f in req.functions}, body, req.extra["mcp"].labels)
+        fmt = ResponsesFormatter(response_model(config.backend, req.model, config.model_id), {f.name for f in req.functions},
+                                 body, req.extra["mcp"].labels)
 
         def start() -> list[bytes]:
             return [_sse(e, e["type"]) for e in fmt.start()]
