@@ -21,8 +21,8 @@ from openai.types.responses.response_output_text import AnnotationURLCitation
 from ossagent.agent import events
 from ossagent.agent.backends.scripted import ScriptedBackend, Step
 from ossagent.agent.server import ServerConfig, create_app
-from ossagent.agent.server.requests import parse_responses
 from ossagent.agent.server.responses import ResponsesFormatter
+from ossagent.agent.server.responses_request import parse_responses
 from ossagent.agent.server.serve import RunningServer, start_in_thread
 from ossagent.tools.base import Tool
 
