@@ -15,7 +15,12 @@ from openai.types.responses import (
     ResponseOutputMessage,
     ResponseReasoningItem,
 )
-from openai.types.responses.response_function_web_search import ActionFind, ActionOpenPage, ActionSearch
+from openai.types.responses.response_function_web_search import (
+    ActionFind,
+    ActionOpenPage,
+    ActionSearch,
+    ActionSearchSource,
+)
 from openai.types.responses.response_output_text import AnnotationURLCitation
 
 from ossagent.agent import events
@@ -91,6 +96,7 @@ def check_output(output: list[Any]) -> None:
     search, opened, found = output[3], output[5], output[7]
     assert isinstance(search.action, ActionSearch) and search.action.query == "sliding window"
     url = BASE + "sliding_windows.md"
+    assert search.action.sources == [ActionSearchSource(type="url", url=url)]  # the results the search listed
     assert isinstance(opened.action, ActionOpenPage) and opened.action.url == url
     assert isinstance(found.action, ActionFind) and found.action.pattern == "sinks" and found.action.url == url
     assert all(i.status == "completed" for i in (search, opened, found))
