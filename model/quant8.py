@@ -4,8 +4,9 @@ Each output row of a weight [N, K] is stored as int8 with one fp32 scale (symmet
 ``w ~= q * scale``, ``scale = max|w_row| / 127``). That halves the bytes a decoded token reads from these
 matrices (about 2.4 GB -> 1.2 GB for gpt-oss-20b), which is what bounds decode speed on a CPU.
 
-Decode rows (a few tokens) use the native int8 GEMV (fp32 activations, exact products, fp32 sums); more
-rows dequantise the weight in row chunks to the activation dtype and use ``F.linear`` (AMX for bf16).
+Decode rows (a few tokens) use the native int8 GEMV: with ``int8_activations`` (set by ``accelerate``) the
+activation row is quantised to int8 per 32 values and multiplied with VNNI integer dot products, else fp32
+activations, exact products, fp32 sums. More rows dequantise the weight in row chunks to the activation dtype and use ``F.linear`` (AMX for bf16).
 Without the native kernels, ``torch._weight_int8pack_mm`` or a plain dequantise-and-multiply is used.
 """
 
@@ -67,6 +68,9 @@ def quantize_rows(
 class Int8Linear(nn.Module):
     """``nn.Linear`` replacement holding int8 rows + fp32 scales; output in the input's dtype."""
 
+    #: decode rows quantise the activation to int8 per 32 values (VNNI kernel); see ``accelerate``
+    int8_activations = False
+
     def __init__(self, weight: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None) -> None:
         super().__init__()
         self.in_features = weight.shape[1]
@@ -90,7 +94,9 @@ class Int8Linear(nn.Module):
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features)
         m = x2.shape[0]
-        if m <= GEMV_MAX_ROWS and kernels.available() and self.in_features % 16 == 0:
+        if m <= GEMV_MAX_ROWS and kernels.available() and self.int8_activations and self.in_features % 32 == 0:
+            y = torch.ops.ossagent_kernels.int8_gemv_q8(x2, self.weight, self.scale, self.bias).to(x.dtype)
+        elif m <= GEMV_MAX_ROWS and kernels.available() and self.in_features % 16 == 0:
             y = torch.ops.ossagent_kernels.int8_gemv(x2, self.weight, self.scale, self.bias).to(x.dtype)
         else:
             parts = []

@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 SOURCE = Path(__file__).resolve().parent / "csrc" / "ossagent_kernels.cpp"
+Q8_SOURCE = SOURCE.with_name("q8_kernels.cpp")  # int8-activation kernels, compiled into the same library
 DEFAULT_CACHE = Path.home() / ".cache" / "ossagent" / "kernels"
 
 
@@ -103,7 +104,7 @@ def required_standard(include_dirs: list[str]) -> str:
 def _key(cxx: str) -> tuple[str, str]:
     """(hash of source + torch + compiler + python, compiler's first version line)."""
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=False).stdout
-    key = hashlib.sha256(SOURCE.read_bytes() + torch.__version__.encode() + version.encode()
+    key = hashlib.sha256(b"".join(p.read_bytes() for p in (SOURCE, Q8_SOURCE)) + torch.__version__.encode() + version.encode()
                          + sys.version.encode()).hexdigest()[:16]
     return key, (version.splitlines() or [cxx])[0]
 
@@ -114,7 +115,7 @@ def _command(cxx: str, std: str) -> list[str]:
     abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
     cmd = [cxx, "-O3", f"-std={std}", "-shared", "-fPIC", "-fopenmp", "-DNDEBUG", f"-D_GLIBCXX_USE_CXX11_ABI={abi}"]
     cmd += [f"-I{p}" for p in cpp_extension.include_paths()]
-    cmd += [str(SOURCE)]
+    cmd += [str(SOURCE), str(Q8_SOURCE)]
     lib_dirs = cpp_extension.library_paths()
     cmd += [f"-L{p}" for p in lib_dirs] + [f"-Wl,-rpath,{p}" for p in lib_dirs]
     return [*cmd, "-lc10", "-ltorch_cpu", "-ltorch"]

@@ -12,7 +12,7 @@
 //
 // Every kernel splits output rows over at::parallel_for, so the thread count is torch's intra-op count
 // (one thread per core is what the package sets). The Python side only calls these when
-// `cpu_supported()` says the CPU has AVX-512 F/BW/VL and AVX512-BF16.
+// `cpu_supported()` says the CPU has AVX-512 F/BW/VL/DQ, AVX512-BF16 and AVX512-VNNI (q8_kernels.cpp).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -27,7 +27,51 @@
 
 #define OSS_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma")))
 
+// Shared with q8_kernels.cpp (declared there): rounding as torch does it, and reading a bias value.
+namespace oss_common {
+
+float read_float(const at::Tensor& t, int64_t i) {
+  if (t.scalar_type() == at::kFloat) return t.data_ptr<float>()[i];
+  uint32_t bits = static_cast<uint32_t>(reinterpret_cast<const uint16_t*>(t.data_ptr())[i]) << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+// fp32 -> nearest bf16 (ties to even), as torch rounds; NaN stays NaN.
+float round_bf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7F800000u) == 0x7F800000u && (u & 0x7FFFFFu)) return f;
+  u = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+uint16_t bf16_bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+// The reference SwiGLU on bf16 tensors, one rounding after every torch op:
+// gate = min(g, limit); lin = clamp(l); s = sigmoid(bf16(alpha*gate)); out = bf16(bf16(gate*s) * bf16(lin+1)).
+float swiglu_bf16(float gate, float lin, float alpha, float limit) {
+  gate = std::min(gate, limit);
+  lin = std::max(std::min(lin, limit), -limit);
+  const float z = round_bf16(alpha * gate);
+  const float sig = round_bf16(1.0f / (1.0f + std::exp(-z)));
+  return round_bf16(round_bf16(gate * sig) * round_bf16(lin + 1.0f));
+}
+
+}  // namespace oss_common
+
 namespace {
+
+using oss_common::bf16_bits;
+using oss_common::read_float;
+using oss_common::round_bf16;
+using oss_common::swiglu_bf16;
 
 // e2m1 code -> bf16 bits: +0, .5, 1, 1.5, 2, 3, 4, 6, then the same values negated (-0.0 included).
 constexpr uint16_t kFp4Bf16[16] = {0x0000, 0x3F00, 0x3F80, 0x3FC0, 0x4000, 0x4040, 0x4080, 0x40C0,
@@ -144,14 +188,6 @@ void check_mxfp4(const at::Tensor& blocks, const at::Tensor& scales) {
     TORCH_CHECK(blocks.size(d) == scales.size(d), "mxfp4: blocks.shape[:-1] must equal scales.shape");
   TORCH_CHECK(blocks.is_contiguous() && scales.is_contiguous(), "mxfp4: blocks and scales must be contiguous");
   TORCH_CHECK(blocks.device().is_cpu(), "mxfp4: CPU tensors only");
-}
-
-float read_float(const at::Tensor& t, int64_t i) {
-  if (t.scalar_type() == at::kFloat) return t.data_ptr<float>()[i];
-  uint32_t bits = static_cast<uint32_t>(reinterpret_cast<const uint16_t*>(t.data_ptr())[i]) << 16;
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
 }
 
 // x [M, K] (bf16 or fp32), blocks [E, N, K/32, 16], scales [E, N, K/32], expert_ids [M] (int64),
@@ -313,32 +349,6 @@ at::Tensor int8_gemv(const at::Tensor& x, const at::Tensor& weight, const at::Te
   return y;
 }
 
-// fp32 -> nearest bf16 (ties to even), as torch rounds; NaN stays NaN.
-inline float round_bf16(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  if ((u & 0x7F800000u) == 0x7F800000u && (u & 0x7FFFFFu)) return f;
-  u = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-
-inline uint16_t bf16_bits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return static_cast<uint16_t>(u >> 16);
-}
-
-// The reference SwiGLU on bf16 tensors, one rounding after every torch op:
-// gate = min(g, limit); lin = clamp(l); s = sigmoid(bf16(alpha*gate)); out = bf16(bf16(gate*s) * bf16(lin+1)).
-inline float swiglu_bf16(float gate, float lin, float alpha, float limit) {
-  gate = std::min(gate, limit);
-  lin = std::max(std::min(lin, limit), -limit);
-  const float z = round_bf16(alpha * gate);
-  const float sig = round_bf16(1.0f / (1.0f + std::exp(-z)));
-  return round_bf16(round_bf16(gate * sig) * round_bf16(lin + 1.0f));
-}
-
 // One token through its k experts in one call (decode): x [1, H] bf16, expert ids [k], routing weights [k];
 // mlp1 [E, 2I, H/32, 16] (+ scales, bias [E, 2I]), mlp2 [E, H, I/32, 16] (+ scales, bias [E, H]).
 // Rounds where the reference rounds (bf16 after each projection and each SwiGLU op, the weighted expert
@@ -413,7 +423,7 @@ at::Tensor mxfp4_moe_decode(const at::Tensor& x, const at::Tensor& blocks1, cons
 bool cpu_supported() {
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
          __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
-         __builtin_cpu_supports("avx512bf16");
+         __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512vnni");
 }
 
 }  // namespace
