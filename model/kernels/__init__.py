@@ -165,8 +165,8 @@ def _compile(cmd: list[str], target: Path) -> None:
         if res.returncode != 0:
             output = (res.stderr + "\n" + res.stdout).strip()
             if is_diagnostic(res.returncode, output):
-                raise CompileError(f"compiling {SOURCE.name} failed: {output[-2000:]}")
-            raise RuntimeError(f"compiling {SOURCE.name} did not finish: {_machine_cause(res.returncode, output)}")
+                raise CompileError(f"compiling the kernels failed: {output[-2000:]}")
+            raise RuntimeError(f"compiling the kernels did not finish: {_machine_cause(res.returncode, output)}")
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):

@@ -122,7 +122,7 @@ def test_a_build_the_machine_failed_is_not_remembered(
     cxx, calls = _fake_compiler(tmp_path, body)
     monkeypatch.setattr(kernels, "_compiler", lambda: cxx)
     cache = tmp_path / "cache"
-    expected = f"ossagent: native kernels failed: compiling {kernels.SOURCE.name} did not finish: {why}; " \
+    expected = f"ossagent: native kernels failed: compiling the kernels did not finish: {why}; " \
                "not remembered: the next run tries again; using the slower pure-torch path"
     with pytest.warns(UserWarning) as rec:
         assert kernels.load(cache) is False
