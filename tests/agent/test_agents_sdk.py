@@ -19,9 +19,13 @@ import pytest
 
 agents = pytest.importorskip("agents")
 
-from ossagent.agent.backends.scripted import ScriptedBackend, Step  # noqa: E402
+from ossagent.agent.backends.scripted import Step  # noqa: E402
 from ossagent.agent.server import ServerConfig, create_app  # noqa: E402
 from ossagent.agent.server.serve import RunningServer, start_in_thread  # noqa: E402
+from tests.agent import scripted_server  # noqa: E402
+from tests.agent.scripted_server import MODEL, script  # noqa: E402
+
+server = scripted_server.server  # the fixture: a real server on loopback with a scripted model, one per module
 
 THOUGHT = "Paris weather needs the tool."
 CALL = (f"<|channel|>analysis<|message|>{THOUGHT}<|end|><|start|>assistant to=functions.get_weather"
@@ -29,16 +33,6 @@ CALL = (f"<|channel|>analysis<|message|>{THOUGHT}<|end|><|start|>assistant to=fu
 ANSWER = "<|channel|>analysis<|message|>Got it.<|end|><|start|>assistant<|channel|>final<|message|>Sunny.<|return|>"
 RUNS = 16
 DEMO_MAX_TOKENS = 256  # per request; the demo model's tool call or answer takes 10 to 250 tokens
-
-
-@pytest.fixture(scope="module")
-def running() -> Iterator[RunningServer]:
-    agents.set_tracing_disabled(True)
-    app = create_app(ServerConfig(backend=ScriptedBackend([]), model_id="gpt-oss-20b"))
-    server = start_in_thread(app)
-    server.app = app  # type: ignore[attr-defined]
-    yield server
-    server.stop()
 
 
 @agents.function_tool
@@ -56,14 +50,14 @@ def sdk_model(url: str, api: str, model_id: str) -> Any:
 
 
 @pytest.mark.parametrize("api", ["chat", "responses"])
-def test_agents_sdk_runs_a_tool_to_the_answer(running: RunningServer, api: str) -> None:
-    model = sdk_model(running.url, api, "gpt-oss-20b")
+def test_agents_sdk_runs_a_tool_to_the_answer(server: RunningServer, api: str) -> None:
+    agents.set_tracing_disabled(True)
+    model = sdk_model(server.url, api, MODEL)
     agent = agents.Agent(name="weather", instructions="Use tools.", tools=[get_weather], model=model)
     steps: list[Step] = []
     for _ in range(RUNS):
         steps += [Step(CALL), Step(ANSWER, expect=[THOUGHT, "sunny in Paris"])]
-    backend = ScriptedBackend(steps, constrained=True)
-    running.app.state.server.config.backend = backend  # type: ignore[attr-defined]
+    backend = script(server, steps)
     for _ in range(RUNS):
         result = agents.Runner.run_sync(agent, "Weather in Paris?",
                                         run_config=agents.RunConfig(tracing_disabled=True))
