@@ -53,6 +53,6 @@ def accelerate(
     if ok and model.blocks[0].mlp.experts.quantized:  # type: ignore[union-attr]
         model.set_expert_kernel(native_expert_mlp)
     if int8:
-        quantize_model(model)
+        quantize_model(model, int8_activations=False)
     set_int8_activations(model, ok and (int8 if int8_activations is None else int8_activations))
     return ok

@@ -191,3 +191,25 @@ def test_greedy_tokens_of_int8_activations_equal_the_reference(int8_weights: boo
     assert fast_model.blocks[0].mlp.experts.int8_activations
     fast = list(Engine(fast_model, chunk_size=16).generate(prompt, params))
     assert fast == plain
+
+
+def test_which_configurations_use_int8_activations() -> None:
+    """bf16: the reference's activations (greedy tokens equal, test_fast_paths); 8-bit rest: int8 activations."""
+    from ossagent.model.kernels.accelerate import accelerate
+    from ossagent.model.quant8 import Int8Linear, quantize_model
+    from tests.model.test_fast_paths import _tiny
+
+    def flags(model: torch.nn.Module) -> set[bool]:
+        return {m.int8_activations for m in model.modules() if hasattr(m, "int8_activations")}
+
+    plain = _tiny()
+    assert accelerate(plain) and flags(plain) == {False}
+    assert accelerate(plain, int8_activations=True) and flags(plain) == {True}
+    int8 = _tiny()
+    assert accelerate(int8, int8=True) and flags(int8) == {True}
+    assert any(isinstance(m, Int8Linear) for m in int8.modules())
+    later = _tiny()
+    accelerate(later)
+    quantize_model(later)  # the 8-bit configuration, as benchmarks/speed.py makes it
+    assert flags(later) == {True}
+    assert accelerate(_tiny(), int8=True, int8_activations=False)

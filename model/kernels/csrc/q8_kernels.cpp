@@ -29,18 +29,65 @@
 #include <numeric>
 #include <vector>
 
-#define Q8_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma")))
+#define Q8_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512bf16,fma")))
 
 namespace oss_common {  // defined in ossagent_kernels.cpp
 float read_float(const at::Tensor& t, int64_t i);  // element i of a contiguous fp32 or bf16 tensor
-float round_bf16(float f);                          // fp32 -> nearest bf16, as torch rounds
-uint16_t bf16_bits(float f);                        // the bf16 bits of an fp32 already rounded to bf16
 float swiglu_bf16(float gate, float lin, float alpha, float limit);  // the reference SwiGLU, bf16 rounding
 }  // namespace oss_common
 
 namespace {
 
-using namespace oss_common;  // NOLINT(build/namespaces): the four helpers above
+using namespace oss_common;  // NOLINT(build/namespaces): the helpers above
+
+// fp32 -> nearest bf16 (ties to even) -> fp32, 4 or 16 lanes at once (vcvtneps2bf16; as torch rounds, except
+// that fp32 denormals become 0).
+Q8_TARGET inline __m128 rne4(__m128 v) {
+  return _mm_castsi128_ps(_mm_slli_epi32(_mm_cvtepu16_epi32(reinterpret_cast<__m128i>(_mm_cvtneps_pbh(v))), 16));
+}
+Q8_TARGET inline __m256i bf16_16(__m512 v) { return reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(v)); }
+Q8_TARGET inline __m512 rne16(__m512 v) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(bf16_16(v)), 16));
+}
+
+// A bias vector (fp32 or bf16, contiguous, or none) read 4 values at a time as fp32.
+struct Bias4 {
+  const float* f = nullptr;
+  const uint16_t* h = nullptr;
+  explicit Bias4(const at::Tensor& b) {
+    if (!b.defined()) return;
+    if (b.scalar_type() == at::kFloat)
+      f = b.data_ptr<float>();
+    else
+      h = reinterpret_cast<const uint16_t*>(b.data_ptr());
+  }
+  Q8_TARGET __m128 at(int64_t i) const {
+    if (f) return _mm_loadu_ps(f + i);
+    if (h) return _mm_castsi128_ps(_mm_slli_epi32(_mm_cvtepu16_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(h + i))), 16));
+    return _mm_setzero_ps();
+  }
+};
+
+// Epilogues of 4 dot products d (called from parallel regions, whose lambdas cannot take the target attribute).
+Q8_TARGET void bias_out(const float* d, const Bias4& b, int64_t row, float* out) {
+  _mm_storeu_ps(out, _mm_add_ps(_mm_loadu_ps(d), b.at(row)));
+}
+// y = bf16(bf16(d + b) * w), as the reference rounds the expert output and the routing weight product
+Q8_TARGET void down_out(const float* d, const Bias4& b, int64_t row, float w, float* y) {
+  const __m128 v = rne4(_mm_add_ps(_mm_loadu_ps(d), b.at(row)));
+  _mm_storeu_ps(y, rne4(_mm_mul_ps(v, _mm_set1_ps(w))));
+}
+// h = bf16(d + b), rows (gate, linear, gate, linear) -> 2 SwiGLU values
+Q8_TARGET void up_out(const float* d, const Bias4& b, int64_t row, float alpha, float limit, float* act) {
+  float h[4];
+  _mm_storeu_ps(h, rne4(_mm_add_ps(_mm_loadu_ps(d), b.at(row))));
+  act[0] = swiglu_bf16(h[0], h[1], alpha, limit);
+  act[1] = swiglu_bf16(h[2], h[3], alpha, limit);
+}
+// y = d * scale + b for int8 rows
+Q8_TARGET void scaled_out(const float* d, const float* scale, const Bias4& b, int64_t row, float* out) {
+  _mm_storeu_ps(out, _mm_fmadd_ps(_mm_loadu_ps(d), _mm_loadu_ps(scale + row), b.at(row)));
+}
 
 // 128 activation values (4 blocks of 32) quantised to int8 `lo` and `hi` (64 each), the int32 start values of
 // vpdpbusd's 16 lanes (`clo`, `chi`: minus the offset times the sum of the lane's activation bytes, see below),
@@ -128,7 +175,9 @@ Q8_TARGET void mx_q8_rows(const uint8_t* blk, const uint8_t* scl, int64_t G, con
   const int64_t C = (G + 3) / 4;
   for (int64_t c = 0; c < C; ++c) {
     const int64_t g = c * 4, nb = std::min<int64_t>(4, G - g);
-    for (int r = 0; r < R; ++r) {
+    __m512i wl[R], wh[R];
+    __m512 sv[R];
+    for (int r = 0; r < R; ++r) {  // decode the R rows' 4 blocks once for all T tokens
       const uint8_t* b = blk + (r * G + g) * 16;
       const uint8_t* s = scl + r * G + g;
       __m512i w, sb;
@@ -141,14 +190,17 @@ Q8_TARGET void mx_q8_rows(const uint8_t* blk, const uint8_t* scl, int64_t G, con
         w = _mm512_maskz_loadu_epi8((uint64_t{1} << (nb * 16)) - 1, b);
         sb = _mm512_broadcast_i32x4(_mm_maskz_loadu_epi8(static_cast<__mmask16>((1u << nb) - 1), s));
       }
-      const __m512i wl = _mm512_shuffle_epi8(table, _mm512_and_si512(w, low4));
-      const __m512i wh = _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(w, 4), low4));
-      const __m512 sv = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_shuffle_epi8(sb, spread), 23));
-      for (int t = 0; t < T; ++t) {
-        const Q8Chunk& x = xs[t][c];
-        __m512i a = _mm512_dpbusd_epi32(_mm512_load_si512(x.clo), wl, _mm512_load_si512(x.lo));
-        a = _mm512_dpbusd_epi32(a, wh, _mm512_load_si512(x.hi));
-        acc[t][r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a), _mm512_mul_ps(sv, _mm512_load_ps(x.dlo)), acc[t][r]);
+      wl[r] = _mm512_shuffle_epi8(table, _mm512_and_si512(w, low4));
+      wh[r] = _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(w, 4), low4));
+      sv[r] = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_shuffle_epi8(sb, spread), 23));
+    }
+    for (int t = 0; t < T; ++t) {  // each token's chunk is loaded once for the R rows
+      const Q8Chunk& x = xs[t][c];
+      const __m512i xlo = _mm512_load_si512(x.lo), xhi = _mm512_load_si512(x.hi), x0 = _mm512_load_si512(x.clo);
+      const __m512 xd = _mm512_load_ps(x.dlo);
+      for (int r = 0; r < R; ++r) {
+        const __m512i a = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(x0, wl[r], xlo), wh[r], xhi);
+        acc[t][r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a), _mm512_mul_ps(sv[r], xd), acc[t][r]);
       }
     }
   }
@@ -156,17 +208,15 @@ Q8_TARGET void mx_q8_rows(const uint8_t* blk, const uint8_t* scl, int64_t G, con
     for (int r = 0; r < R; ++r) out[t][r] = _mm512_reduce_add_ps(acc[t][r]);
 }
 
-// Rows [R] x up to any number of tokens, 4 at a time.
+// Rows [R] x up to any number of tokens, 2 at a time (more would not fit the 32 vector registers).
 template <int R>
 void mx_q8_tokens(const uint8_t* blk, const uint8_t* scl, int64_t G, const Q8Chunk* const* xs, int64_t n,
                   float (*out)[R]) {
-  for (int64_t t = 0; t < n; t += 4) {
-    switch (std::min<int64_t>(4, n - t)) {
-      case 4: mx_q8_rows<R, 4>(blk, scl, G, xs + t, out + t); break;
-      case 3: mx_q8_rows<R, 3>(blk, scl, G, xs + t, out + t); break;
-      case 2: mx_q8_rows<R, 2>(blk, scl, G, xs + t, out + t); break;
-      default: mx_q8_rows<R, 1>(blk, scl, G, xs + t, out + t); break;
-    }
+  for (int64_t t = 0; t < n; t += 2) {
+    if (n - t >= 2)
+      mx_q8_rows<R, 2>(blk, scl, G, xs + t, out + t);
+    else
+      mx_q8_rows<R, 1>(blk, scl, G, xs + t, out + t);
   }
 }
 
@@ -249,13 +299,14 @@ at::Tensor mxfp4_gemv_q8(const at::Tensor& x, const at::Tensor& blocks, const at
   const uint8_t* sp = scales.data_ptr<uint8_t>();
   at::Tensor y = at::empty({M, N}, x.options().dtype(at::kFloat));
   float* yp = y.data_ptr<float>();
+  const Bias4 bias4(b);
   at::parallel_for(0, M * groups, 8, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
       const int64_t m = t / groups, row = idp[m] * N + (t % groups) * 4;
       const Q8Chunk* xs[1] = {xq.data() + m * C};
       float d[1][4];
       mx_q8_tokens<4>(bp + row * G * 16, sp + row * G, G, xs, 1, d);
-      for (int r = 0; r < 4; ++r) yp[m * N + (t % groups) * 4 + r] = d[0][r] + (b.defined() ? read_float(b, row + r) : 0.0f);
+      bias_out(d[0], bias4, row, yp + m * N + (t % groups) * 4);
     }
   });
   return y;
@@ -304,6 +355,21 @@ void grouped_projection(const Routing& rt, const uint8_t* bp, const uint8_t* sp,
   });
 }
 
+// out [H] bf16 = y[slots[0]] + y[slots[1]] + ..., rounded to bf16 after each addition (H % 4 == 0).
+Q8_TARGET void sum_experts(const float* y, const int64_t* slots, int64_t k, int64_t H, uint16_t* out) {
+  int64_t n = 0;
+  for (; n + 16 <= H; n += 16) {
+    __m512 acc = _mm512_loadu_ps(y + slots[0] * H + n);
+    for (int64_t j = 1; j < k; ++j) acc = rne16(_mm512_add_ps(acc, _mm512_loadu_ps(y + slots[j] * H + n)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + n), bf16_16(acc));
+  }
+  for (; n < H; n += 4) {
+    __m128 acc = _mm_loadu_ps(y + slots[0] * H + n);
+    for (int64_t j = 1; j < k; ++j) acc = rne4(_mm_add_ps(acc, _mm_loadu_ps(y + slots[j] * H + n)));
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(out + n), reinterpret_cast<__m128i>(_mm_cvtneps_pbh(acc)));
+  }
+}
+
 // A layer's experts for T tokens: x [T, H] bf16, expert_ids [T, k], weights [T, k]; mlp1 [E, 2I, H/32, 16]
 // (+ scales, bias [E, 2I]), mlp2 [E, H, I/32, 16] (+ scales, bias [E, H]) -> [T, H] bf16. Rounds where the
 // reference rounds (bf16 after each projection and SwiGLU op, the routing weight product, the sum over a
@@ -335,23 +401,18 @@ at::Tensor mxfp4_moe_q8(const at::Tensor& x, const at::Tensor& blocks1, const at
   const std::vector<Q8Chunk> xq1 = quantize_rows(xf.data_ptr<float>(), T, H, true, 0.5f);
   std::vector<float> act(P * NI);
   const float fa = static_cast<float>(alpha), fl = static_cast<float>(limit);
+  const Bias4 bias1v(b1), bias2v(b2);
   grouped_projection(rt, blocks1.data_ptr<uint8_t>(), scales1.data_ptr<uint8_t>(), N1, G1, xq1,
                      [&](int64_t p, int64_t) { return p / k; },
                      [&](int64_t p, int64_t n0, const float* d) {
-                       const int64_t row = idp[p] * N1 + n0;
-                       float h[4];
-                       for (int r = 0; r < 4; ++r) h[r] = round_bf16(d[r] + read_float(b1, row + r));
-                       act[p * NI + n0 / 2] = swiglu_bf16(h[0], h[1], fa, fl);
-                       act[p * NI + n0 / 2 + 1] = swiglu_bf16(h[2], h[3], fa, fl);
+                       up_out(d, bias1v, idp[p] * N1 + n0, fa, fl, act.data() + p * NI + n0 / 2);
                      });
   const std::vector<Q8Chunk> xq2 = quantize_rows(act.data(), P, NI, true, 0.5f);
   std::vector<float> y(P * H);
   grouped_projection(rt, blocks2.data_ptr<uint8_t>(), scales2.data_ptr<uint8_t>(), H, G2, xq2,
                      [&](int64_t p, int64_t) { return p; },
                      [&](int64_t p, int64_t n0, const float* d) {
-                       const int64_t row = idp[p] * H + n0;
-                       for (int r = 0; r < 4; ++r)
-                         y[p * H + n0 + r] = round_bf16(round_bf16(d[r] + read_float(b2, row + r)) * wp[p]);
+                       down_out(d, bias2v, idp[p] * H + n0, wp[p], y.data() + p * H + n0);
                      });
   at::Tensor out = at::empty({T, H}, x.options());
   uint16_t* op = reinterpret_cast<uint16_t*>(out.data_ptr());
@@ -359,11 +420,7 @@ at::Tensor mxfp4_moe_q8(const at::Tensor& x, const at::Tensor& blocks1, const at
   for (int64_t t = 0; t < T; ++t) {
     std::iota(slots.begin(), slots.end(), t * k);
     std::stable_sort(slots.begin(), slots.end(), [&](int64_t a, int64_t b) { return idp[a] < idp[b]; });
-    for (int64_t n = 0; n < H; ++n) {
-      float acc = y[slots[0] * H + n];
-      for (int64_t j = 1; j < k; ++j) acc = round_bf16(acc + y[slots[j] * H + n]);
-      op[t * H + n] = bf16_bits(acc);
-    }
+    sum_experts(y.data(), slots.data(), k, H, op + t * H);
   }
   return out;
 }
@@ -389,6 +446,7 @@ at::Tensor int8_gemv_q8(const at::Tensor& x, const at::Tensor& weight, const at:
   const float* scp = scale.data_ptr<float>();
   at::Tensor y = at::empty({M, N}, x.options().dtype(at::kFloat));
   float* yp = y.data_ptr<float>();
+  const Bias4 bias4(b);
   at::parallel_for(0, (N + 3) / 4, 16, [&](int64_t begin, int64_t end) {
     std::vector<float> d(M * 4);
     auto* dd = reinterpret_cast<float(*)[4]>(d.data());
@@ -397,9 +455,7 @@ at::Tensor int8_gemv_q8(const at::Tensor& x, const at::Tensor& weight, const at:
       const int64_t n0 = t * 4, rows = std::min<int64_t>(4, N - n0);
       if (rows == 4) {
         i8_q8_tokens<4>(wp + n0 * K, K, xs.data(), M, dd);
-        for (int64_t m = 0; m < M; ++m)
-          for (int r = 0; r < 4; ++r)
-            yp[m * N + n0 + r] = dd[m][r] * scp[n0 + r] + (b.defined() ? read_float(b, n0 + r) : 0.0f);
+        for (int64_t m = 0; m < M; ++m) scaled_out(dd[m], scp, bias4, n0, yp + m * N + n0);
       } else {
         for (int64_t r = 0; r < rows; ++r) {
           i8_q8_tokens<1>(wp + (n0 + r) * K, K, xs.data(), M, d1);
