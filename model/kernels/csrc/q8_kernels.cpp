@@ -2,8 +2,9 @@
 // block (q = round(x / d), d = max|x| / 127, as llama.cpp's Q8_0) and multiplied with vpdpbusd.
 //
 //  * mxfp4_gemv_q8 : MXFP4 expert rows x int8 activations. The e2m1 nibbles become bytes through one byte
-//                    shuffle on the table 2 * e2m1 = {0,1,2,3,4,6,8,12, -0,-1,...,-12} (+ 12); the e8m0 scale is put
-//                    straight into a float's exponent field (s << 23 = 2^(s-127)), halved for the x2 table.
+//                    shuffle on the table 2 * e2m1 = {0,1,2,3,4,6,8,12, -0,-1,...,-12} (+ 12); the e8m0
+//                    scale goes straight into a float's exponent field (s << 23 = 2^(s-127)), halved for
+//                    the x2 table. Four rows are decoded per step and shared by up to two tokens.
 //  * mxfp4_moe_q8  : a layer's whole MoE for a few tokens: every (token, expert) pair in one parallel region
 //                    per projection, each touched expert's rows read once for all the tokens routed to it.
 //  * int8_gemv_q8  : int8 weight rows (one fp32 scale per row, quant8.py) x int8 activations.
@@ -63,8 +64,9 @@ struct Bias4 {
   }
   Q8_TARGET __m128 at(int64_t i) const {
     if (f) return _mm_loadu_ps(f + i);
-    if (h) return _mm_castsi128_ps(_mm_slli_epi32(_mm_cvtepu16_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(h + i))), 16));
-    return _mm_setzero_ps();
+    if (!h) return _mm_setzero_ps();
+    const __m128i bits = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(h + i));  // 4 bf16
+    return _mm_castsi128_ps(_mm_slli_epi32(_mm_cvtepu16_epi32(bits), 16));
   }
 };
 
@@ -163,7 +165,9 @@ std::vector<Q8Chunk> quantize_rows(const float* x, int64_t M, int64_t K, bool mx
 template <int R, int T>
 Q8_TARGET void mx_q8_rows(const uint8_t* blk, const uint8_t* scl, int64_t G, const Q8Chunk* const* xs,
                           float (*out)[R]) {
-  const __m512i table = _mm512_broadcast_i32x4(_mm_setr_epi8(12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0));
+  // 2 * e2m1 + 12 for the 16 codes (+0, .5, 1, 1.5, 2, 3, 4, 6, then negated)
+  const __m512i table =
+      _mm512_broadcast_i32x4(_mm_setr_epi8(12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0));
   const __m512i low4 = _mm512_set1_epi8(0x0F);
   // 128-bit lane j: scale byte j into the low byte of each of its 4 dwords, zeros elsewhere
   const __m512i spread = _mm512_set_epi32(0x80808003, 0x80808003, 0x80808003, 0x80808003, 0x80808002, 0x80808002,
@@ -270,7 +274,8 @@ at::Tensor checked_bias(const std::optional<at::Tensor>& bias, int64_t numel, co
 }
 
 void check_blocks(const at::Tensor& blocks, const at::Tensor& scales, const char* what) {
-  TORCH_CHECK(blocks.scalar_type() == at::kByte && scales.scalar_type() == at::kByte, what, ": blocks and scales must be uint8");
+  TORCH_CHECK(blocks.scalar_type() == at::kByte && scales.scalar_type() == at::kByte, what,
+              ": blocks and scales must be uint8");
   TORCH_CHECK(blocks.dim() == 4 && blocks.size(3) == 16, what, ": blocks must be [E, N, K/32, 16]");
   TORCH_CHECK(scales.dim() == 3 && scales.size(0) == blocks.size(0) && scales.size(1) == blocks.size(1) &&
                   scales.size(2) == blocks.size(2),
