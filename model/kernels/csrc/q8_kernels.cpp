@@ -183,6 +183,9 @@ Q8_TARGET void mx_q8_rows(const uint8_t* blk, const uint8_t* scl, int64_t G, con
     __m512 sv[R];
     for (int r = 0; r < R; ++r) {  // decode the R rows' 4 blocks once for all T tokens
       const uint8_t* b = blk + (r * G + g) * 16;
+      // the next R rows (the caller's next step) stream in at the rate these are read; a prefetch past the
+      // tensor's end does not fault
+      _mm_prefetch(reinterpret_cast<const char*>(blk + R * G * 16 + (c * R + r) * 64), _MM_HINT_T0);
       const uint8_t* s = scl + r * G + g;
       __m512i w, sb;
       if (nb == 4) {
@@ -212,15 +215,30 @@ Q8_TARGET void mx_q8_rows(const uint8_t* blk, const uint8_t* scl, int64_t G, con
     for (int r = 0; r < R; ++r) out[t][r] = _mm512_reduce_add_ps(acc[t][r]);
 }
 
-// Rows [R] x up to any number of tokens, 2 at a time (more would not fit the 32 vector registers).
-template <int R>
+// 4 rows x any number of tokens. One token: 4 rows per pass. More: 2 rows x up to 4 tokens per pass, so a
+// decoded weight vector serves 4 tokens (registers: 6 decoded + 8 accumulators + 4 activation vectors).
+template <int T>
+void mx_q8_pairs(const uint8_t* blk, const uint8_t* scl, int64_t G, const Q8Chunk* const* xs, float (*out)[4]) {
+  for (int h = 0; h < 2; ++h) {
+    float d[T][2];
+    mx_q8_rows<2, T>(blk + 2 * h * G * 16, scl + 2 * h * G, G, xs, d);
+    for (int t = 0; t < T; ++t) {
+      out[t][2 * h] = d[t][0];
+      out[t][2 * h + 1] = d[t][1];
+    }
+  }
+}
+
 void mx_q8_tokens(const uint8_t* blk, const uint8_t* scl, int64_t G, const Q8Chunk* const* xs, int64_t n,
-                  float (*out)[R]) {
-  for (int64_t t = 0; t < n; t += 2) {
-    if (n - t >= 2)
-      mx_q8_rows<R, 2>(blk, scl, G, xs + t, out + t);
-    else
-      mx_q8_rows<R, 1>(blk, scl, G, xs + t, out + t);
+                  float (*out)[4]) {
+  if (n == 1) return mx_q8_rows<4, 1>(blk, scl, G, xs, out);
+  for (int64_t t = 0; t < n; t += 4) {
+    switch (std::min<int64_t>(4, n - t)) {
+      case 4: mx_q8_pairs<4>(blk, scl, G, xs + t, out + t); break;
+      case 3: mx_q8_pairs<3>(blk, scl, G, xs + t, out + t); break;
+      case 2: mx_q8_pairs<2>(blk, scl, G, xs + t, out + t); break;
+      default: mx_q8_rows<4, 1>(blk, scl, G, xs + t, out + t); break;
+    }
   }
 }
 
@@ -238,6 +256,9 @@ Q8_TARGET void i8_q8_rows(const int8_t* w, int64_t K, const Q8Chunk* const* xs, 
     const __mmask64 mhi = left >= 128 ? ~uint64_t{0} : left <= 64 ? 0 : (uint64_t{1} << (left - 64)) - 1;
     for (int r = 0; r < R; ++r) {
       const int8_t* p = w + r * K + c * 128;
+      const char* next = reinterpret_cast<const char*>(w + R * K + (c * R + r) * 128);  // the next R rows
+      _mm_prefetch(next, _MM_HINT_T0);
+      _mm_prefetch(next + 64, _MM_HINT_T0);
       const __m512i wl = _mm512_xor_si512(_mm512_maskz_loadu_epi8(mlo, p), top);  // w + 128 as unsigned
       const __m512i wh = _mm512_xor_si512(_mm512_maskz_loadu_epi8(mhi, p + 64), top);
       for (int t = 0; t < T; ++t) {
@@ -310,7 +331,7 @@ at::Tensor mxfp4_gemv_q8(const at::Tensor& x, const at::Tensor& blocks, const at
       const int64_t m = t / groups, row = idp[m] * N + (t % groups) * 4;
       const Q8Chunk* xs[1] = {xq.data() + m * C};
       float d[1][4];
-      mx_q8_tokens<4>(bp + row * G * 16, sp + row * G, G, xs, 1, d);
+      mx_q8_tokens(bp + row * G * 16, sp + row * G, G, xs, 1, d);
       bias_out(d[0], bias4, row, yp + m * N + (t % groups) * 4);
     }
   });
@@ -354,7 +375,7 @@ void grouped_projection(const Routing& rt, const uint8_t* bp, const uint8_t* sp,
       d.resize(n * 4);
       for (int64_t i = 0; i < n; ++i) xs[i] = xq.data() + C * input_of(rt.pairs[a + i], i);
       auto* dd = reinterpret_cast<float(*)[4]>(d.data());
-      mx_q8_tokens<4>(bp + row * G * 16, sp + row * G, G, xs.data(), n, dd);
+      mx_q8_tokens(bp + row * G * 16, sp + row * G, G, xs.data(), n, dd);
       for (int64_t i = 0; i < n; ++i) emit(rt.pairs[a + i], n0, dd[i]);
     }
   });
