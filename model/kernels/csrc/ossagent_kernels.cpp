@@ -5,6 +5,7 @@
 //  * mxfp4_dequant: MXFP4 -> bf16, bit-exact, into a caller-owned buffer (prefill: dequantise an expert
 //                   once per chunk, then a bf16 matmul through oneDNN/AMX).
 //  * int8_gemv    : int8 weights with one fp32 scale per output row (attention / unembedding option).
+//  (q8_kernels.cpp: the int8-activation kernels and the bf16 GEMV of the attention / unembedding rows.)
 //
 // MXFP4 layout (OCP microscaling, HF/original gpt-oss checkpoints): a weight [N, K] is stored as
 // blocks [N, K/32, 16] uint8 (32 e2m1 values, element 2j in the low nibble of byte j, 2j+1 in the high

@@ -8,6 +8,8 @@
 //  * mxfp4_moe_q8  : a layer's whole MoE for a few tokens: every (token, expert) pair in one parallel region
 //                    per projection, each touched expert's rows read once for all the tokens routed to it.
 //  * int8_gemv_q8  : int8 weight rows (one fp32 scale per row, quant8.py) x int8 activations.
+//  * bf16_gemv     : bf16 weight rows x bf16 activations (vdpbf16ps), the attention and unembedding decode
+//                    rows of the bf16 configuration in place of oneDNN's M=1 GEMV (see GemvLinear).
 //
 // vpdpbusd multiplies unsigned by signed bytes: the weights are made unsigned by an offset whose contribution
 // is known from the activation alone and removed exactly (see Q8Chunk).
@@ -33,7 +35,6 @@
 #define Q8_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512bf16,fma")))
 
 namespace oss_common {  // defined in ossagent_kernels.cpp
-float read_float(const at::Tensor& t, int64_t i);  // element i of a contiguous fp32 or bf16 tensor
 float swiglu_bf16(float gate, float lin, float alpha, float limit);  // the reference SwiGLU, bf16 rounding
 }  // namespace oss_common
 
@@ -62,6 +63,13 @@ struct Bias4 {
     else
       h = reinterpret_cast<const uint16_t*>(b.data_ptr());
   }
+  float one(int64_t i) const {
+    if (f) return f[i];
+    const uint32_t bits = h ? static_cast<uint32_t>(h[i]) << 16 : 0u;
+    float v;
+    std::memcpy(&v, &bits, 4);
+    return v;
+  }
   Q8_TARGET __m128 at(int64_t i) const {
     if (f) return _mm_loadu_ps(f + i);
     if (!h) return _mm_setzero_ps();
@@ -85,10 +93,6 @@ Q8_TARGET void up_out(const float* d, const Bias4& b, int64_t row, float alpha, 
   _mm_storeu_ps(h, rne4(_mm_add_ps(_mm_loadu_ps(d), b.at(row))));
   act[0] = swiglu_bf16(h[0], h[1], alpha, limit);
   act[1] = swiglu_bf16(h[2], h[3], alpha, limit);
-}
-// y = d * scale + b for int8 rows
-Q8_TARGET void scaled_out(const float* d, const float* scale, const Bias4& b, int64_t row, float* out) {
-  _mm_storeu_ps(out, _mm_fmadd_ps(_mm_loadu_ps(d), _mm_loadu_ps(scale + row), b.at(row)));
 }
 
 // 128 activation values (4 blocks of 32) quantised to int8 `lo` and `hi` (64 each), the int32 start values of
@@ -451,6 +455,29 @@ at::Tensor mxfp4_moe_q8(const at::Tensor& x, const at::Tensor& blocks1, const at
   return out;
 }
 
+// The [N, K] weight's rows in groups of 4 (single rows for the last N % 4) over one parallel region, for M
+// tokens: four(n0, d) fills d[m][0..3], one(n, d) fills d[m][0], store(m, n, count, values) writes the results.
+template <typename Four, typename One, typename Store>
+void over_row_groups(int64_t N, int64_t M, Four four, One one, Store store) {
+  at::parallel_for(0, (N + 3) / 4, 16, [&](int64_t begin, int64_t end) {
+    std::vector<float> d(M * 4), d1(M);
+    auto* dd = reinterpret_cast<float(*)[4]>(d.data());
+    auto* dd1 = reinterpret_cast<float(*)[1]>(d1.data());
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t n0 = t * 4, rows = std::min<int64_t>(4, N - n0);
+      if (rows == 4) {
+        four(n0, dd);
+        for (int64_t m = 0; m < M; ++m) store(m, n0, 4, dd[m]);
+      } else {
+        for (int64_t r = 0; r < rows; ++r) {
+          one(n0 + r, dd1);
+          for (int64_t m = 0; m < M; ++m) store(m, n0 + r, 1, dd1[m]);
+        }
+      }
+    }
+  });
+}
+
 // x [M, K] (K % 32 == 0), weight [N, K] int8 in [-127, 127], scale [N] fp32, bias [N] or None -> y [M, N] fp32,
 // y = (q8(x) . w_row) * scale_row + bias_row.
 at::Tensor int8_gemv_q8(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& scale,
@@ -473,24 +500,81 @@ at::Tensor int8_gemv_q8(const at::Tensor& x, const at::Tensor& weight, const at:
   at::Tensor y = at::empty({M, N}, x.options().dtype(at::kFloat));
   float* yp = y.data_ptr<float>();
   const Bias4 bias4(b);
-  at::parallel_for(0, (N + 3) / 4, 16, [&](int64_t begin, int64_t end) {
-    std::vector<float> d(M * 4);
-    auto* dd = reinterpret_cast<float(*)[4]>(d.data());
-    auto* d1 = reinterpret_cast<float(*)[1]>(d.data());
-    for (int64_t t = begin; t < end; ++t) {
-      const int64_t n0 = t * 4, rows = std::min<int64_t>(4, N - n0);
-      if (rows == 4) {
-        i8_q8_tokens<4>(wp + n0 * K, K, xs.data(), M, dd);
-        for (int64_t m = 0; m < M; ++m) scaled_out(dd[m], scp, bias4, n0, yp + m * N + n0);
-      } else {
-        for (int64_t r = 0; r < rows; ++r) {
-          i8_q8_tokens<1>(wp + (n0 + r) * K, K, xs.data(), M, d1);
-          for (int64_t m = 0; m < M; ++m)
-            yp[m * N + n0 + r] = d1[m][0] * scp[n0 + r] + (b.defined() ? read_float(b, n0 + r) : 0.0f);
-        }
-      }
+  over_row_groups(N, M, [&](int64_t n0, float (*d)[4]) { i8_q8_tokens<4>(wp + n0 * K, K, xs.data(), M, d); },
+                  [&](int64_t n, float (*d)[1]) { i8_q8_tokens<1>(wp + n * K, K, xs.data(), M, d); },
+                  [&](int64_t m, int64_t n, int count, const float* v) {
+                    for (int i = 0; i < count; ++i)
+                      yp[m * N + n + i] = v[i] * scp[n + i] + bias4.one(n + i);
+                  });
+  return y;
+}
+
+// R bf16 rows [R, K] against T bf16 activation rows (K % 32 == 0): out[t][r] = dot, exact products, fp32 sums.
+template <int R, int T>
+Q8_TARGET void bf16_rows(const uint16_t* w, int64_t K, const uint16_t* const* xs, float (*out)[R]) {
+  __m512 acc[T][R];
+  for (int t = 0; t < T; ++t)
+    for (int r = 0; r < R; ++r) acc[t][r] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < K; k += 32) {
+    __m512bh wv[R];
+    for (int r = 0; r < R; ++r) {
+      _mm_prefetch(reinterpret_cast<const char*>(w + R * K + (k * R + r * 32)), _MM_HINT_T0);  // next R rows
+      wv[r] = reinterpret_cast<__m512bh>(_mm512_loadu_si512(w + r * K + k));
     }
-  });
+    for (int t = 0; t < T; ++t) {
+      const __m512bh xv = reinterpret_cast<__m512bh>(_mm512_loadu_si512(xs[t] + k));
+      for (int r = 0; r < R; ++r) acc[t][r] = _mm512_dpbf16_ps(acc[t][r], wv[r], xv);
+    }
+  }
+  for (int t = 0; t < T; ++t)
+    for (int r = 0; r < R; ++r) out[t][r] = _mm512_reduce_add_ps(acc[t][r]);
+}
+
+template <int R>
+void bf16_tokens(const uint16_t* w, int64_t K, const uint16_t* const* xs, int64_t n, float (*out)[R]) {
+  for (int64_t t = 0; t < n; t += 2) {
+    if (n - t >= 2)
+      bf16_rows<R, 2>(w, K, xs + t, out + t);
+    else
+      bf16_rows<R, 1>(w, K, xs + t, out + t);
+  }
+}
+
+// out[0..count) = bf16(v + bias) (count <= 4), rounded to nearest even as torch does (fp32 denormals -> 0).
+Q8_TARGET void store_bf16(const float* v, const Bias4& b, int64_t n, int count, uint16_t* out) {
+  const __mmask8 k = static_cast<__mmask8>((1u << count) - 1);
+  __m128 x = _mm_maskz_loadu_ps(k, v);
+  if (b.f || b.h) {
+    float bias[4] = {0, 0, 0, 0};
+    for (int i = 0; i < count; ++i) bias[i] = b.one(n + i);
+    x = _mm_add_ps(x, _mm_loadu_ps(bias));
+  }
+  _mm_mask_storeu_epi16(out, k, reinterpret_cast<__m128i>(_mm_cvtneps_pbh(x)));
+}
+
+// x [M, K] bf16 (K % 32 == 0), weight [N, K] bf16, bias [N] (bf16 or fp32) or None -> y [M, N] bf16: F.linear
+// for decode rows, each output rounded once from its fp32 sum (as oneDNN does; only the order of the fp32
+// additions differs), the weights streamed 4 rows at a time and prefetched.
+at::Tensor bf16_gemv(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias) {
+  TORCH_CHECK(weight.scalar_type() == at::kBFloat16 && weight.dim() == 2 && weight.is_contiguous(),
+              "bf16_gemv: weight must be contiguous bf16 [N, K]");
+  const int64_t N = weight.size(0), K = weight.size(1), M = x.size(0);
+  TORCH_CHECK(K % 32 == 0, "bf16_gemv: K must be a multiple of 32");
+  TORCH_CHECK(x.dim() == 2 && x.size(1) == K && x.scalar_type() == at::kBFloat16,
+              "bf16_gemv: x must be bf16 [M, K] with K = ", K);
+  const at::Tensor b = checked_bias(bias, N, "bf16_gemv");
+  const at::Tensor xc = x.contiguous();
+  std::vector<const uint16_t*> xs(M);
+  for (int64_t m = 0; m < M; ++m) xs[m] = reinterpret_cast<const uint16_t*>(xc.data_ptr()) + m * K;
+  const uint16_t* wp = reinterpret_cast<const uint16_t*>(weight.data_ptr());
+  at::Tensor y = at::empty({M, N}, x.options());
+  uint16_t* yp = reinterpret_cast<uint16_t*>(y.data_ptr());
+  const Bias4 bias4(b);
+  over_row_groups(N, M, [&](int64_t n0, float (*d)[4]) { bf16_tokens<4>(wp + n0 * K, K, xs.data(), M, d); },
+                  [&](int64_t n, float (*d)[1]) { bf16_tokens<1>(wp + n * K, K, xs.data(), M, d); },
+                  [&](int64_t m, int64_t n, int count, const float* v) {
+                    store_bf16(v, bias4, n, count, yp + m * N + n);
+                  });
   return y;
 }
 
@@ -503,4 +587,5 @@ TORCH_LIBRARY_FRAGMENT(ossagent_kernels, m) {
         "Tensor bias2, Tensor expert_ids, Tensor weights, float alpha, float limit) -> Tensor",
         &mxfp4_moe_q8);
   m.def("int8_gemv_q8(Tensor x, Tensor weight, Tensor scale, Tensor? bias) -> Tensor", &int8_gemv_q8);
+  m.def("bf16_gemv(Tensor x, Tensor weight, Tensor? bias) -> Tensor", &bf16_gemv);
 }
