@@ -111,10 +111,15 @@ class Int8Linear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, int8 rows"
 
 
-def quantize_model(model: nn.Module, attention: bool = True, unembedding: bool = True) -> int:
+def quantize_model(
+    model: nn.Module, attention: bool = True, unembedding: bool = True, int8_activations: bool = True
+) -> int:
     """Swap the attention projections and/or the unembedding of a GptOss for :class:`Int8Linear` in place.
 
-    Returns the number of layers swapped. The bf16 weights are dropped as each is replaced."""
+    This is the 8-bit configuration: with ``int8_activations`` and the native kernels loaded, decode-sized calls
+    of these layers and of the MXFP4 experts also quantise their activations to int8 (see
+    ``ossagent.model.kernels.accelerate.set_int8_activations``). Returns the number of layers swapped. The bf16
+    weights are dropped as each is replaced."""
     swapped = 0
     targets: list[tuple[nn.Module, str]] = []
     if attention:
@@ -129,4 +134,8 @@ def quantize_model(model: nn.Module, attention: bool = True, unembedding: bool =
             setattr(parent, name, Int8Linear.from_linear(linear))
             del linear
             swapped += 1
+    if int8_activations and kernels.available():
+        from ossagent.model.kernels.accelerate import set_int8_activations
+
+        set_int8_activations(model, True)
     return swapped

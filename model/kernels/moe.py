@@ -31,7 +31,7 @@ from ossagent.model.gpt_oss import Experts, group_by_expert, swiglu
 #: experts that receive at most this many tokens use the fused GEMV; more use dequant + matmul
 GEMV_MAX_TOKENS = 2
 #: with int8 activations, batches of at most this many tokens take the grouped kernel (benchmarks/kernels.py)
-GROUPED_MAX_TOKENS = 16
+GROUPED_MAX_TOKENS = 64
 
 _buffers: dict[tuple[tuple[int, ...], torch.dtype], torch.Tensor] = {}
 

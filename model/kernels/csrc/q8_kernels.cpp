@@ -2,11 +2,14 @@
 // block (q = round(x / d), d = max|x| / 127, as llama.cpp's Q8_0) and multiplied with vpdpbusd.
 //
 //  * mxfp4_gemv_q8 : MXFP4 expert rows x int8 activations. The e2m1 nibbles become bytes through one byte
-//                    shuffle on the table 2 * e2m1 = {0,1,2,3,4,6,8,12, -0,-1,...,-12} (+ 12); the e8m0 scale is put
-//                    straight into a float's exponent field (s << 23 = 2^(s-127)), halved for the x2 table.
+//                    shuffle on the table 2 * e2m1 = {0,1,2,3,4,6,8,12, -0,-1,...,-12} (+ 12); the e8m0
+//                    scale goes straight into a float's exponent field (s << 23 = 2^(s-127)), halved for
+//                    the x2 table. Four rows are decoded per step and shared by up to two tokens.
 //  * mxfp4_moe_q8  : a layer's whole MoE for a few tokens: every (token, expert) pair in one parallel region
 //                    per projection, each touched expert's rows read once for all the tokens routed to it.
 //  * int8_gemv_q8  : int8 weight rows (one fp32 scale per row, quant8.py) x int8 activations.
+//  * bf16_gemv     : bf16 weight rows x bf16 activations (vdpbf16ps), the attention and unembedding decode
+//                    rows of the bf16 configuration in place of oneDNN's M=1 GEMV (see GemvLinear).
 //
 // vpdpbusd multiplies unsigned by signed bytes: the weights are made unsigned by an offset whose contribution
 // is known from the activation alone and removed exactly (see Q8Chunk).
@@ -29,18 +32,68 @@
 #include <numeric>
 #include <vector>
 
-#define Q8_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma")))
+#define Q8_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512bf16,fma")))
 
 namespace oss_common {  // defined in ossagent_kernels.cpp
-float read_float(const at::Tensor& t, int64_t i);  // element i of a contiguous fp32 or bf16 tensor
-float round_bf16(float f);                          // fp32 -> nearest bf16, as torch rounds
-uint16_t bf16_bits(float f);                        // the bf16 bits of an fp32 already rounded to bf16
 float swiglu_bf16(float gate, float lin, float alpha, float limit);  // the reference SwiGLU, bf16 rounding
 }  // namespace oss_common
 
 namespace {
 
-using namespace oss_common;  // NOLINT(build/namespaces): the four helpers above
+using namespace oss_common;  // NOLINT(build/namespaces): the helpers above
+
+// fp32 -> nearest bf16 (ties to even) -> fp32, 4 or 16 lanes at once (vcvtneps2bf16; as torch rounds, except
+// that fp32 denormals become 0).
+Q8_TARGET inline __m128 rne4(__m128 v) {
+  return _mm_castsi128_ps(_mm_slli_epi32(_mm_cvtepu16_epi32(reinterpret_cast<__m128i>(_mm_cvtneps_pbh(v))), 16));
+}
+Q8_TARGET inline __m256i bf16_16(__m512 v) { return reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(v)); }
+Q8_TARGET inline __m512 rne16(__m512 v) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(bf16_16(v)), 16));
+}
+
+// A bias vector (fp32 or bf16, contiguous, or none) read 4 values at a time as fp32.
+struct Bias4 {
+  const float* f = nullptr;
+  const uint16_t* h = nullptr;
+  explicit Bias4(const at::Tensor& b) {
+    if (!b.defined()) return;
+    if (b.scalar_type() == at::kFloat)
+      f = b.data_ptr<float>();
+    else
+      h = reinterpret_cast<const uint16_t*>(b.data_ptr());
+  }
+  float one(int64_t i) const {
+    if (f) return f[i];
+    const uint32_t bits = h ? static_cast<uint32_t>(h[i]) << 16 : 0u;
+    float v;
+    std::memcpy(&v, &bits, 4);
+    return v;
+  }
+  Q8_TARGET __m128 at(int64_t i) const {
+    if (f) return _mm_loadu_ps(f + i);
+    if (!h) return _mm_setzero_ps();
+    const __m128i bits = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(h + i));  // 4 bf16
+    return _mm_castsi128_ps(_mm_slli_epi32(_mm_cvtepu16_epi32(bits), 16));
+  }
+};
+
+// Epilogues of 4 dot products d (called from parallel regions, whose lambdas cannot take the target attribute).
+Q8_TARGET void bias_out(const float* d, const Bias4& b, int64_t row, float* out) {
+  _mm_storeu_ps(out, _mm_add_ps(_mm_loadu_ps(d), b.at(row)));
+}
+// y = bf16(bf16(d + b) * w), as the reference rounds the expert output and the routing weight product
+Q8_TARGET void down_out(const float* d, const Bias4& b, int64_t row, float w, float* y) {
+  const __m128 v = rne4(_mm_add_ps(_mm_loadu_ps(d), b.at(row)));
+  _mm_storeu_ps(y, rne4(_mm_mul_ps(v, _mm_set1_ps(w))));
+}
+// h = bf16(d + b), rows (gate, linear, gate, linear) -> 2 SwiGLU values
+Q8_TARGET void up_out(const float* d, const Bias4& b, int64_t row, float alpha, float limit, float* act) {
+  float h[4];
+  _mm_storeu_ps(h, rne4(_mm_add_ps(_mm_loadu_ps(d), b.at(row))));
+  act[0] = swiglu_bf16(h[0], h[1], alpha, limit);
+  act[1] = swiglu_bf16(h[2], h[3], alpha, limit);
+}
 
 // 128 activation values (4 blocks of 32) quantised to int8 `lo` and `hi` (64 each), the int32 start values of
 // vpdpbusd's 16 lanes (`clo`, `chi`: minus the offset times the sum of the lane's activation bytes, see below),
@@ -116,7 +169,9 @@ std::vector<Q8Chunk> quantize_rows(const float* x, int64_t M, int64_t K, bool mx
 template <int R, int T>
 Q8_TARGET void mx_q8_rows(const uint8_t* blk, const uint8_t* scl, int64_t G, const Q8Chunk* const* xs,
                           float (*out)[R]) {
-  const __m512i table = _mm512_broadcast_i32x4(_mm_setr_epi8(12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0));
+  // 2 * e2m1 + 12 for the 16 codes (+0, .5, 1, 1.5, 2, 3, 4, 6, then negated)
+  const __m512i table =
+      _mm512_broadcast_i32x4(_mm_setr_epi8(12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0));
   const __m512i low4 = _mm512_set1_epi8(0x0F);
   // 128-bit lane j: scale byte j into the low byte of each of its 4 dwords, zeros elsewhere
   const __m512i spread = _mm512_set_epi32(0x80808003, 0x80808003, 0x80808003, 0x80808003, 0x80808002, 0x80808002,
@@ -128,8 +183,13 @@ Q8_TARGET void mx_q8_rows(const uint8_t* blk, const uint8_t* scl, int64_t G, con
   const int64_t C = (G + 3) / 4;
   for (int64_t c = 0; c < C; ++c) {
     const int64_t g = c * 4, nb = std::min<int64_t>(4, G - g);
-    for (int r = 0; r < R; ++r) {
+    __m512i wl[R], wh[R];
+    __m512 sv[R];
+    for (int r = 0; r < R; ++r) {  // decode the R rows' 4 blocks once for all T tokens
       const uint8_t* b = blk + (r * G + g) * 16;
+      // the next R rows (the caller's next step) stream in at the rate these are read; a prefetch past the
+      // tensor's end does not fault
+      _mm_prefetch(reinterpret_cast<const char*>(blk + R * G * 16 + (c * R + r) * 64), _MM_HINT_T0);
       const uint8_t* s = scl + r * G + g;
       __m512i w, sb;
       if (nb == 4) {
@@ -141,14 +201,17 @@ Q8_TARGET void mx_q8_rows(const uint8_t* blk, const uint8_t* scl, int64_t G, con
         w = _mm512_maskz_loadu_epi8((uint64_t{1} << (nb * 16)) - 1, b);
         sb = _mm512_broadcast_i32x4(_mm_maskz_loadu_epi8(static_cast<__mmask16>((1u << nb) - 1), s));
       }
-      const __m512i wl = _mm512_shuffle_epi8(table, _mm512_and_si512(w, low4));
-      const __m512i wh = _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(w, 4), low4));
-      const __m512 sv = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_shuffle_epi8(sb, spread), 23));
-      for (int t = 0; t < T; ++t) {
-        const Q8Chunk& x = xs[t][c];
-        __m512i a = _mm512_dpbusd_epi32(_mm512_load_si512(x.clo), wl, _mm512_load_si512(x.lo));
-        a = _mm512_dpbusd_epi32(a, wh, _mm512_load_si512(x.hi));
-        acc[t][r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a), _mm512_mul_ps(sv, _mm512_load_ps(x.dlo)), acc[t][r]);
+      wl[r] = _mm512_shuffle_epi8(table, _mm512_and_si512(w, low4));
+      wh[r] = _mm512_shuffle_epi8(table, _mm512_and_si512(_mm512_srli_epi16(w, 4), low4));
+      sv[r] = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_shuffle_epi8(sb, spread), 23));
+    }
+    for (int t = 0; t < T; ++t) {  // each token's chunk is loaded once for the R rows
+      const Q8Chunk& x = xs[t][c];
+      const __m512i xlo = _mm512_load_si512(x.lo), xhi = _mm512_load_si512(x.hi), x0 = _mm512_load_si512(x.clo);
+      const __m512 xd = _mm512_load_ps(x.dlo);
+      for (int r = 0; r < R; ++r) {
+        const __m512i a = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(x0, wl[r], xlo), wh[r], xhi);
+        acc[t][r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a), _mm512_mul_ps(sv[r], xd), acc[t][r]);
       }
     }
   }
@@ -156,16 +219,29 @@ Q8_TARGET void mx_q8_rows(const uint8_t* blk, const uint8_t* scl, int64_t G, con
     for (int r = 0; r < R; ++r) out[t][r] = _mm512_reduce_add_ps(acc[t][r]);
 }
 
-// Rows [R] x up to any number of tokens, 4 at a time.
-template <int R>
+// 4 rows x any number of tokens. One token: 4 rows per pass. More: 2 rows x up to 4 tokens per pass, so a
+// decoded weight vector serves 4 tokens (registers: 6 decoded + 8 accumulators + 4 activation vectors).
+template <int T>
+void mx_q8_pairs(const uint8_t* blk, const uint8_t* scl, int64_t G, const Q8Chunk* const* xs, float (*out)[4]) {
+  for (int h = 0; h < 2; ++h) {
+    float d[T][2];
+    mx_q8_rows<2, T>(blk + 2 * h * G * 16, scl + 2 * h * G, G, xs, d);
+    for (int t = 0; t < T; ++t) {
+      out[t][2 * h] = d[t][0];
+      out[t][2 * h + 1] = d[t][1];
+    }
+  }
+}
+
 void mx_q8_tokens(const uint8_t* blk, const uint8_t* scl, int64_t G, const Q8Chunk* const* xs, int64_t n,
-                  float (*out)[R]) {
+                  float (*out)[4]) {
+  if (n == 1) return mx_q8_rows<4, 1>(blk, scl, G, xs, out);
   for (int64_t t = 0; t < n; t += 4) {
     switch (std::min<int64_t>(4, n - t)) {
-      case 4: mx_q8_rows<R, 4>(blk, scl, G, xs + t, out + t); break;
-      case 3: mx_q8_rows<R, 3>(blk, scl, G, xs + t, out + t); break;
-      case 2: mx_q8_rows<R, 2>(blk, scl, G, xs + t, out + t); break;
-      default: mx_q8_rows<R, 1>(blk, scl, G, xs + t, out + t); break;
+      case 4: mx_q8_pairs<4>(blk, scl, G, xs + t, out + t); break;
+      case 3: mx_q8_pairs<3>(blk, scl, G, xs + t, out + t); break;
+      case 2: mx_q8_pairs<2>(blk, scl, G, xs + t, out + t); break;
+      default: mx_q8_rows<4, 1>(blk, scl, G, xs + t, out + t); break;
     }
   }
 }
@@ -184,6 +260,9 @@ Q8_TARGET void i8_q8_rows(const int8_t* w, int64_t K, const Q8Chunk* const* xs, 
     const __mmask64 mhi = left >= 128 ? ~uint64_t{0} : left <= 64 ? 0 : (uint64_t{1} << (left - 64)) - 1;
     for (int r = 0; r < R; ++r) {
       const int8_t* p = w + r * K + c * 128;
+      const char* next = reinterpret_cast<const char*>(w + R * K + (c * R + r) * 128);  // the next R rows
+      _mm_prefetch(next, _MM_HINT_T0);
+      _mm_prefetch(next + 64, _MM_HINT_T0);
       const __m512i wl = _mm512_xor_si512(_mm512_maskz_loadu_epi8(mlo, p), top);  // w + 128 as unsigned
       const __m512i wh = _mm512_xor_si512(_mm512_maskz_loadu_epi8(mhi, p + 64), top);
       for (int t = 0; t < T; ++t) {
@@ -220,7 +299,8 @@ at::Tensor checked_bias(const std::optional<at::Tensor>& bias, int64_t numel, co
 }
 
 void check_blocks(const at::Tensor& blocks, const at::Tensor& scales, const char* what) {
-  TORCH_CHECK(blocks.scalar_type() == at::kByte && scales.scalar_type() == at::kByte, what, ": blocks and scales must be uint8");
+  TORCH_CHECK(blocks.scalar_type() == at::kByte && scales.scalar_type() == at::kByte, what,
+              ": blocks and scales must be uint8");
   TORCH_CHECK(blocks.dim() == 4 && blocks.size(3) == 16, what, ": blocks must be [E, N, K/32, 16]");
   TORCH_CHECK(scales.dim() == 3 && scales.size(0) == blocks.size(0) && scales.size(1) == blocks.size(1) &&
                   scales.size(2) == blocks.size(2),
@@ -249,13 +329,14 @@ at::Tensor mxfp4_gemv_q8(const at::Tensor& x, const at::Tensor& blocks, const at
   const uint8_t* sp = scales.data_ptr<uint8_t>();
   at::Tensor y = at::empty({M, N}, x.options().dtype(at::kFloat));
   float* yp = y.data_ptr<float>();
+  const Bias4 bias4(b);
   at::parallel_for(0, M * groups, 8, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
       const int64_t m = t / groups, row = idp[m] * N + (t % groups) * 4;
       const Q8Chunk* xs[1] = {xq.data() + m * C};
       float d[1][4];
-      mx_q8_tokens<4>(bp + row * G * 16, sp + row * G, G, xs, 1, d);
-      for (int r = 0; r < 4; ++r) yp[m * N + (t % groups) * 4 + r] = d[0][r] + (b.defined() ? read_float(b, row + r) : 0.0f);
+      mx_q8_tokens(bp + row * G * 16, sp + row * G, G, xs, 1, d);
+      bias_out(d[0], bias4, row, yp + m * N + (t % groups) * 4);
     }
   });
   return y;
@@ -298,10 +379,25 @@ void grouped_projection(const Routing& rt, const uint8_t* bp, const uint8_t* sp,
       d.resize(n * 4);
       for (int64_t i = 0; i < n; ++i) xs[i] = xq.data() + C * input_of(rt.pairs[a + i], i);
       auto* dd = reinterpret_cast<float(*)[4]>(d.data());
-      mx_q8_tokens<4>(bp + row * G * 16, sp + row * G, G, xs.data(), n, dd);
+      mx_q8_tokens(bp + row * G * 16, sp + row * G, G, xs.data(), n, dd);
       for (int64_t i = 0; i < n; ++i) emit(rt.pairs[a + i], n0, dd[i]);
     }
   });
+}
+
+// out [H] bf16 = y[slots[0]] + y[slots[1]] + ..., rounded to bf16 after each addition (H % 4 == 0).
+Q8_TARGET void sum_experts(const float* y, const int64_t* slots, int64_t k, int64_t H, uint16_t* out) {
+  int64_t n = 0;
+  for (; n + 16 <= H; n += 16) {
+    __m512 acc = _mm512_loadu_ps(y + slots[0] * H + n);
+    for (int64_t j = 1; j < k; ++j) acc = rne16(_mm512_add_ps(acc, _mm512_loadu_ps(y + slots[j] * H + n)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + n), bf16_16(acc));
+  }
+  for (; n < H; n += 4) {
+    __m128 acc = _mm_loadu_ps(y + slots[0] * H + n);
+    for (int64_t j = 1; j < k; ++j) acc = rne4(_mm_add_ps(acc, _mm_loadu_ps(y + slots[j] * H + n)));
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(out + n), reinterpret_cast<__m128i>(_mm_cvtneps_pbh(acc)));
+  }
 }
 
 // A layer's experts for T tokens: x [T, H] bf16, expert_ids [T, k], weights [T, k]; mlp1 [E, 2I, H/32, 16]
@@ -335,23 +431,18 @@ at::Tensor mxfp4_moe_q8(const at::Tensor& x, const at::Tensor& blocks1, const at
   const std::vector<Q8Chunk> xq1 = quantize_rows(xf.data_ptr<float>(), T, H, true, 0.5f);
   std::vector<float> act(P * NI);
   const float fa = static_cast<float>(alpha), fl = static_cast<float>(limit);
+  const Bias4 bias1v(b1), bias2v(b2);
   grouped_projection(rt, blocks1.data_ptr<uint8_t>(), scales1.data_ptr<uint8_t>(), N1, G1, xq1,
                      [&](int64_t p, int64_t) { return p / k; },
                      [&](int64_t p, int64_t n0, const float* d) {
-                       const int64_t row = idp[p] * N1 + n0;
-                       float h[4];
-                       for (int r = 0; r < 4; ++r) h[r] = round_bf16(d[r] + read_float(b1, row + r));
-                       act[p * NI + n0 / 2] = swiglu_bf16(h[0], h[1], fa, fl);
-                       act[p * NI + n0 / 2 + 1] = swiglu_bf16(h[2], h[3], fa, fl);
+                       up_out(d, bias1v, idp[p] * N1 + n0, fa, fl, act.data() + p * NI + n0 / 2);
                      });
   const std::vector<Q8Chunk> xq2 = quantize_rows(act.data(), P, NI, true, 0.5f);
   std::vector<float> y(P * H);
   grouped_projection(rt, blocks2.data_ptr<uint8_t>(), scales2.data_ptr<uint8_t>(), H, G2, xq2,
                      [&](int64_t p, int64_t) { return p; },
                      [&](int64_t p, int64_t n0, const float* d) {
-                       const int64_t row = idp[p] * H + n0;
-                       for (int r = 0; r < 4; ++r)
-                         y[p * H + n0 + r] = round_bf16(round_bf16(d[r] + read_float(b2, row + r)) * wp[p]);
+                       down_out(d, bias2v, idp[p] * H + n0, wp[p], y.data() + p * H + n0);
                      });
   at::Tensor out = at::empty({T, H}, x.options());
   uint16_t* op = reinterpret_cast<uint16_t*>(out.data_ptr());
@@ -359,13 +450,32 @@ at::Tensor mxfp4_moe_q8(const at::Tensor& x, const at::Tensor& blocks1, const at
   for (int64_t t = 0; t < T; ++t) {
     std::iota(slots.begin(), slots.end(), t * k);
     std::stable_sort(slots.begin(), slots.end(), [&](int64_t a, int64_t b) { return idp[a] < idp[b]; });
-    for (int64_t n = 0; n < H; ++n) {
-      float acc = y[slots[0] * H + n];
-      for (int64_t j = 1; j < k; ++j) acc = round_bf16(acc + y[slots[j] * H + n]);
-      op[t * H + n] = bf16_bits(acc);
-    }
+    sum_experts(y.data(), slots.data(), k, H, op + t * H);
   }
   return out;
+}
+
+// The [N, K] weight's rows in groups of 4 (single rows for the last N % 4) over one parallel region, for M
+// tokens: four(n0, d) fills d[m][0..3], one(n, d) fills d[m][0], store(m, n, count, values) writes the results.
+template <typename Four, typename One, typename Store>
+void over_row_groups(int64_t N, int64_t M, Four four, One one, Store store) {
+  at::parallel_for(0, (N + 3) / 4, 16, [&](int64_t begin, int64_t end) {
+    std::vector<float> d(M * 4), d1(M);
+    auto* dd = reinterpret_cast<float(*)[4]>(d.data());
+    auto* dd1 = reinterpret_cast<float(*)[1]>(d1.data());
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t n0 = t * 4, rows = std::min<int64_t>(4, N - n0);
+      if (rows == 4) {
+        four(n0, dd);
+        for (int64_t m = 0; m < M; ++m) store(m, n0, 4, dd[m]);
+      } else {
+        for (int64_t r = 0; r < rows; ++r) {
+          one(n0 + r, dd1);
+          for (int64_t m = 0; m < M; ++m) store(m, n0 + r, 1, dd1[m]);
+        }
+      }
+    }
+  });
 }
 
 // x [M, K] (K % 32 == 0), weight [N, K] int8 in [-127, 127], scale [N] fp32, bias [N] or None -> y [M, N] fp32,
@@ -389,26 +499,82 @@ at::Tensor int8_gemv_q8(const at::Tensor& x, const at::Tensor& weight, const at:
   const float* scp = scale.data_ptr<float>();
   at::Tensor y = at::empty({M, N}, x.options().dtype(at::kFloat));
   float* yp = y.data_ptr<float>();
-  at::parallel_for(0, (N + 3) / 4, 16, [&](int64_t begin, int64_t end) {
-    std::vector<float> d(M * 4);
-    auto* dd = reinterpret_cast<float(*)[4]>(d.data());
-    auto* d1 = reinterpret_cast<float(*)[1]>(d.data());
-    for (int64_t t = begin; t < end; ++t) {
-      const int64_t n0 = t * 4, rows = std::min<int64_t>(4, N - n0);
-      if (rows == 4) {
-        i8_q8_tokens<4>(wp + n0 * K, K, xs.data(), M, dd);
-        for (int64_t m = 0; m < M; ++m)
-          for (int r = 0; r < 4; ++r)
-            yp[m * N + n0 + r] = dd[m][r] * scp[n0 + r] + (b.defined() ? read_float(b, n0 + r) : 0.0f);
-      } else {
-        for (int64_t r = 0; r < rows; ++r) {
-          i8_q8_tokens<1>(wp + (n0 + r) * K, K, xs.data(), M, d1);
-          for (int64_t m = 0; m < M; ++m)
-            yp[m * N + n0 + r] = d1[m][0] * scp[n0 + r] + (b.defined() ? read_float(b, n0 + r) : 0.0f);
-        }
-      }
+  const Bias4 bias4(b);
+  over_row_groups(N, M, [&](int64_t n0, float (*d)[4]) { i8_q8_tokens<4>(wp + n0 * K, K, xs.data(), M, d); },
+                  [&](int64_t n, float (*d)[1]) { i8_q8_tokens<1>(wp + n * K, K, xs.data(), M, d); },
+                  [&](int64_t m, int64_t n, int count, const float* v) {
+                    for (int i = 0; i < count; ++i)
+                      yp[m * N + n + i] = v[i] * scp[n + i] + bias4.one(n + i);
+                  });
+  return y;
+}
+
+// R bf16 rows [R, K] against T bf16 activation rows (K % 32 == 0): out[t][r] = dot, exact products, fp32 sums.
+template <int R, int T>
+Q8_TARGET void bf16_rows(const uint16_t* w, int64_t K, const uint16_t* const* xs, float (*out)[R]) {
+  __m512 acc[T][R];
+  for (int t = 0; t < T; ++t)
+    for (int r = 0; r < R; ++r) acc[t][r] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < K; k += 32) {
+    __m512bh wv[R];
+    for (int r = 0; r < R; ++r) {
+      _mm_prefetch(reinterpret_cast<const char*>(w + R * K + (k * R + r * 32)), _MM_HINT_T0);  // next R rows
+      wv[r] = reinterpret_cast<__m512bh>(_mm512_loadu_si512(w + r * K + k));
     }
-  });
+    for (int t = 0; t < T; ++t) {
+      const __m512bh xv = reinterpret_cast<__m512bh>(_mm512_loadu_si512(xs[t] + k));
+      for (int r = 0; r < R; ++r) acc[t][r] = _mm512_dpbf16_ps(acc[t][r], wv[r], xv);
+    }
+  }
+  for (int t = 0; t < T; ++t)
+    for (int r = 0; r < R; ++r) out[t][r] = _mm512_reduce_add_ps(acc[t][r]);
+}
+
+template <int R>
+void bf16_tokens(const uint16_t* w, int64_t K, const uint16_t* const* xs, int64_t n, float (*out)[R]) {
+  for (int64_t t = 0; t < n; t += 2) {
+    if (n - t >= 2)
+      bf16_rows<R, 2>(w, K, xs + t, out + t);
+    else
+      bf16_rows<R, 1>(w, K, xs + t, out + t);
+  }
+}
+
+// out[0..count) = bf16(v + bias) (count <= 4), rounded to nearest even as torch does (fp32 denormals -> 0).
+Q8_TARGET void store_bf16(const float* v, const Bias4& b, int64_t n, int count, uint16_t* out) {
+  const __mmask8 k = static_cast<__mmask8>((1u << count) - 1);
+  __m128 x = _mm_maskz_loadu_ps(k, v);
+  if (b.f || b.h) {
+    float bias[4] = {0, 0, 0, 0};
+    for (int i = 0; i < count; ++i) bias[i] = b.one(n + i);
+    x = _mm_add_ps(x, _mm_loadu_ps(bias));
+  }
+  _mm_mask_storeu_epi16(out, k, reinterpret_cast<__m128i>(_mm_cvtneps_pbh(x)));
+}
+
+// x [M, K] bf16 (K % 32 == 0), weight [N, K] bf16, bias [N] (bf16 or fp32) or None -> y [M, N] bf16: F.linear
+// for decode rows, each output rounded once from its fp32 sum (as oneDNN does; only the order of the fp32
+// additions differs), the weights streamed 4 rows at a time and prefetched.
+at::Tensor bf16_gemv(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias) {
+  TORCH_CHECK(weight.scalar_type() == at::kBFloat16 && weight.dim() == 2 && weight.is_contiguous(),
+              "bf16_gemv: weight must be contiguous bf16 [N, K]");
+  const int64_t N = weight.size(0), K = weight.size(1), M = x.size(0);
+  TORCH_CHECK(K % 32 == 0, "bf16_gemv: K must be a multiple of 32");
+  TORCH_CHECK(x.dim() == 2 && x.size(1) == K && x.scalar_type() == at::kBFloat16,
+              "bf16_gemv: x must be bf16 [M, K] with K = ", K);
+  const at::Tensor b = checked_bias(bias, N, "bf16_gemv");
+  const at::Tensor xc = x.contiguous();
+  std::vector<const uint16_t*> xs(M);
+  for (int64_t m = 0; m < M; ++m) xs[m] = reinterpret_cast<const uint16_t*>(xc.data_ptr()) + m * K;
+  const uint16_t* wp = reinterpret_cast<const uint16_t*>(weight.data_ptr());
+  at::Tensor y = at::empty({M, N}, x.options());
+  uint16_t* yp = reinterpret_cast<uint16_t*>(y.data_ptr());
+  const Bias4 bias4(b);
+  over_row_groups(N, M, [&](int64_t n0, float (*d)[4]) { bf16_tokens<4>(wp + n0 * K, K, xs.data(), M, d); },
+                  [&](int64_t n, float (*d)[1]) { bf16_tokens<1>(wp + n * K, K, xs.data(), M, d); },
+                  [&](int64_t m, int64_t n, int count, const float* v) {
+                    store_bf16(v, bias4, n, count, yp + m * N + n);
+                  });
   return y;
 }
 
@@ -421,4 +587,5 @@ TORCH_LIBRARY_FRAGMENT(ossagent_kernels, m) {
         "Tensor bias2, Tensor expert_ids, Tensor weights, float alpha, float limit) -> Tensor",
         &mxfp4_moe_q8);
   m.def("int8_gemv_q8(Tensor x, Tensor weight, Tensor scale, Tensor? bias) -> Tensor", &int8_gemv_q8);
+  m.def("bf16_gemv(Tensor x, Tensor weight, Tensor? bias) -> Tensor", &bf16_gemv);
 }
