@@ -38,6 +38,7 @@ def accelerate(
     when the native kernels are in use; False means the pure-torch path (a warning said why). Only CPU models
     are changed."""
     from ossagent.model.gpt_oss import GptOss
+    from ossagent.model.kernels.bf16 import switch_linears
     from ossagent.model.kernels.moe import native_expert_mlp
     from ossagent.model.quant8 import quantize_model
 
@@ -54,5 +55,7 @@ def accelerate(
         model.set_expert_kernel(native_expert_mlp)
     if int8:
         quantize_model(model)
+    if ok:  # the bf16 projections left (all of them without int8) take the bf16 GEMV at decode sizes
+        switch_linears(model)
     set_int8_activations(model, ok and (int8 if int8_activations is None else int8_activations))
     return ok
