@@ -3,10 +3,11 @@
 //
 // The x rows are converted once into bf16 rows padded with zeros to a multiple of 32 values; an fp32 x is
 // split into hi = bf16(x) and lo = bf16(x - hi), two rows whose results are added (x - hi - lo is below
-// 2^-17 |x|). The weight is streamed once per call: one parallel region over groups of 4 output rows
-// (contiguous ranges per thread, so each thread reads one contiguous stretch of the matrix), and per group
-// the inner loop loads 4 rows x 32 K-values and feeds every x row through vdpbf16ps. x rows come in sets
-// of at most 4 (16 accumulators); a fifth and later x row re-read the group's 4 rows from L1/L2, not DRAM.
+// 2^-16 |x|). The weight is streamed once per call: one parallel region over output rows (contiguous ranges
+// per thread, so each thread reads one contiguous stretch of the matrix). Up to 4 x rows: one weight row at
+// a time, 32 K-values per step, two accumulator sets; more x rows: groups of 4 weight rows, every loaded
+// weight vector used by up to 4 x rows (16 accumulators), a fifth and later x row re-reading the group from
+// L1/L2, not DRAM. While a row (group) is computed, the next one is prefetched into L2.
 // A K that is not a multiple of 32 ends with a masked load (the padded x is zero there).
 //
 // Numerics: bf16 x bf16 products are exact in fp32 and summed in fp32, the bias is added in fp32, and the
@@ -38,48 +39,65 @@ using oss_common::bf16_bits;
 using oss_common::read_float;
 using oss_common::round_bf16;
 
-constexpr int kRows = 4;    // weight rows per group
+constexpr int kRows = 4;    // weight rows per group when more than kTokens x rows share the weight
 constexpr int kTokens = 4;  // x rows per pass over a group
 
 BF_TARGET inline __m512bh as_bh(__m512i v) { return reinterpret_cast<__m512bh>(v); }
 
-// R weight rows (w, row stride K) against T padded bf16 x rows xs[t]: out[t][r] = dot product.
+// One 32-value step at k of R rows x T x rows into acc; meanwhile R cache lines of the next group (`next`,
+// the R rows after these, contiguous in memory) are prefetched into L2, so that group streams in while this
+// one is computed: the hardware prefetchers alone leave the DRAM stream well below the machine's bandwidth.
 template <int R, int T>
-BF_TARGET void bf16_rows(const uint16_t* w, int64_t K, const uint16_t* const* xs, float (*out)[kRows]) {
-  __m512 acc[T][R];
-  for (int t = 0; t < T; ++t)
-    for (int r = 0; r < R; ++r) acc[t][r] = _mm512_setzero_ps();
-  const int64_t body = K / 32 * 32;
-  for (int64_t k = 0; k < body; k += 32) {
-    __m512i wv[R];
-    for (int r = 0; r < R; ++r) wv[r] = _mm512_loadu_si512(w + r * K + k);
-    for (int t = 0; t < T; ++t) {
-      const __m512bh xv = as_bh(_mm512_load_si512(xs[t] + k));
-      for (int r = 0; r < R; ++r) acc[t][r] = _mm512_dpbf16_ps(acc[t][r], xv, as_bh(wv[r]));
-    }
+BF_TARGET __attribute__((always_inline)) inline void step(__m512 (&acc)[T][R], const uint16_t* w, int64_t K,
+                                                          const uint16_t* const* xs, int64_t k, const char* next) {
+  __m512i wv[R];
+  for (int r = 0; r < R; ++r) wv[r] = _mm512_loadu_si512(w + r * K + k);
+  for (int r = 0; r < R; ++r) _mm_prefetch(next + (k / 32 * R + r) * 64, _MM_HINT_T1);
+  for (int t = 0; t < T; ++t) {
+    const __m512bh xv = as_bh(_mm512_load_si512(xs[t] + k));
+    for (int r = 0; r < R; ++r) acc[t][r] = _mm512_dpbf16_ps(acc[t][r], xv, as_bh(wv[r]));
   }
+}
+
+// R weight rows (w, row stride K) against T padded bf16 x rows xs[t]: out[t][r] = dot product. U sets of
+// accumulators take alternate K steps (one row alone would otherwise wait on a single dependency chain).
+template <int R, int T, int U>
+BF_TARGET void bf16_rows(const uint16_t* w, int64_t K, const uint16_t* const* xs, float (*out)[kRows]) {
+  __m512 acc[U][T][R];
+  for (int u = 0; u < U; ++u)
+    for (int t = 0; t < T; ++t)
+      for (int r = 0; r < R; ++r) acc[u][t][r] = _mm512_setzero_ps();
+  const char* next = reinterpret_cast<const char*>(w + R * K);  // prefetching past the end cannot fault
+  const int64_t body = K / 32 * 32;
+  int64_t k = 0;
+  for (; k + 32 * U <= body; k += 32 * U)
+    for (int u = 0; u < U; ++u) step<R, T>(acc[u], w, K, xs, k + 32 * u, next);
+  for (; k < body; k += 32) step<R, T>(acc[0], w, K, xs, k, next);
   if (body < K) {  // masked tail: the weight is not read past its row, the padded x is zero there
     const __mmask32 mask = static_cast<__mmask32>((uint64_t{1} << (K - body)) - 1);
     __m512i wv[R];
     for (int r = 0; r < R; ++r) wv[r] = _mm512_maskz_loadu_epi16(mask, w + r * K + body);
     for (int t = 0; t < T; ++t) {
       const __m512bh xv = as_bh(_mm512_load_si512(xs[t] + body));
-      for (int r = 0; r < R; ++r) acc[t][r] = _mm512_dpbf16_ps(acc[t][r], xv, as_bh(wv[r]));
+      for (int r = 0; r < R; ++r) acc[0][t][r] = _mm512_dpbf16_ps(acc[0][t][r], xv, as_bh(wv[r]));
     }
   }
+  for (int u = 1; u < U; ++u)
+    for (int t = 0; t < T; ++t)
+      for (int r = 0; r < R; ++r) acc[0][t][r] = _mm512_add_ps(acc[0][t][r], acc[u][t][r]);
   for (int t = 0; t < T; ++t)
-    for (int r = 0; r < R; ++r) out[t][r] = _mm512_reduce_add_ps(acc[t][r]);
+    for (int r = 0; r < R; ++r) out[t][r] = _mm512_reduce_add_ps(acc[0][t][r]);
 }
 
 // R rows against n x rows, kTokens at a time.
-template <int R>
+template <int R, int U>
 void bf16_tokens(const uint16_t* w, int64_t K, const uint16_t* const* xs, int64_t n, float (*out)[kRows]) {
   for (int64_t t = 0; t < n; t += kTokens) {
     switch (std::min<int64_t>(kTokens, n - t)) {
-      case 4: bf16_rows<R, 4>(w, K, xs + t, out + t); break;
-      case 3: bf16_rows<R, 3>(w, K, xs + t, out + t); break;
-      case 2: bf16_rows<R, 2>(w, K, xs + t, out + t); break;
-      default: bf16_rows<R, 1>(w, K, xs + t, out + t); break;
+      case 4: bf16_rows<R, 4, U>(w, K, xs + t, out + t); break;
+      case 3: bf16_rows<R, 3, U>(w, K, xs + t, out + t); break;
+      case 2: bf16_rows<R, 2, U>(w, K, xs + t, out + t); break;
+      default: bf16_rows<R, 1, U>(w, K, xs + t, out + t); break;
     }
   }
 }
@@ -143,17 +161,19 @@ at::Tensor bf16_linear(const at::Tensor& x_in, const at::Tensor& weight, const s
   void* yp = y.data_ptr();
   std::vector<const uint16_t*> xs(xr.rows);
   for (int64_t i = 0; i < xr.rows; ++i) xs[i] = xr.row(i);
-  const int64_t groups = (N + kRows - 1) / kRows;
+  // up to kTokens x rows: one weight row at a time (one sequential stream, two accumulator sets); more: groups
+  // of kRows rows, each weight load shared by kTokens x rows (the products, not the loads, bound that case)
+  const int64_t per = xr.rows <= kTokens ? 1 : kRows, groups = (N + per - 1) / per;
   at::parallel_for(0, groups, 16, [&](int64_t begin, int64_t end) {
     std::vector<float> d(xr.rows * kRows);
     auto* dd = reinterpret_cast<float(*)[kRows]>(d.data());
     for (int64_t g = begin; g < end; ++g) {
-      const int64_t n0 = g * kRows, rows = std::min<int64_t>(kRows, N - n0);
+      const int64_t n0 = g * per, rows = std::min<int64_t>(per, N - n0);
       switch (rows) {
-        case 4: bf16_tokens<4>(wp + n0 * K, K, xs.data(), xr.rows, dd); break;
-        case 3: bf16_tokens<3>(wp + n0 * K, K, xs.data(), xr.rows, dd); break;
-        case 2: bf16_tokens<2>(wp + n0 * K, K, xs.data(), xr.rows, dd); break;
-        default: bf16_tokens<1>(wp + n0 * K, K, xs.data(), xr.rows, dd); break;
+        case 4: bf16_tokens<4, 1>(wp + n0 * K, K, xs.data(), xr.rows, dd); break;
+        case 3: bf16_tokens<3, 1>(wp + n0 * K, K, xs.data(), xr.rows, dd); break;
+        case 2: bf16_tokens<2, 1>(wp + n0 * K, K, xs.data(), xr.rows, dd); break;
+        default: bf16_tokens<1, 2>(wp + n0 * K, K, xs.data(), xr.rows, dd); break;
       }
       for (int64_t m = 0; m < M; ++m)
         for (int64_t r = 0; r < rows; ++r) {
