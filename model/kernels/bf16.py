@@ -5,7 +5,7 @@ CPU without AMX; the kernel streams it once per call (one parallel region, AVX51
 sums). It computes what ``F.linear`` computes up to the order of fp32 additions: bf16 products exact in fp32,
 the bias added in fp32, one rounding to the output dtype.
 
-:func:`use_kernel` decides per call which path runs: rows up to :data:`MAX_ROWS` (benchmarks/bf16_gemv.py
+:func:`use_kernel` decides per call which path runs: rows up to :func:`max_rows` (benchmarks/bf16_gemv.py
 measured where the kernel wins), bf16 weights, no autograd. :class:`GemvLinear` is an ``nn.Linear`` that asks
 it on every call; :func:`switch_linears` turns a loaded GptOss's attention projections and unembedding into
 GemvLinear in place (same parameters, same state dict).
@@ -13,15 +13,34 @@ GemvLinear in place (same parameters, same state dict).
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ossagent.model import kernels
 
-#: inputs with at most this many rows take the kernel (benchmarks/bf16_gemv.py: it wins there for every
-#: gpt-oss-20b projection shape)
-MAX_ROWS = 8
+#: without AMX, inputs with at most this many rows take the kernel: benchmarks/bf16_gemv.py measured it ahead of
+#: F.linear for every gpt-oss-20b projection shape at 1, 2, 4, 8 and 16 rows (2.0-2.6x at 1 row, 1.1-1.9x at 16)
+MAX_ROWS = 16
+#: with AMX tiles torch's oneDNN matmul is several times faster once the products, not the weight reads, bound
+#: the call; the kernel keeps only the sizes where reading the weight is all the work (not measured on AMX)
+MAX_ROWS_AMX = 4
+
+
+@functools.cache
+def _has_amx() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return any(line.startswith("flags") and "amx_bf16" in line.split() for line in f)
+    except OSError:
+        return False
+
+
+def max_rows() -> int:
+    """The most rows a call may have to take the kernel on this CPU."""
+    return MAX_ROWS_AMX if _has_amx() else MAX_ROWS
 
 
 def bf16_linear(
@@ -40,7 +59,7 @@ def use_kernel(x: torch.Tensor, weight: torch.Tensor) -> bool:
     return (
         x.dtype == torch.bfloat16
         and weight.dtype == torch.bfloat16
-        and x.numel() <= MAX_ROWS * x.shape[-1]
+        and x.numel() <= max_rows() * x.shape[-1]
         and x.device.type == "cpu"
         and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
         and kernels.available()
