@@ -1,6 +1,7 @@
 """bf16 projections at decode sizes: torch ``F.linear`` against the native ``bf16_linear`` kernel.
 
     .venv/bin/python benchmarks/bf16_gemv.py [--threads 2] [--reps 15] [--rows 1,2,4,8]
+    flock /tmp/ossagent-20b.lock .venv/bin/python benchmarks/bf16_gemv.py --model DIR [--threads 1]
 
 For the gpt-oss-20b shapes (attention q 2880->4096, k and v 2880->512, out 4096->2880, the unembedding
 2880->201088) and M rows of bf16 activations, prints the weight bytes read per second (GB/s) of both, measured
@@ -17,12 +18,14 @@ import os
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ossagent.model import kernels
-from ossagent.model.kernels.bf16 import bf16_linear
+from ossagent.model.kernels.bf16 import GemvLinear, bf16_linear
 
 H, Q, KV, VOCAB = 2880, 4096, 512, 201088
 #: name -> (out features N, in features K, bias)
@@ -72,16 +75,63 @@ def measure(pool: list[tuple[torch.Tensor, torch.Tensor | None]], m: int, reps: 
     return ts, tk
 
 
+def _plain(linear: nn.Linear) -> nn.Linear:
+    plain = nn.Linear(linear.in_features, linear.out_features, bias=linear.bias is not None, device="meta")
+    plain.weight, plain.bias = linear.weight, linear.bias
+    return plain
+
+
+def decode(path: Path, threads: int, steps: int, rounds: int, context: int) -> None:
+    """Decode steps alternating F.linear and the kernel for the switched projections (see the docstring)."""
+    from ossagent.model.engine import Engine
+    from ossagent.model.kernels.accelerate import accelerate
+    from ossagent.model.loader import load_model
+
+    model = load_model(path, device="cpu")
+    accelerate(model, threads=threads)
+    slots = [(parent, name, mod) for parent in model.modules() for name, mod in parent.named_children()
+             if isinstance(mod, GemvLinear)]
+    ways = {"F.linear": [(p, n, _plain(m)) for p, n, m in slots], "kernel": slots}
+    engine = Engine(model, max_len=context + 2 * steps * rounds + 8)
+    gen = torch.Generator().manual_seed(0)
+    logits = engine.prefill(torch.randint(0, model.config.vocab_size, (context,), generator=gen).tolist())
+    times: dict[str, list[float]] = {way: [] for way in ways}
+    load0 = os.getloadavg()[0]
+    for r in range(rounds + 1):  # round 0 warms up
+        for way, mods in ways.items():
+            for parent, name, mod in mods:
+                setattr(parent, name, mod)
+            for _ in range(steps):
+                t0 = time.perf_counter()
+                logits = engine._feed([int(torch.argmax(logits))])
+                if r:
+                    times[way].append(time.perf_counter() - t0)
+    print(f"{model.config.num_hidden_layers} layers, {len(slots)} projections switched, {threads} threads, "
+          f"ctx {context}; load average {load0:.2f} before, {os.getloadavg()[0]:.2f} after")
+    for way, ts in times.items():
+        print(f"{way:9s} ms/token median {statistics.median(ts) * 1e3:7.1f}  best {min(ts) * 1e3:7.1f}")
+    med = {way: statistics.median(ts) for way, ts in times.items()}
+    print(f"speed-up (F.linear / kernel, medians): {med['F.linear'] / med['kernel']:.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=15)
     ap.add_argument("--rows", default="1,2,4,8", help="comma-separated M values")
     ap.add_argument("--shapes", default="", help="substring filter on the shape names")
+    ap.add_argument("--model", type=Path, help="decode steps of this checkpoint instead of single calls")
+    ap.add_argument("--steps", type=int, default=4, help="--model: tokens per round and way")
+    ap.add_argument("--rounds", type=int, default=5, help="--model: rounds")
+    ap.add_argument("--context", type=int, default=256, help="--model: prefill tokens")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if not kernels.load():
         raise SystemExit("native kernels unavailable on this machine")
+    if args.model is not None:
+        with torch.inference_mode():
+            decode(args.model, args.threads, args.steps, args.rounds, args.context)
+        return
     rows = [int(r) for r in args.rows.split(",")]
     gen = torch.Generator().manual_seed(0)
     load0 = os.getloadavg()[0]

@@ -22,7 +22,8 @@ from torch import nn
 from ossagent.model import kernels
 
 #: without AMX, inputs with at most this many rows take the kernel: benchmarks/bf16_gemv.py measured it ahead of
-#: F.linear for every gpt-oss-20b projection shape at 1, 2, 4, 8 and 16 rows (2.0-2.6x at 1 row, 1.1-1.9x at 16)
+#: F.linear for every gpt-oss-20b projection shape at 1, 2, 4, 8 and 16 rows (1 thread, best of 15 calls at load
+#: ~8: 1.7-2.7x at 1 row, 1.1-1.9x at 16)
 MAX_ROWS = 16
 #: with AMX tiles torch's oneDNN matmul is several times faster once the products, not the weight reads, bound
 #: the call; the kernel keeps only the sizes where reading the weight is all the work (not measured on AMX)
