@@ -167,3 +167,30 @@ def test_greedy_tokens_with_the_bf16_kernel_equal_torch() -> None:
     fast = list(Engine(fast_model, chunk_size=24).generate(prompt, params))
     assert fast == plain
     assert max_rows() < 24 and any(took_kernel) and not all(took_kernel)  # decode took the kernel, not prefill
+
+
+def test_batched_greedy_tokens_with_the_bf16_kernel_equal_torch() -> None:
+    """Batched decoding feeds up to 4 rows per step to the kernel; every sequence's greedy tokens equal those
+    of the plain torch model, batched the same way."""
+    from ossagent.model.batch import BatchEngine
+    from ossagent.model.engine import Engine, SamplingParams
+    from ossagent.model.kernels.accelerate import accelerate
+    from tests.model.test_fast_paths import TINY, _tiny
+
+    gen = torch.Generator().manual_seed(8)
+    prompts = [torch.randint(0, TINY.vocab_size, (n,), generator=gen).tolist() for n in (5, 11, 17, 23)]
+    params = SamplingParams(max_tokens=12, temperature=0.0)
+
+    def run(model: torch.nn.Module) -> list[list[int]]:
+        batch = BatchEngine(Engine(model, chunk_size=32), kv_memory=1 << 26, max_batch=4, prefill_tokens=32)
+        return batch.run([batch.generate(p, params) for p in prompts])
+
+    plain = run(_tiny(2))
+    fast_model = _tiny(2)
+    assert accelerate(fast_model)
+    rows: list[int] = []
+    fast_model.unembedding.register_forward_hook(
+        lambda mod, args, out: rows.append(args[0].reshape(-1, args[0].shape[-1]).shape[0])
+        if use_kernel(args[0], mod.weight) else None)
+    assert run(fast_model) == plain
+    assert max(rows) == 4  # four sequences decoded in one call on the kernel
