@@ -31,6 +31,7 @@ import torch
 
 SOURCE = Path(__file__).resolve().parent / "csrc" / "ossagent_kernels.cpp"
 Q8_SOURCE = SOURCE.with_name("q8_kernels.cpp")  # int8-activation kernels, compiled into the same library
+BF16_SOURCE = SOURCE.with_name("bf16_kernels.cpp")  # bf16 GEMV for decode-sized projections, same library
 DEFAULT_CACHE = Path.home() / ".cache" / "ossagent" / "kernels"
 
 
@@ -104,7 +105,7 @@ def required_standard(include_dirs: list[str]) -> str:
 def _key(cxx: str) -> tuple[str, str]:
     """(hash of source + torch + compiler + python, compiler's first version line)."""
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=False).stdout
-    key = hashlib.sha256(b"".join(p.read_bytes() for p in (SOURCE, Q8_SOURCE)) + torch.__version__.encode() + version.encode()
+    key = hashlib.sha256(b"".join(p.read_bytes() for p in (SOURCE, Q8_SOURCE, BF16_SOURCE)) + torch.__version__.encode() + version.encode()
                          + sys.version.encode()).hexdigest()[:16]
     return key, (version.splitlines() or [cxx])[0]
 
@@ -115,7 +116,7 @@ def _command(cxx: str, std: str) -> list[str]:
     abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
     cmd = [cxx, "-O3", f"-std={std}", "-shared", "-fPIC", "-fopenmp", "-DNDEBUG", f"-D_GLIBCXX_USE_CXX11_ABI={abi}"]
     cmd += [f"-I{p}" for p in cpp_extension.include_paths()]
-    cmd += [str(SOURCE), str(Q8_SOURCE)]
+    cmd += [str(SOURCE), str(Q8_SOURCE), str(BF16_SOURCE)]
     lib_dirs = cpp_extension.library_paths()
     cmd += [f"-L{p}" for p in lib_dirs] + [f"-Wl,-rpath,{p}" for p in lib_dirs]
     return [*cmd, "-lc10", "-ltorch_cpu", "-ltorch"]
@@ -165,7 +166,9 @@ def _compile(cmd: list[str], target: Path) -> None:
         if res.returncode != 0:
             output = (res.stderr + "\n" + res.stdout).strip()
             if is_diagnostic(res.returncode, output):
-                raise CompileError(f"compiling the kernels failed: {output[-2000:]}")
+                errors = "\n".join(ln for ln in output.splitlines()  # not the torch headers' warnings
+                                   if "error" in ln or "undefined reference" in ln)
+                raise CompileError(f"compiling the kernels failed: {(errors or output)[-2000:]}")
             raise RuntimeError(f"compiling the kernels did not finish: {_machine_cause(res.returncode, output)}")
         os.replace(tmp, target)
     finally:
