@@ -81,7 +81,8 @@ def venv_with_torch(cache: Path, version: str) -> Path:
 def install_checkout(python: Path) -> None:
     """This checkout and its dependencies, against the venv's torch (pip leaves that torch alone: it fits)."""
     t = time.perf_counter()
-    pip(python, "install", "-e", str(REPO), "pytest>=8", "pytest-timeout>=2.3")
+    # transformers: the kernel tests compare the MXFP4 dequant with its converter too
+    pip(python, "install", "-e", str(REPO), "pytest>=8", "pytest-timeout>=2.3", "transformers>=4.55")
     say(f"ossagent installed from {REPO} in {time.perf_counter() - t:.0f} s")
 
 
