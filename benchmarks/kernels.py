@@ -7,7 +7,7 @@ its best call, so both see the same machine; the ratio is old time / new time (>
 "from DRAM" rows cycle over a weight pool larger than the L3, so every call streams its weights from memory.
 GB/s counts the packed weight bytes a call reads (MXFP4: 17 bytes per 32 weights; int8: 1 byte per weight).
 The bf16 GEMV row compares oneDNN's ``F.linear`` for one row (the bf16 attention and unembedding before)
-with the native ``bf16_gemv`` (``GemvLinear``). The MoE rows run a whole layer's experts for T tokens (top-4 of 48 random experts per token): the old path
+with the native ``bf16_linear`` (``kernels.bf16.GemvLinear``). The MoE rows run a whole layer's experts for T tokens (top-4 of 48 random experts per token): the old path
 is ``native_expert_mlp`` with bf16 activations (one fused call for one token; for more, the pair GEMV for
 experts with <= 2 tokens and dequantise + bf16 matmul for the rest), the new one the grouped int8 kernel.
 The load average is printed with the table: the machine is shared, and a call longer than a scheduler time
@@ -135,7 +135,7 @@ def main() -> None:
 
     wb = [torch.randn(5120, H, generator=g).to(torch.bfloat16) for _ in range(24)]  # 24 x 29.5 MB
     add("bf16 GEMV 5120x2880 (qkv size), DRAM; old: F.linear", lambda i: F.linear(x, wb[i % 24]),
-        lambda i: ops.bf16_gemv(x, wb[(i + 12) % 24], None), 5120 * H * 2)
+        lambda i: ops.bf16_linear(x, wb[(i + 12) % 24], None, x.dtype), 5120 * H * 2)
 
     load1 = os.getloadavg()
     clock = "CPU time of the thread" if args.cpu_time else "wall time"

@@ -10,39 +10,6 @@ from torch import nn
 from ossagent.model import kernels
 from ossagent.model.kernels.threads import follow_load
 
-#: bf16 inputs with at most this many rows use the native bf16 GEMV in GemvLinear
-GEMV_MAX_ROWS = 4
-
-
-class GemvLinear(nn.Linear):
-    """An ``nn.Linear`` whose bf16 decode rows (at most GEMV_MAX_ROWS) go through the native bf16 GEMV, which
-    streams and prefetches the weights (oneDNN's M=1 GEMV reads them at about half the speed on one core and
-    opens a parallel region that stalls when the machine is busy). Each output is rounded once from its fp32
-    sum, as F.linear does; only the order of the fp32 additions differs. Other inputs take ``F.linear``."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = x.numel() // self.in_features if self.in_features else 0
-        if (rows > GEMV_MAX_ROWS or x.dtype != torch.bfloat16 or self.weight.dtype != torch.bfloat16
-                or x.device.type != "cpu" or torch.is_grad_enabled() or not kernels.available()
-                or self.in_features % 32):
-            return super().forward(x)
-        y = torch.ops.ossagent_kernels.bf16_gemv(x.reshape(rows, self.in_features), self.weight, self.bias)
-        return y.reshape(*x.shape[:-1], self.out_features)
-
-
-def use_gemv_linears(model: nn.Module) -> int:
-    """Make the attention projections and the unembedding of a GptOss :class:`GemvLinear` in place (plain
-    ``nn.Linear`` modules only; their parameters are kept). Returns how many were switched."""
-    targets = [(b.get_submodule("attn"), n) for b in model.get_submodule("blocks").children()
-               for n in ("q", "k", "v", "out")]
-    switched = 0
-    for parent, name in [*targets, (model, "unembedding")]:
-        mod = getattr(parent, name)
-        if type(mod) is nn.Linear:
-            mod.__class__ = GemvLinear
-            switched += 1
-    return switched
-
 
 def set_int8_activations(model: nn.Module, on: bool) -> int:
     """Let decode-sized calls of the MXFP4 experts and of the 8-bit projections quantise their activations to
@@ -63,7 +30,7 @@ def accelerate(
     int8_activations: bool | None = None,
 ) -> bool:
     """Use the native MXFP4 expert kernels (built on first use), the native bf16 GEMV for the attention
-    projections' and unembedding's decode rows (:class:`GemvLinear`) and, with ``int8``, 8-bit attention and
+    projections' and unembedding's decode rows (:class:`~ossagent.model.kernels.bf16.GemvLinear`) and, with ``int8``, 8-bit attention and
     unembedding weights. ``threads`` None makes the model's calls pick torch's thread count from the machine's
     load (ossagent.model.kernels.threads); a number sets it once. ``int8_activations``: decode-sized calls
     quantise their activations to int8 per 32-value block and use VNNI integer dot products (as llama.cpp's
@@ -74,6 +41,7 @@ def accelerate(
     when the native kernels are in use; False means the pure-torch path (a warning said why). Only CPU models
     are changed."""
     from ossagent.model.gpt_oss import GptOss
+    from ossagent.model.kernels.bf16 import switch_linears
     from ossagent.model.kernels.moe import native_expert_mlp
     from ossagent.model.quant8 import quantize_model
 
@@ -88,9 +56,9 @@ def accelerate(
     ok = kernels.load(cache_dir)
     if ok and model.blocks[0].mlp.experts.quantized:  # type: ignore[union-attr]
         model.set_expert_kernel(native_expert_mlp)
-    if ok:
-        use_gemv_linears(model)
     if int8:
         quantize_model(model, int8_activations=False)
+    if ok:  # the bf16 projections left (all of them without int8) take the bf16 GEMV at decode sizes
+        switch_linears(model)
     set_int8_activations(model, ok and (int8 if int8_activations is None else int8_activations))
     return ok

@@ -17,21 +17,15 @@ from typing import Any
 
 from scripts.demo.evalsuite import suite
 from scripts.demo.tasks import EFFORTS, Task, make_task
+from scripts.demo.wordings import spelled
 
 SEED = "paraphrase:1"
-_SMALL = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
-          "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
-_TENS = ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
-
-
 def words(n: int) -> str:
     """0..999 in English words."""
-    if n < 20:
-        return _SMALL[n]
     if n < 100:
-        return _TENS[n // 10] + ("" if n % 10 == 0 else "-" + _SMALL[n % 10])
+        return spelled(n)
     rest = n % 100
-    return f"{_SMALL[n // 100]} hundred" + ("" if rest == 0 else f" and {words(rest)}")
+    return f"{spelled(n // 100)} hundred" + ("" if rest == 0 else f" and {spelled(rest)}")
 
 
 # (name, template, tool named): {e} is the expression as the number style writes it

@@ -31,6 +31,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from scripts.demo import wordings
+
 FAMILIES = ("python", "files", "browser", "json", "function")
 EFFORTS = ("low", "medium", "high")
 
@@ -105,44 +107,7 @@ def _think(rng: random.Random, effort: str, low: str, medium: str, high: str) ->
 
 # --------------------------------------------------------------------------------------------- python
 
-WORDINGS = ("trained", "varied")
-# wording="varied" (not used by the shipped model): half the python questions are asked in other ways (other verbs,
-# word orders, politeness, operators written compactly, as x and minus signs or in words, lists without brackets),
-# so a model does not depend on a handful of phrasings. None is a sentence of the held-out paraphrase suite
-# (scripts/demo/paraphrase.py); numbers spelled in words and operations said in English ("the product of ...")
-# stay held out entirely. The gold program always writes the expression in python, so the model learns to map.
-_VARIED_EXPR = ["Determine {e}.", "Tell me the value of {e}.", "Solve {e}.", "How much does {e} come to?",
-                "{e}: what is the result?", "Kindly work {e} out for me.", "Please, what is {e}?",
-                "Can you evaluate {e}?", "Compute {e} in python and tell me the answer.", "I would like to know {e}.",
-                "Result of {e}?", "Could you find {e}, thanks?", "Hi! What do you get for {e}?",
-                "Get python to compute {e}."]
-_VARIED_LIST = ["Tell me the {w} of {xs}.", "{xs} - what is their {w}?", "Please compute the {w} of {xs}.",
-                "What's the {w} of the numbers {xs}?", "Use the python tool to find the {w} of {xs}.",
-                "Numbers: {xs}. I need the {w}."]
-_VARIED_LIST_WORDS = {"mean": ["mean", "average"], "sum": ["sum", "total"], "max": ["maximum", "largest value", "max"]}
-
-
-def _varied_expr(rng: random.Random, expr: str) -> str:
-    """Another question for ``expr`` (``a op b * c`` or ``(a op b) * c``), its operators in another style."""
-    style = rng.choice(["plain", "compact", "unicode", "words"])
-    if style == "compact":
-        expr = expr.replace(" ", "")
-    elif style == "unicode":
-        expr = expr.replace(" * ", " × ").replace(" - ", " − ")
-    elif style == "words":
-        expr = expr.replace(" * ", " times ").replace(" + ", " plus ").replace(" - ", " minus ")
-    return rng.choice(_VARIED_EXPR).format(e=expr)
-
-
-def _varied_list(rng: random.Random, xs: list[int], kind: str) -> str:
-    style = rng.choice(["brackets", "comma", "and", "spaces", "semicolons"])
-    listed = {"brackets": "[" + ",".join(map(str, xs)) + "]", "comma": ", ".join(map(str, xs)),
-              "and": ", ".join(map(str, xs[:-1])) + f" and {xs[-1]}", "spaces": " ".join(map(str, xs)),
-              "semicolons": "; ".join(map(str, xs))}[style]
-    return rng.choice(_VARIED_LIST).format(w=rng.choice(_VARIED_LIST_WORDS[kind]), xs=listed)
-
-
-def _python_task(rng: random.Random, effort: str, split: str, wording: str = "trained") -> Task:
+def _python_task(rng: random.Random, effort: str, split: str, mix: float = 0.0) -> Task:
     kind = rng.choice(["expr", "expr", "mean", "sum", "max"])
     if kind == "expr":
         a, b, c = rng.randint(12, 999), rng.randint(3, 99), rng.randint(1, 999)
@@ -157,8 +122,8 @@ def _python_task(rng: random.Random, effort: str, split: str, wording: str = "tr
                 f"I need the value of {expr}.",
             ]
         )
-        if wording == "varied" and rng.random() < 0.5:
-            user = _varied_expr(rng, expr)
+        if mix and rng.random() < mix:
+            user = wordings.expr_question(rng, a, op, b, c, expr.startswith("("))
         code = f'print("The answer is", {expr})'
         what = f"the value of {expr}"
     else:
@@ -172,8 +137,8 @@ def _python_task(rng: random.Random, effort: str, split: str, wording: str = "tr
                 f"Find the {word} of {listed}.",
             ]
         )
-        if wording == "varied" and rng.random() < 0.5:
-            user = _varied_list(rng, xs, kind)
+        if mix and rng.random() < mix:
+            user = wordings.list_question(rng, xs, kind)
         fn = {"mean": "sum(xs) / len(xs)", "sum": "sum(xs)", "max": "max(xs)"}[kind]
         code = f'xs = {listed}\nprint("The answer is", {fn})'
         what = f"the {word} of the list"
@@ -209,7 +174,7 @@ def _py_value(code: str) -> str:
 # ---------------------------------------------------------------------------------------------- files
 
 
-def _files_task(rng: random.Random, effort: str, split: str) -> Task:
+def _files_task(rng: random.Random, effort: str, split: str, mix: float = 0.0) -> Task:
     projects = rng.sample(_PROJECTS, 4)
     target = projects[0]
     names = _split_pool(_FIRST, split)
@@ -237,6 +202,8 @@ def _files_task(rng: random.Random, effort: str, split: str) -> Task:
             f"{ask} the {target} project? Check the workspace.",
         ]
     )
+    if mix and rng.random() < mix:
+        user = wordings.files_question(rng, key, target)
     fname = f"{target}_plan.txt"
     label = key.capitalize()
     steps = [
@@ -296,7 +263,7 @@ def _town_page(rng: random.Random, town: str, split: str) -> tuple[str, dict[str
     return "\n\n".join([intro, *lines]), facts
 
 
-def _browser_task(rng: random.Random, effort: str, split: str) -> Task:
+def _browser_task(rng: random.Random, effort: str, split: str, mix: float = 0.0) -> Task:
     towns = rng.sample(_split_pool(_TOWNS, split), 3)
     pages: dict[str, tuple[str, str]] = {}
     facts: dict[str, dict[str, str]] = {}
@@ -312,6 +279,8 @@ def _browser_task(rng: random.Random, effort: str, split: str) -> Task:
         "river": f"Which river does {target} lie on?",
     }[key]
     user = rng.choice([q, f"Search the local site: {q}", f"{q} Use the browser and cite your source."])
+    if mix and rng.random() < mix:
+        user = wordings.browser_question(rng, key, target)
     pattern = {"founded": "founded", "population": "inhabitants", "mayor": "led by", "river": "lies on"}[key]
     query = {"founded": "founding", "population": "population", "mayor": "mayor", "river": "river"}[key]
     steps = [
@@ -370,7 +339,7 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
 }
 
 
-def _json_task(rng: random.Random, effort: str, split: str) -> Task:
+def _json_task(rng: random.Random, effort: str, split: str, mix: float = 0.0) -> Task:
     names = _split_pool(_FIRST, split)
     kind = rng.choice(list(_SCHEMAS))
     if kind == "person":
@@ -383,6 +352,8 @@ def _json_task(rng: random.Random, effort: str, split: str) -> Task:
     text = ", ".join(parts)
     user = rng.choice([f"Extract the details: {text}.", f"Turn this record into JSON: {text}.",
                        f"Parse this record: {text}.", f"Fill the {kind} schema from: {text}."])
+    if mix and rng.random() < mix:
+        user = wordings.json_question(rng, text)
     steps = [
         Step(
             "analysis",
@@ -431,7 +402,7 @@ FUNCTIONS = {
 }
 
 
-def _function_task(rng: random.Random, effort: str, split: str) -> Task:
+def _function_task(rng: random.Random, effort: str, split: str, mix: float = 0.0) -> Task:
     fn = rng.choice(list(FUNCTIONS.values()))
     if fn.name == "get_weather":
         arg = rng.choice(_CITIES)
@@ -447,6 +418,8 @@ def _function_task(rng: random.Random, effort: str, split: str) -> Task:
         out = json.loads(fn.impl(args))
         answer = f'There are {out["in_stock"]} units of "{arg}" in stock.'
         expected = (str(out["in_stock"]),)
+    if mix and rng.random() < mix:
+        user = wordings.function_question(rng, fn.name, arg)
     steps = [
         Step(
             "analysis",
@@ -477,26 +450,30 @@ _BUILDERS = {
 }
 
 
-def make_task(family: str, effort: str, rng: random.Random, split: str = "train", wording: str = "trained") -> Task:
-    """One task; ``wording="varied"`` asks python tasks in more ways (see ``_VARIED_EXPR``)."""
+def make_task(family: str, effort: str, rng: random.Random, split: str = "train", wording: str = "fixed",
+              mix: float = 0.5) -> Task:
+    """One task; ``wording="varied"`` asks it in another way (:mod:`scripts.demo.wordings`) with probability
+    ``mix``. The fixed wording draws nothing for it, so the shipped data does not change."""
     if family not in _BUILDERS:
         raise ValueError(f"unknown family {family!r}; choose from {', '.join(FAMILIES)}")
     if effort not in EFFORTS:
         raise ValueError(f"unknown reasoning effort {effort!r}; choose from {', '.join(EFFORTS)}")
-    if wording not in WORDINGS:
-        raise ValueError(f"unknown wording {wording!r}; choose from {', '.join(WORDINGS)}")
-    task = _python_task(rng, effort, split, wording) if family == "python" else _BUILDERS[family](rng, effort, split)
+    if wording not in wordings.WORDINGS:
+        raise ValueError(f"unknown wording {wording!r}; choose from {', '.join(wordings.WORDINGS)}")
+    if not 0.0 <= mix <= 1.0:
+        raise ValueError(f"wording mix {mix} is not a share between 0 and 1")
+    task = _BUILDERS[family](rng, effort, split, mix if wording == "varied" else 0.0)
     task.date = (datetime.date(2025, 1, 1) + datetime.timedelta(days=rng.randrange(4 * 365))).isoformat()
     return task
 
 
-def generate(n: int, seed: int, split: str = "train", wording: str = "trained") -> Iterator[Task]:
-    """``n`` tasks cycling through every (family, effort) pair, reproducible from ``seed`` (and ``wording``)."""
+def generate(n: int, seed: int, split: str = "train", wording: str = "fixed", mix: float = 0.5) -> Iterator[Task]:
+    """``n`` tasks cycling through every (family, effort) pair, reproducible from ``seed`` (and the wording)."""
     rng = random.Random(f"{split}:{seed}")
     pairs = [(f, e) for f in FAMILIES for e in EFFORTS]
     for i in range(n):
         f, e = pairs[i % len(pairs)]
-        yield make_task(f, e, rng, split, wording)
+        yield make_task(f, e, rng, split, wording, mix)
 
 
 def vocabulary_pieces() -> list[str]:

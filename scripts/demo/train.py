@@ -36,7 +36,7 @@ import json
 import math
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ from scripts.demo import mxfp4
 from scripts.demo.realgen import gold_sequence
 from scripts.demo.tasks import generate, vocabulary_pieces
 from scripts.demo.tinymodel import Shape, TinyGptOss, _rope, yarn_cos_sin
+from scripts.demo.wordings import WORDINGS
 
 VOCAB = 201088
 
@@ -80,6 +81,8 @@ class DemoConfig:
     copy_until: float = 1.0  # ... until their mean loss over 10 steps is below this: induction has formed
     copy_batch: int = 32
     eval_every: int = 250  # teacher-forced accuracy on held-out transcripts every this many steps (0: never)
+    wording: str = "fixed"  # fixed: the generator's own questions; varied: see scripts/demo/wordings.py ...
+    wording_mix: float = 0.5  # ... which asks this share of the tasks in another way
 
 
 PRESETS = {
@@ -124,15 +127,15 @@ def hf_config(cfg: DemoConfig, vocab: int = VOCAB) -> dict[str, Any]:
     }
 
 
-def _gold_shard(args: tuple[int, int, int, int, bool]) -> list[tuple[int, list[int], list[bool]]]:
+def _gold_shard(args: tuple[int, int, str, float, int, int, bool]) -> list[tuple[int, list[int], list[bool]]]:
     """Gold transcripts of the training tasks whose index is ``k`` modulo ``workers`` (one process's share)."""
-    n_tasks, seed, k, workers, log = args
+    n_tasks, seed, wording, mix, k, workers, log = args
     from ossagent.model.tokenizer import o200k_harmony
 
     enc = o200k_harmony()
     out = []
     t0 = time.time()
-    for i, task in enumerate(generate(n_tasks, seed, "train")):
+    for i, task in enumerate(generate(n_tasks, seed, "train", wording, mix)):
         if i % workers != k:
             continue
         toks, mask, result = gold_sequence(task, enc)
@@ -154,7 +157,7 @@ def build_data(cfg: DemoConfig, log: bool = False) -> tuple[list[tuple[list[int]
 
     enc = o200k_harmony()
     workers = max(1, cfg.threads)
-    shards = [(cfg.n_tasks, cfg.seed, k, workers, log and k == 0) for k in range(workers)]
+    shards = [(cfg.n_tasks, cfg.seed, cfg.wording, cfg.wording_mix, k, workers, log and k == 0) for k in range(workers)]
     if workers == 1:
         parts = [_gold_shard(shards[0])]
     else:
@@ -326,8 +329,8 @@ def _epoch_order(data: list[tuple[list[int], list[bool]]], batch: int, rng: rand
 
 def cached_data(cfg: DemoConfig, cache: Path | None, log: bool = False
                 ) -> tuple[list[tuple[list[int], list[bool]]], list[int]]:
-    """:func:`build_data`, stored in ``cache`` (a JSON file keyed by the task count and seed) when given."""
-    key = {"n_tasks": cfg.n_tasks, "seed": cfg.seed, "version": 7}  # bump when the generated data changes
+    """:func:`build_data`, stored in ``cache`` (a JSON file keyed by what the data depends on) when given."""
+    key = data_key(cfg)
     if cache is not None and cache.exists():
         blob = json.loads(cache.read_text())
         if blob["key"] == key:
@@ -336,6 +339,14 @@ def cached_data(cfg: DemoConfig, cache: Path | None, log: bool = False
     if cache is not None:
         cache.write_text(json.dumps({"key": key, "used": used, "data": [(t, [int(x) for x in m]) for t, m in data]}))
     return data, used
+
+
+def data_key(cfg: DemoConfig) -> dict[str, Any]:
+    """What the generated transcripts depend on (bump ``version`` when the generator changes)."""
+    key: dict[str, Any] = {"n_tasks": cfg.n_tasks, "seed": cfg.seed, "version": 7, "wording": cfg.wording}
+    if cfg.wording != "fixed":
+        key["wording_mix"] = cfg.wording_mix
+    return key
 
 
 def load_init(model: TinyGptOss, folder: Path, used: list[int]) -> None:
@@ -543,10 +554,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--save-every", type=int, default=0, help="also save the checkpoint every N steps")
     ap.add_argument("--stop-at", type=int, help="stop after this many steps (same schedule; to check a prefix)")
     ap.add_argument("--init", type=Path, help="start from this checkpoint (a second stage)")
+    ap.add_argument("--wording", choices=WORDINGS, help="fixed (the generator's questions) or varied")
+    ap.add_argument("--wording-mix", type=float, help="with --wording varied: the share of tasks asked another way")
+    ap.add_argument("--lr", type=float, help="override the preset's peak learning rate")
+    ap.add_argument("--threads", type=int, help="override the preset's thread (and data worker) count")
     args = ap.parse_args(argv)
     cfg = PRESETS[args.preset]
-    if args.steps is not None:
-        cfg = DemoConfig(**{**asdict(cfg), "steps": args.steps})
+    overrides = {"steps": args.steps, "wording": args.wording, "wording_mix": args.wording_mix, "lr": args.lr,
+                 "threads": args.threads}
+    cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+    if not 0.0 <= cfg.wording_mix <= 1.0:
+        ap.error(f"--wording-mix {cfg.wording_mix} is not a share between 0 and 1")
+    if cfg.threads < 1:
+        ap.error("--threads must be at least 1")
     if args.data_only:
         data, used = cached_data(cfg, args.data_cache, log=True)
         print(f"{len(data)} transcripts, {sum(len(t) for t, _ in data)} tokens, {len(used)} distinct ids")

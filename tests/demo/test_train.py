@@ -211,3 +211,32 @@ def test_copy_rows_repeat_their_span_and_listed_rows_separate_items_by_one_token
             assert mask == [i > second for i in range(len(toks))]  # loss on the repeat only
             if listed:
                 assert len(set(span[1::2])) == 1 and len(span) % 2 == 1  # item, comma, item, ..., item
+
+
+def test_wording_flags_reach_the_config_and_the_data_cache_key(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+    from dataclasses import replace
+
+    from scripts.demo.train import cached_data, data_key, main
+
+    cfg = replace(PRESETS["micro"], n_tasks=5, threads=1)
+    assert data_key(cfg) == {"n_tasks": 5, "seed": 0, "version": 7, "wording": "fixed"}
+    varied = replace(cfg, wording="varied", wording_mix=1.0)
+    assert data_key(varied) == {**data_key(cfg), "wording": "varied", "wording_mix": 1.0}
+    assert data_key(replace(varied, wording_mix=0.3)) != data_key(varied)
+    cache = tmp_path / "data.json"
+    fixed_data = cached_data(cfg, cache)
+    assert json.loads(cache.read_text())["key"] == data_key(cfg)
+    varied_data = cached_data(varied, cache)  # another key: built again, not the fixed data
+    assert varied_data != fixed_data and json.loads(cache.read_text())["key"] == data_key(varied)
+    assert cached_data(varied, cache) == varied_data
+    assert main(["--preset", "micro", "--wording", "varied", "--wording-mix", "1", "--threads", "1", "--lr", "0.01",
+                 "--data-only", "--data-cache", str(tmp_path / "cli.json")]) == 0
+    key = json.loads((tmp_path / "cli.json").read_text())["key"]
+    assert key == {**data_key(PRESETS["micro"]), "wording": "varied", "wording_mix": 1.0}
+    for bad in (["--wording-mix", "1.5"], ["--threads", "0"], ["--wording", "loose"]):
+        with pytest.raises(SystemExit) as exc:
+            main(["--preset", "micro", "--data-only", *bad])
+        assert exc.value.code == 2
+    assert "not a share between 0 and 1" in capsys.readouterr().err

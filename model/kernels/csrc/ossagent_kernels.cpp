@@ -40,7 +40,7 @@ float read_float(const at::Tensor& t, int64_t i) {
 }
 
 // fp32 -> nearest bf16 (ties to even), as torch rounds; NaN stays NaN.
-inline float round_bf16(float f) {
+float round_bf16(float f) {  // not inline: bf16_kernels.cpp links to it (inlined here all the same)
   uint32_t u;
   std::memcpy(&u, &f, 4);
   if ((u & 0x7F800000u) == 0x7F800000u && (u & 0x7FFFFFu)) return f;

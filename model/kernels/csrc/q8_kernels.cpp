@@ -8,8 +8,6 @@
 //  * mxfp4_moe_q8  : a layer's whole MoE for a few tokens: every (token, expert) pair in one parallel region
 //                    per projection, each touched expert's rows read once for all the tokens routed to it.
 //  * int8_gemv_q8  : int8 weight rows (one fp32 scale per row, quant8.py) x int8 activations.
-//  * bf16_gemv     : bf16 weight rows x bf16 activations (vdpbf16ps), the attention and unembedding decode
-//                    rows of the bf16 configuration in place of oneDNN's M=1 GEMV (see GemvLinear).
 //
 // vpdpbusd multiplies unsigned by signed bytes: the weights are made unsigned by an offset whose contribution
 // is known from the activation alone and removed exactly (see Q8Chunk).
@@ -509,75 +507,6 @@ at::Tensor int8_gemv_q8(const at::Tensor& x, const at::Tensor& weight, const at:
   return y;
 }
 
-// R bf16 rows [R, K] against T bf16 activation rows (K % 32 == 0): out[t][r] = dot, exact products, fp32 sums.
-template <int R, int T>
-Q8_TARGET void bf16_rows(const uint16_t* w, int64_t K, const uint16_t* const* xs, float (*out)[R]) {
-  __m512 acc[T][R];
-  for (int t = 0; t < T; ++t)
-    for (int r = 0; r < R; ++r) acc[t][r] = _mm512_setzero_ps();
-  for (int64_t k = 0; k < K; k += 32) {
-    __m512bh wv[R];
-    for (int r = 0; r < R; ++r) {
-      _mm_prefetch(reinterpret_cast<const char*>(w + R * K + (k * R + r * 32)), _MM_HINT_T0);  // next R rows
-      wv[r] = reinterpret_cast<__m512bh>(_mm512_loadu_si512(w + r * K + k));
-    }
-    for (int t = 0; t < T; ++t) {
-      const __m512bh xv = reinterpret_cast<__m512bh>(_mm512_loadu_si512(xs[t] + k));
-      for (int r = 0; r < R; ++r) acc[t][r] = _mm512_dpbf16_ps(acc[t][r], wv[r], xv);
-    }
-  }
-  for (int t = 0; t < T; ++t)
-    for (int r = 0; r < R; ++r) out[t][r] = _mm512_reduce_add_ps(acc[t][r]);
-}
-
-template <int R>
-void bf16_tokens(const uint16_t* w, int64_t K, const uint16_t* const* xs, int64_t n, float (*out)[R]) {
-  for (int64_t t = 0; t < n; t += 2) {
-    if (n - t >= 2)
-      bf16_rows<R, 2>(w, K, xs + t, out + t);
-    else
-      bf16_rows<R, 1>(w, K, xs + t, out + t);
-  }
-}
-
-// out[0..count) = bf16(v + bias) (count <= 4), rounded to nearest even as torch does (fp32 denormals -> 0).
-Q8_TARGET void store_bf16(const float* v, const Bias4& b, int64_t n, int count, uint16_t* out) {
-  const __mmask8 k = static_cast<__mmask8>((1u << count) - 1);
-  __m128 x = _mm_maskz_loadu_ps(k, v);
-  if (b.f || b.h) {
-    float bias[4] = {0, 0, 0, 0};
-    for (int i = 0; i < count; ++i) bias[i] = b.one(n + i);
-    x = _mm_add_ps(x, _mm_loadu_ps(bias));
-  }
-  _mm_mask_storeu_epi16(out, k, reinterpret_cast<__m128i>(_mm_cvtneps_pbh(x)));
-}
-
-// x [M, K] bf16 (K % 32 == 0), weight [N, K] bf16, bias [N] (bf16 or fp32) or None -> y [M, N] bf16: F.linear
-// for decode rows, each output rounded once from its fp32 sum (as oneDNN does; only the order of the fp32
-// additions differs), the weights streamed 4 rows at a time and prefetched.
-at::Tensor bf16_gemv(const at::Tensor& x, const at::Tensor& weight, const std::optional<at::Tensor>& bias) {
-  TORCH_CHECK(weight.scalar_type() == at::kBFloat16 && weight.dim() == 2 && weight.is_contiguous(),
-              "bf16_gemv: weight must be contiguous bf16 [N, K]");
-  const int64_t N = weight.size(0), K = weight.size(1), M = x.size(0);
-  TORCH_CHECK(K % 32 == 0, "bf16_gemv: K must be a multiple of 32");
-  TORCH_CHECK(x.dim() == 2 && x.size(1) == K && x.scalar_type() == at::kBFloat16,
-              "bf16_gemv: x must be bf16 [M, K] with K = ", K);
-  const at::Tensor b = checked_bias(bias, N, "bf16_gemv");
-  const at::Tensor xc = x.contiguous();
-  std::vector<const uint16_t*> xs(M);
-  for (int64_t m = 0; m < M; ++m) xs[m] = reinterpret_cast<const uint16_t*>(xc.data_ptr()) + m * K;
-  const uint16_t* wp = reinterpret_cast<const uint16_t*>(weight.data_ptr());
-  at::Tensor y = at::empty({M, N}, x.options());
-  uint16_t* yp = reinterpret_cast<uint16_t*>(y.data_ptr());
-  const Bias4 bias4(b);
-  over_row_groups(N, M, [&](int64_t n0, float (*d)[4]) { bf16_tokens<4>(wp + n0 * K, K, xs.data(), M, d); },
-                  [&](int64_t n, float (*d)[1]) { bf16_tokens<1>(wp + n * K, K, xs.data(), M, d); },
-                  [&](int64_t m, int64_t n, int count, const float* v) {
-                    store_bf16(v, bias4, n, count, yp + m * N + n);
-                  });
-  return y;
-}
-
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(ossagent_kernels, m) {
@@ -587,5 +516,4 @@ TORCH_LIBRARY_FRAGMENT(ossagent_kernels, m) {
         "Tensor bias2, Tensor expert_ids, Tensor weights, float alpha, float limit) -> Tensor",
         &mxfp4_moe_q8);
   m.def("int8_gemv_q8(Tensor x, Tensor weight, Tensor scale, Tensor? bias) -> Tensor", &int8_gemv_q8);
-  m.def("bf16_gemv(Tensor x, Tensor weight, Tensor? bias) -> Tensor", &bf16_gemv);
 }
