@@ -24,7 +24,8 @@ from speed import tokens  # benchmarks/ is on sys.path when run as a script
 from torch.profiler import ProfilerActivity, profile
 
 from ossagent.model.engine import Engine
-from ossagent.model.kernels.accelerate import GemvLinear, accelerate, set_int8_activations
+from ossagent.model.kernels.accelerate import accelerate, set_int8_activations
+from ossagent.model.kernels.bf16 import GemvLinear
 from ossagent.model.loader import load_model
 
 CONFIGS = {  # (native bf16 GEMV, int8 expert activations): name
