@@ -7,7 +7,8 @@ its best call, so both see the same machine; the ratio is old time / new time (>
 "from DRAM" rows cycle over a weight pool larger than the L3, so every call streams its weights from memory.
 GB/s counts the packed weight bytes a call reads (MXFP4: 17 bytes per 32 weights; int8: 1 byte per weight).
 The bf16 GEMV row compares oneDNN's ``F.linear`` for one row (the bf16 attention and unembedding before)
-with the native ``bf16_linear`` (``kernels.bf16.GemvLinear``). The MoE rows run a whole layer's experts for T tokens (top-4 of 48 random experts per token): the old path
+with the native ``bf16_linear`` (``kernels.bf16.GemvLinear``). The MoE rows run a whole layer's experts for T
+tokens (top-4 of 48 random experts per token): the old path
 is ``native_expert_mlp`` with bf16 activations (one fused call for one token; for more, the pair GEMV for
 experts with <= 2 tokens and dequantise + bf16 matmul for the rest), the new one the grouped int8 kernel.
 The load average is printed with the table: the machine is shared, and a call longer than a scheduler time

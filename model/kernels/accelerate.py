@@ -30,14 +30,15 @@ def accelerate(
     int8_activations: bool | None = None,
 ) -> bool:
     """Use the native MXFP4 expert kernels (built on first use), the native bf16 GEMV for the attention
-    projections' and unembedding's decode rows (:class:`~ossagent.model.kernels.bf16.GemvLinear`) and, with ``int8``, 8-bit attention and
-    unembedding weights. ``threads`` None makes the model's calls pick torch's thread count from the machine's
+    projections' and unembedding's decode rows (:class:`~ossagent.model.kernels.bf16.GemvLinear`) and, with
+    ``int8``, 8-bit attention and unembedding weights. ``threads`` None makes the model's calls pick torch's thread count from the machine's
     load (ossagent.model.kernels.threads); a number sets it once. ``int8_activations``: decode-sized calls
     quantise their activations to int8 per 32-value block and use VNNI integer dot products (as llama.cpp's
-    Q8_0 activations), faster but no longer the reference's numbers; False keeps bf16/fp32 activations; None
-    (default) follows ``int8``, so the bf16 configuration keeps the reference's greedy tokens. Returns True
-    when the native kernels are in use; False means the pure-torch path (a warning said why). Only CPU models
-    are changed."""
+    Q8_0 activations; half the arithmetic of the bf16 kernels, which only shows where the weights are not
+    streamed from DRAM, and several tokens' experts in one grouped call), no longer the reference's numbers;
+    False keeps bf16/fp32 activations; None (default) follows ``int8``, so the bf16 configuration keeps the
+    reference's greedy tokens. Returns True when the native kernels are in use; False means the pure-torch path
+    (a warning said why). Only CPU models are changed."""
     from ossagent.model.gpt_oss import GptOss
     from ossagent.model.kernels.bf16 import switch_linears
     from ossagent.model.kernels.moe import native_expert_mlp

@@ -30,8 +30,11 @@ from ossagent.model.gpt_oss import Experts, group_by_expert, swiglu
 
 #: experts that receive at most this many tokens use the fused GEMV; more use dequant + matmul
 GEMV_MAX_TOKENS = 2
-#: with int8 activations, batches of at most this many tokens take the grouped kernel (benchmarks/kernels.py)
-GROUPED_MAX_TOKENS = 64
+#: with int8 activations, batches of at most this many tokens take the grouped kernel. benchmarks/kernels.py, one
+#: layer of 48 experts, 1 thread: 2.6x the per-expert paths at 16 tokens, 3.3x at 64, 2.2x at 128, 1.6x at 256
+#: (each touched expert is decoded once, but the work per (token, expert) pair does not shrink, while the
+#: dequantised bf16 matmul's does); 2 threads on a busy machine: 6-7x at 16-64 tokens (2 regions, not ~6 per expert)
+GROUPED_MAX_TOKENS = 128
 
 _buffers: dict[tuple[tuple[int, ...], torch.dtype], torch.Tensor] = {}
 
