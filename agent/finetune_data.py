@@ -128,15 +128,21 @@ def prompt_config_from_settings(
     current_date: str | None = None,
     model_identity: str | None = None,
 ) -> PromptConfig:
-    """The :class:`PromptConfig` of a transcript header's settings (which name tools, functions and the answer
-    format but do not carry their texts): every name must be found in ``tools``, ``functions`` or
-    ``response_formats``. The date and identity are not in the header unless a later format adds them."""
+    """The :class:`PromptConfig` of a transcript header's settings. Headers written since they carry the texts
+    (``settings["texts"]``: tools, functions and answer format as the model saw them, the date and identity)
+    rebuild the prompt exactly; for older headers, which only name them, every name must be found in
+    ``tools``, ``functions`` or ``response_formats``, and ``current_date``/``model_identity`` fill in."""
+    texts = settings.get("texts") or {}
     known_tools = {t.name: t for t in tools}
+    known_tools.update({t["name"]: _tool_from_json(t) for t in texts.get("builtin_tools") or []})
     known_fns = {f.name: f for f in functions}
+    known_fns.update({f["name"]: FunctionDescription(**f) for f in texts.get("function_tools") or []})
     missing = [n for n in settings.get("builtin_tools") or [] if n not in known_tools]
     missing += [f"functions.{n}" for n in settings.get("function_tools") or [] if n not in known_fns]
     fmt_name = settings.get("response_format")
-    formats = response_formats or {}
+    formats = dict(response_formats or {})
+    if fmt_name and texts.get("response_format"):
+        formats[fmt_name] = (texts["response_format"]["schema"], texts["response_format"]["description"])
     if fmt_name and fmt_name not in formats:
         missing.append(f"response format {fmt_name}")
     if missing:
@@ -152,6 +158,11 @@ def prompt_config_from_settings(
         model_identity=settings.get("model_identity", model_identity),
         current_date=settings.get("current_date", current_date),
     )
+
+
+def _tool_from_json(t: dict[str, Any]) -> ToolDescription:
+    return ToolDescription(name=t["name"], description=t["description"],
+                           functions=tuple(FunctionDescription(**f) for f in t.get("functions") or ()))
 
 
 # -- one transcript ----------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ namespaces (``files``) and the function tools go in the developer message, with 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -51,12 +51,21 @@ class PromptConfig:
 
     def settings(self) -> dict[str, Any]:
         """The JSON-safe summary stored in a transcript's header."""
+        rf = self.response_format
         return {
             "reasoning": self.reasoning.value if self.reasoning else None,
             "instructions": self.instructions,
             "builtin_tools": [t.name for t in self.builtin_tools],
             "function_tools": [f.name for f in self.function_tools],
-            "response_format": self.response_format[0] if self.response_format else None,
+            "response_format": rf[0] if rf else None,
+            "current_date": self.current_date,
+            "model_identity": self.model_identity,
+            # what the model was shown of them, so the prompt can be rebuilt exactly (fine-tuning data)
+            "texts": {
+                "builtin_tools": [asdict(t) for t in self.builtin_tools],
+                "function_tools": [asdict(f) for f in self.function_tools],
+                "response_format": {"schema": rf[1], "description": rf[2]} if rf else None,
+            },
         }
 
 

@@ -10,8 +10,8 @@ The folder appears atomically (written under a temporary name, then renamed), so
 
 from __future__ import annotations
 
+import argparse
 import shutil
-import sys
 from pathlib import Path
 
 from ossagent.model.checkpoint_writer import write_checkpoint
@@ -45,5 +45,13 @@ def ensure_checkpoint(path: Path = DEFAULT, layers: int = 24) -> Path:
     return path
 
 
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folder", nargs="?", type=Path, default=DEFAULT, help="where to write it (default: %(default)s)")
+    parser.add_argument("--layers", type=int, default=24, help="fewer layers, same shapes per layer")
+    args = parser.parse_args()
+    print(ensure_checkpoint(args.folder, args.layers))
+
+
 if __name__ == "__main__":
-    print(ensure_checkpoint(Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT))
+    main()

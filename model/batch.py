@@ -5,7 +5,7 @@ sequence's tokens exactly as ``Engine.generate`` would (own sampling parameters,
 Whichever consumer needs a token and finds nobody stepping runs one step for *all* active sequences, so no
 background thread exists: an idle engine costs nothing and a process never has to stop one. A step:
 
-1. admits waiting streams (up to ``max_batch`` active), each taking the pool entry with its longest cached
+1. admits waiting streams (up to ``max_batch`` active, and as many as the KV budget holds at their full length), each taking the pool entry with its longest cached
    prefix (:class:`~ossagent.model.pool.CachePool`); one whose prefix another stream is computing right now
    waits for it, so many requests with one system prompt compute it once;
 2. asks each decoding sequence's hook, samples its next token from the last logits (or takes forced tokens);
@@ -45,6 +45,7 @@ class _Seq:
         self.prefilling = True  # to_feed is (the rest of) the prompt
         self.logits: torch.Tensor | None = None  # after the last fed token
         self.reused = 0  # prompt tokens found in the pool
+        self.reserve = 0  # KV bytes set aside for it at admission: its prompt and max_tokens, cached
         self.finished = False  # no more tokens will be produced
         self.closed = False  # set by the reader (or when its Stream is dropped): free it at the next step
         self.error: BaseException | None = None
@@ -94,8 +95,9 @@ class Stream(Iterator[int]):
 class BatchEngine:
     """Serves many sequences at once from one :class:`Engine`'s model (its own single cache is not used).
 
-    ``kv_memory``: bytes of KV cache the pool may keep (sequences in use may exceed it; idle ones are evicted
-    least recently used first). ``prefill_tokens``: prompt tokens fed per step across all new requests
+    ``kv_memory``: bytes of KV cache for active sequences and the pool's idle ones: a request is admitted when
+    the active ones, each counted at its full length (prompt plus ``max_tokens``), fit it (one always runs);
+    idle caches are evicted least recently used first to keep the total within it. ``prefill_tokens``: prompt tokens fed per step across all new requests
     (default: the engine's ``chunk_size``)."""
 
     def __init__(
@@ -235,21 +237,31 @@ class BatchEngine:
         """Under the lock: ``s`` leaves the batch; its cache stays in the pool for a later prompt."""
         s.finished = True
         self._active.remove(s)
+        self.pool.reserved = sum(a.reserve for a in self._active)
         if s.entry is not None and s.entry in self.pool.entries:
             self.pool.release(s.entry)
 
     def _admit(self) -> None:
-        """First come first served, except that a stream whose prompt shares a prefix that an active stream is
-        still computing waits until it is in the pool (requests arriving together with one system prompt
-        compute it once)."""
+        """First come first served, while the KV budget holds every active sequence at its full length (prompt
+        plus ``max_tokens``; one sequence always runs, alone if it alone exceeds the budget). A stream whose
+        prompt shares a prefix that an active stream is still computing waits until it is in the pool (requests
+        arriving together with one system prompt compute it once)."""
         waiting, self._waiting = self._waiting, deque()
+        full = False  # a stream waits for memory: the ones behind it wait too
         for s in waiting:
             if s.closed:  # its reader left before it started
                 s.finished = True
                 continue
-            if len(self._active) >= self.max_batch or self._prefix_in_progress(s):
+            if full or len(self._active) >= self.max_batch or self._prefix_in_progress(s):
                 self._waiting.append(s)
                 continue
+            need = self.engine.kv_bytes(len(s.prompt) + s.params.max_tokens)
+            if self._active and self.pool.reserved + need > self.pool.budget:
+                full = True
+                self._waiting.append(s)
+                continue
+            s.reserve = need
+            self.pool.reserved += need  # idle caches are evicted to make room for it
             s.entry = self.pool.acquire(s.prompt)
             s.reused = len(s.entry.tokens)
             s.to_feed = s.prompt[s.reused :]

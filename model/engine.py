@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from ossagent.model.cache import CacheStats, KVCache
+from ossagent.model.cache import CacheStats, KVCache, planned_nbytes
 from ossagent.model.gpt_oss import GptOss
 from ossagent.model.hooks import StepHook
 from ossagent.model.loader import load_model
@@ -143,6 +143,14 @@ class Engine:
         """An empty cache shaped like this engine's own (the batch engine's pool makes its entries so)."""
         return KVCache(self.model.config, max_chunk=self.chunk_size, device=self.device, dtype=self.model.dtype,
                        **self.cache_args)  # type: ignore[arg-type]
+
+    def kv_bytes(self, tokens: int) -> int:
+        """Bytes of one of :meth:`new_cache`'s caches once it holds ``tokens`` positions (see
+        :func:`~ossagent.model.cache.planned_nbytes`)."""
+        args = self.cache_args
+        return planned_nbytes(self.model.config, min(tokens, self.cache.max_len), max_chunk=self.chunk_size,
+                              rollback=int(args["rollback"] or 0), snapshot_every=int(args["snapshot_every"] or 1),
+                              itemsize=self.model.dtype.itemsize)
 
     # ------------------------------------------------------------------------------------------- model calls
     @torch.no_grad()

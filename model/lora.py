@@ -383,11 +383,13 @@ def attach_adapters(model: nn.Module, folders: dict[str, str | Path], merge: boo
     and :meth:`LoraAdapters.activate` picks one per request, none active to begin with. An engine that keeps a
     KV cache must drop it when the active adapter changes (the cached keys and values depend on it)."""
     adapters = LoraAdapters(model)
+    merging = merge and len(folders) == 1
+    dtype = torch.float32 if merging else getattr(model, "dtype", torch.float32)  # unmerged: no cast per call
     for name, folder in folders.items():
-        adapters.load(folder, name=name)
+        adapters.load(folder, name=name, dtype=dtype)
     adapters.activate(None)
     for p in adapters.parameters():
         p.requires_grad_(False)
-    if merge and len(folders) == 1:
+    if merging:
         adapters.merge_into_model(next(iter(folders)))
     return adapters

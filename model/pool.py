@@ -64,6 +64,7 @@ class CachePool:
             raise ValueError(f"the KV memory budget must be >= 0 bytes, got {budget}")
         self.make_cache = make_cache
         self.budget = budget
+        self.reserved = 0  # bytes the batch engine set aside for its active sequences (their caches will grow)
         self.entries: list[Entry] = []
         self.stats = PoolStats()
         self._clock = itertools.count(1)
@@ -120,12 +121,15 @@ class CachePool:
         return sum(e.cache.nbytes() for e in self.entries)
 
     def trim(self) -> None:
-        """Evict idle entries, least recently used first, until the pool fits its budget (or none is idle)."""
-        total = self.nbytes()
+        """Evict idle entries, least recently used first, until they fit beside the busy ones (counted at the
+        larger of their size now and what was reserved for them) within the budget, or none is idle."""
+        busy = sum(e.cache.nbytes() for e in self.entries if e.busy)
         idle = sorted((e for e in self.entries if not e.busy), key=lambda e: e.last_used)
-        while total > self.budget and idle:
+        room = self.budget - max(busy, self.reserved)
+        kept = sum(e.cache.nbytes() for e in idle)
+        while kept > room and idle:
             victim = idle.pop(0)
-            total -= victim.cache.nbytes()
+            kept -= victim.cache.nbytes()
             self.entries.remove(victim)
             self.stats.evictions += 1
-        self.stats.entries, self.stats.nbytes = len(self.entries), total
+        self.stats.entries, self.stats.nbytes = len(self.entries), busy + kept

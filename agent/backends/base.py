@@ -10,6 +10,9 @@ The local engine, a remote OpenAI-compatible server and the scripted test backen
 * ``encoding``: the o200k_harmony tokenizer the backend's tokens are in (the loop renders and parses with it).
 * ``vocab_size``: the model's vocabulary (grammar masks are this long), or None for the encoding's.
 * ``takes_hooks``: whether ``generate`` applies a step hook, so the loop constrains decoding by default.
+* ``takes_raw_prompts()``: whether ``generate`` continues any token sequence (``Prompt(tokens=...)`` with no
+  conversation), as the server's ``/v1/completions`` needs; a backend that sends the conversation instead
+  (``RemoteBackend``) cannot.
 """
 
 from __future__ import annotations
@@ -65,6 +68,10 @@ class Backend(Protocol):
     @property
     def takes_hooks(self) -> bool:
         """``generate`` applies a step hook (constrained decoding) instead of ignoring it."""
+        ...
+
+    def takes_raw_prompts(self) -> bool:
+        """``generate`` continues ``prompt.tokens`` as they stand (raw text, not a rendered conversation)."""
         ...
 
     def generate(self, prompt: Prompt, params: GenerationParams, hook: StepHook | None = None) -> Iterator[int]:

@@ -51,7 +51,7 @@ def build_backend(
     api_key: str | None = None, scripted: str | None = None, progress: Callable[[str], None] | None = None,
     weights: str = "bf16",
     slots: int | None = 1, kv_memory_gb: float | None = None, context: int | None = None,
-    adapter: str | None = None,
+    adapter: str | Sequence[str] | None = None,
 ) -> Backend:
     """Pick the backend: a script, a remote server, or a local checkpoint (the default; the built-in demo
     model when none is configured, see :func:`demo_fallback`). ``slots`` and ``kv_memory_gb`` size a local

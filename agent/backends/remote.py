@@ -94,6 +94,9 @@ class RemoteBackend:
         return body
 
     # ----------------------------------------------------------------------------------- generate
+    def takes_raw_prompts(self) -> bool:
+        return False  # it sends conversations, not tokens
+
     def generate(self, prompt: hp.Prompt, params: GenerationParams, hook: StepHook | None = None) -> Iterator[int]:
         body = self.request_body(prompt, params)
         builtin = {_fn_name(f"{ns.name}.{f.name}" if f else ns.name): (f"{ns.name}.{f.name}" if f else ns.name,

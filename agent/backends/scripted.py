@@ -74,6 +74,9 @@ class ScriptedBackend:
             return list(self.encoding.encode(reply, allowed_special="all"))
         return [int(t) for t in reply]
 
+    def takes_raw_prompts(self) -> bool:
+        return True  # the script answers any prompt
+
     def generate(self, prompt: Prompt, params: GenerationParams, hook: StepHook | None = None) -> Iterator[int]:
         with self._lock:  # the server may call from several threads
             if self._next >= len(self._steps):

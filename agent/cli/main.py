@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ossagent.agent.backends.base import Backend, HarnessError
-from ossagent.agent.backends.local import DEFAULT_KV_MEMORY_GB
+from ossagent.agent.backends.local import DEFAULT_KV_MEMORY_GB, one_adapter
 from ossagent.agent.choices import EFFORTS
 from ossagent.agent.cli.finetune import add_finetune_arguments, finetune_main
 from ossagent.agent.cli.helptext import Formatter, epilog
@@ -64,7 +64,8 @@ def _backend(
         backend = build_backend(settings, model=args.model, remote=args.remote, remote_model=args.remote_model,
                                 api_key=args.api_key, scripted=args.scripted, progress=progress,
                                 weights=args.weights, slots=slots, kv_memory_gb=getattr(args, "kv_memory", None),
-                                context=args.context, adapter=args.adapter)
+                                context=args.context,
+                                adapter=args.adapter if args.command == "serve" else one_adapter(args.adapter))
     return backend, demo
 
 
@@ -150,12 +151,20 @@ def _cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
     from ossagent.agent.cli.chat import chat
 
     console = Console(highlight=False)
+    sessions, session = None, None
+    if args.session is not None:  # a bad name is a user error before the model loads
+        from ossagent.agent.sessions import Sessions, check_name, default_path
+
+        sessions = Sessions(default_path(settings))
+        session = sessions.open(check_name(args.session))
     agent = _agent(args, settings, *_backend(args, settings, console))
     try:
         return chat(agent, console, show_reasoning=args.verbose, save=args.transcript,
-                    history=settings.home / "chat_history")
+                    history=settings.home / "chat_history", session=session)
     finally:
         agent.close()
+        if sessions is not None:
+            sessions.close()
 
 
 def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -187,8 +196,9 @@ def _backend_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--remote-model", help="model name on the remote server (default gpt-oss-20b)")
     g.add_argument("--api-key", help="API key for --remote")
     g.add_argument("--scripted", help="a JSON file of scripted model replies (tests and demos)")
-    g.add_argument("--adapter", metavar="DIR", help="a LoRA adapter folder (ossagent finetune) merged into the local "
-                   "model's weights as they load")
+    g.add_argument("--adapter", metavar="[NAME=]DIR", action="append",
+                   help="a LoRA adapter folder (ossagent finetune) merged into the local model's weights as they "
+                   "load; serve: NAME=DIR (repeatable) serves each adapter unmerged as model NAME")
     g.add_argument("--weights", choices=("bf16", "int8"), default="bf16",
                    help="local model's attention/unembedding weights: bf16 as in the checkpoint (default), or int8 "
                    "quantised while loading (less memory, faster CPU decode; experts are MXFP4 either way)")
@@ -247,6 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
                           formatter_class=Formatter)
     _backend_args(chat)
     _agent_args(chat)
+    chat.add_argument("--session", metavar="NAME", help="a named session: resume it and save each turn (kept in "
+                      "<ossagent home>/responses.sqlite3; 1-64 letters, digits, '.', '_', '-')")
     serve = sub.add_parser("serve", help="OpenAI-compatible HTTP server", epilog=epilog("serve"),
                            formatter_class=Formatter)
     _backend_args(serve)

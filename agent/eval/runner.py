@@ -10,6 +10,7 @@ stopped, killed or crashed picks up where it was.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import datetime
 import json
 import re
@@ -121,6 +122,12 @@ def _tools(task: EvalTask, ws: Path, site: Path) -> list[Any]:
     return tools
 
 
+def _close_all(tools: list[Any]) -> None:
+    for tool in tools:
+        with contextlib.suppress(Exception):  # closing the rest matters more than one tool's error here
+            tool.close()
+
+
 def _functions(task: EvalTask) -> list[Any]:
     from ossagent.agent import FunctionTool
 
@@ -174,11 +181,16 @@ def run_trial(trial: Trial, suite: Suite, backend: Any, config: RunConfig, score
     with tempfile.TemporaryDirectory(prefix="ossagent-eval-") as tmp:
         try:
             ws, site = write_world(task, Path(tmp))
-            agent = Agent(backend, tools=_tools(task, ws, site), functions=_functions(task),
-                          instructions=task.instructions, reasoning=trial.effort,
-                          response_format=task.response_format, limits=_limits(suite, task, config),
-                          temperature=temperature, seed=None if config.seed is None else config.seed + trial.sample,
-                          current_date=task.current_date or config.current_date)
+            tools = _tools(task, ws, site)
+            try:
+                agent = Agent(backend, tools=tools, functions=_functions(task), instructions=task.instructions,
+                              reasoning=trial.effort, response_format=task.response_format,
+                              limits=_limits(suite, task, config), temperature=temperature,
+                              seed=None if config.seed is None else config.seed + trial.sample,
+                              current_date=task.current_date or config.current_date)
+            except BaseException:
+                _close_all(tools)  # the agent never took them over: a sandbox or browser must not outlive the trial
+                raise
             try:
                 conv = _converse(agent, task)
             finally:

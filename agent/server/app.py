@@ -1,4 +1,5 @@
-"""The OpenAI-compatible HTTP server: ``/v1/models``, ``/v1/chat/completions``, ``/v1/responses``.
+"""The OpenAI-compatible HTTP server: ``/v1/models``, ``/v1/chat/completions``, ``/v1/responses``, and
+``/v1/completions`` for raw prompts (agent/server/completions.py).
 
 Each request becomes one agent run over the configured backend: the caller's functions are returned to
 it as tool calls; built-in tools (python, browser), when the server enables them, run server-side inside
@@ -27,14 +28,23 @@ from ossagent.agent.events import Event
 from ossagent.agent.functions import FunctionTool
 from ossagent.agent.limits import Limits
 from ossagent.agent.loop import Agent, HookFactory, RunStream
+from ossagent.agent.server.adapters import backend_for, model_cards, response_model
 from ossagent.agent.server.chat import ChatFormatter
+from ossagent.agent.server.completions import (
+    DEFAULT_MAX_TOKENS,
+    CompletionFormatter,
+    CompletionRequest,
+    RawRun,
+    check_context,
+    parse_completion,
+    prompt_tokens,
+)
 from ossagent.agent.server.conventions import apply_defaults, model_aliases, refuse_unsupported, version_info
 from ossagent.agent.server.cors import add_cors
 from ossagent.agent.server.errors import (
     APIError,
     bad_request,
     context_length_exceeded,
-    not_found,
     overloaded,
     server_error,
     unauthorized,
@@ -53,8 +63,9 @@ from ossagent.agent.server.guard import (
 )
 from ossagent.agent.server.metrics import USAGE_KEY, Metrics, Observer
 from ossagent.agent.server.reasoning_memory import ReasoningMemory
-from ossagent.agent.server.requests import GenRequest, parse_chat, parse_responses
+from ossagent.agent.server.requests import GenRequest, parse_chat
 from ossagent.agent.server.responses import ResponsesFormatter
+from ossagent.agent.server.responses_request import parse_responses
 from ossagent.agent.server.runner import Job
 from ossagent.agent.server.scheduler import FairScheduler
 from ossagent.agent.server.store import ResponseStore
@@ -106,7 +117,7 @@ class Server:
         self.aliases = config.aliases if config.aliases is not None else model_aliases(config.model_id)
         self.compiling = asyncio.Semaphore(COMPILE_THREADS)  # requests building their run (compiling schemas) at once
 
-    def agent(self, req: GenRequest) -> Agent:
+    def agent(self, req: GenRequest, backend: Backend | None = None) -> Agent:
         cfg = self.config
         mcp = req.extra.get("mcp")
         if mcp is not None and mcp.servers and not cfg.allow_mcp:
@@ -118,7 +129,7 @@ class Server:
             functions = [FunctionTool.from_schema(f.name, f.parameters, f.description, lenient=True)
                          for f in req.functions]
             return Agent(
-                cfg.backend, tools=tools, functions=functions, instructions=req.instructions,
+                backend or cfg.backend, tools=tools, functions=functions, instructions=req.instructions,
                 reasoning=req.reasoning or cfg.default_reasoning, response_format=req.response_format,
                 limits=Limits(max_turns=cfg.max_turns, max_tokens=req.max_tokens or cfg.default_max_tokens,
                               max_time=cfg.max_time, context=cfg.context, compaction=req.truncation == "auto"),
@@ -139,9 +150,18 @@ class Server:
             raise bad_request(f"the constrained decoder cannot compile these schemas: {panic_summary(exc)}",
                               "tools") from None
 
+    def check_model(self, name: str) -> Backend:
+        """The backend for model ``name`` (the served id, an alias, or an adapter served by name); a 404 (every
+        endpoint's) for any other name."""
+        return backend_for(self.config.backend, name, self.config.model_id, self.aliases)
+
+    def client(self, request: Request, body: dict[str, Any]) -> str:
+        """Whom the scheduler's round-robin counts a request against: its user, API key, else its address."""
+        return str(body.get("user") or request.headers.get("authorization") or
+                   (request.client.host if request.client else "?"))
+
     def job(self, req: GenRequest, request: Request, body: dict[str, Any]) -> tuple[Job, list[RunStream]]:
-        if req.model != self.config.model_id and req.model not in self.aliases:
-            raise not_found(f"The model '{req.model}' does not exist; this server serves '{self.config.model_id}'.")
+        backend = self.check_model(req.model)
         cfg = self.config
         apply_defaults(req, body, temperature=cfg.default_temperature, seed=cfg.default_seed,
                        instructions=cfg.instructions)
@@ -152,7 +172,7 @@ class Server:
                 raise bad_request(f"previous response {req.previous_response_id!r} not found",
                                   "previous_response_id", "previous_response_not_found")
             messages = prev.messages + messages
-        agent = self.agent(req)
+        agent = self.agent(req, backend)
         try:  # building the run checks the conversation (e.g. a tool call without its answer): a 400
             mcp = req.extra.get("mcp")
             stream = agent.stream(transcript=Transcript(messages), approvals=mcp.decisions if mcp else ())
@@ -169,9 +189,22 @@ class Server:
         def make() -> RunStream:
             return stream
 
-        client = str(body.get("user") or request.headers.get("authorization") or
-                     (request.client.host if request.client else "?"))
-        return Job(make, self.scheduler, client, cleanup=agent.close), holder
+        return Job(make, self.scheduler, self.client(request, body), cleanup=agent.close), holder
+
+    def completion_job(self, req: CompletionRequest, request: Request, body: dict[str, Any]) -> tuple[Job, list[Any]]:
+        """A ``/v1/completions`` request as a job (its prompts checked here: a 400 before it queues)."""
+        cfg, backend = self.config, self.check_model(req.model)
+        takes_raw = getattr(backend, "takes_raw_prompts", None)  # None: a backend written before the method
+        if takes_raw is None or not takes_raw():
+            raise bad_request("this server's backend cannot continue raw prompts (a remote model speaks chat); "
+                              "use /v1/chat/completions or /v1/responses", "prompt", "unsupported_endpoint")
+        apply_defaults(req, body, temperature=cfg.default_temperature, seed=cfg.default_seed, instructions=None)
+        prompts = prompt_tokens(req, backend.encoding, backend.vocab_size or backend.encoding.n_vocab)
+        max_tokens = req.max_tokens or DEFAULT_MAX_TOKENS
+        windows = [w for w in (getattr(backend, "context_window", None), cfg.context) if w]
+        check_context(prompts, max_tokens, min(windows) if windows else None)
+        run = RawRun(backend, prompts, req, max_tokens=max_tokens, max_time=cfg.max_time)
+        return Job(lambda: run, self.scheduler, self.client(request, body)), []
 
     def close_streams(self) -> None:
         """Stop every run (the server is shutting down): open streams end with their usual tail."""
@@ -255,14 +288,16 @@ async def _collect(job: Job, on_event: Callable[[Event], object]) -> None:
         await events.aclose()  # type: ignore[attr-defined]
 
 
-async def _respond(server: Server, request: Request, req: GenRequest, body: dict[str, Any], fmt: Any,
+async def _respond(server: Server, request: Request, req: Any, body: dict[str, Any], fmt: Any,
                    stream_start: Callable[[], list[bytes]], encode: Callable[[dict[str, Any]], bytes],
                    tail: Callable[[], list[bytes]], final: Callable[[], dict[str, Any]],
-                   on_stop: Callable[[RunStream], None]) -> Response:
-    """Admit the request, run it, and answer with SSE (``stream``) or one JSON object."""
+                   on_stop: Callable[[RunStream], None], build: Callable[..., tuple[Job, list[Any]]] | None = None,
+                   ) -> Response:
+    """Admit the request, run it, and answer with SSE (``stream``) or one JSON object. ``build(req, request,
+    body)`` makes the job (default: an agent run, :meth:`Server.job`)."""
     # Schemas compile while the job is built: on a worker thread, so a huge tool list never blocks the event loop.
     async with server.compiling:
-        job, holder = await in_thread(server.job, req, request, body)
+        job, holder = await in_thread(build or server.job, req, request, body)
     request.scope[USAGE_KEY] = lambda: fmt.usage  # for the request's log line and /metrics
     server.active_jobs.add(job)
     sched = server.scheduler
@@ -309,7 +344,7 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     async def auth(request: Request) -> None:
         # A dependency, not an HTTP middleware: Starlette's BaseHTTPMiddleware hides client disconnects.
-        if (config.api_key and request.url.path.startswith("/v1/")
+        if (config.api_key and (request.url.path.startswith("/v1/") or request.url.path == "/metrics")
                 and not key_matches(request.headers.get("authorization"), config.api_key)):
             raise unauthorized()
 
@@ -318,6 +353,15 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.state.server = server
     add_cors(app, config.cors_origins)
     app.add_middleware(Observer, metrics=server.metrics)  # outermost: logs and counts every answer
+    _add_error_handlers(app)
+    _add_info_routes(app, server)
+    _add_generation_routes(app, server)
+    add_stored_routes(app, server)
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error answer in OpenAI's shape: the API's own errors and Starlette's (404, 405, ...)."""
 
     @app.exception_handler(APIError)
     async def _api_error(_: Request, exc: APIError) -> JSONResponse:
@@ -329,8 +373,14 @@ def create_app(config: ServerConfig) -> FastAPI:
         err = APIError(exc.status_code, str(exc.detail), type=kind)
         return JSONResponse(err.body(), status_code=exc.status_code)
 
-    def model_card() -> dict[str, Any]:
-        return {"id": config.model_id, "object": "model", "created": server.created, "owned_by": "ossagent"}
+
+
+def _add_info_routes(app: FastAPI, server: Server) -> None:
+    """What the server is and how it fares: ``/health``, ``/version``, ``/metrics``, ``/v1/models``."""
+    config = server.config
+
+    def cards() -> list[dict[str, Any]]:
+        return model_cards(config.backend, config.model_id, server.created)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -355,26 +405,42 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        return {"object": "list", "data": [model_card()]}
+        return {"object": "list", "data": cards()}
 
     @app.get("/v1/models/{model_id:path}")
     async def model(model_id: str) -> dict[str, Any]:
-        if model_id != config.model_id and model_id not in server.aliases:
-            raise not_found(f"The model '{model_id}' does not exist.")
-        return model_card()
+        server.check_model(model_id)
+        return next((c for c in cards() if c["id"] == model_id), cards()[0])  # an alias: the served model's
+
+
+def _add_generation_routes(app: FastAPI, server: Server) -> None:
+    """The endpoints that run the model: ``/v1/completions``, ``/v1/chat/completions``, ``/v1/responses``."""
+    config = server.config
+
+    @app.post("/v1/completions")
+    async def completions(request: Request) -> Response:
+        body = await _body(request)
+        req = parse_completion(body)
+        fmt = CompletionFormatter(response_model(config.backend, req.model, config.model_id), len(req.prompt) * req.n)
+
+        def tail() -> list[bytes]:
+            return ([_sse(fmt.usage_chunk())] if req.include_usage else []) + [_sse("[DONE]")]
+
+        return await _respond(server, request, req, body, fmt, list, _sse, tail, fmt.completion, lambda s: None,
+                              server.completion_job)
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:
         body = await _body(request)
         refuse_unsupported(body)
         req = parse_chat(body)
-        fmt = ChatFormatter(config.model_id, {f.name for f in req.functions})
+        fmt = ChatFormatter(response_model(config.backend, req.model, config.model_id), {f.name for f in req.functions})
 
         def tail() -> list[bytes]:
             return ([_sse(fmt.usage_chunk())] if req.include_usage else []) + [_sse("[DONE]")]
 
         return await _respond(server, request, req, body, fmt, lambda: [_sse(fmt.first_chunk())], _sse, tail,
-                         fmt.completion, lambda s: server.reasoning.remember(s.transcript.messages))
+                              fmt.completion, lambda s: server.reasoning.remember(s.transcript.messages))
 
     @app.post("/v1/responses")
     async def responses(request: Request) -> Response:
@@ -384,7 +450,8 @@ def create_app(config: ServerConfig) -> FastAPI:
         known = {str(m.meta["call_id"]): (m.recipient or "").split(".", 1)[-1]
                  for m in (prev.messages if prev else []) if m.is_tool_call and "call_id" in m.meta}
         req = parse_responses(body, known)
-        fmt = ResponsesFormatter(config.model_id, {f.name for f in req.functions}, body, req.extra["mcp"].labels)
+        fmt = ResponsesFormatter(response_model(config.backend, req.model, config.model_id), {f.name for f in req.functions},
+                                 body, req.extra["mcp"].labels)
 
         def start() -> list[bytes]:
             return [_sse(e, e["type"]) for e in fmt.start()]
@@ -392,9 +459,5 @@ def create_app(config: ServerConfig) -> FastAPI:
         if body.get("background"):
             return await start_background(server, request, req, body, fmt, _collect)
         return await _respond(server, request, req, body, fmt, start, lambda e: _sse(e, e["type"]), list,
-                         fmt.response,
-                         lambda s: server.remember(fmt.id, s, fmt.response() if wants_store(body) else None))
-
-    add_stored_routes(app, server)
-
-    return app
+                              fmt.response,
+                              lambda s: server.remember(fmt.id, s, fmt.response() if wants_store(body) else None))

@@ -1,7 +1,8 @@
 """Agent events -> a Responses API ``response`` object and its streaming events.
 
 Output items appear in the order the model produced them: ``reasoning`` (with ``reasoning_text``
-content), ``message`` (``output_text``), ``function_call`` (arguments streamed as deltas). Every item is
+content), ``message`` (``output_text``), ``function_call`` (arguments streamed as deltas), and for built-in tools
+the server ran, ``code_interpreter_call`` and ``web_search_call`` (agent/server/builtin_items.py). Every item is
 announced with ``response.output_item.added`` before its deltas and closed with ``...done`` events, as
 clients such as Codex expect.
 """
@@ -13,6 +14,7 @@ import uuid
 from typing import Any
 
 from ossagent.agent import events
+from ossagent.agent.server.builtin_items import BuiltinItems, is_builtin
 from ossagent.agent.server.stops import incomplete_reason
 
 
@@ -38,6 +40,7 @@ class ResponsesFormatter:
         self.incomplete: str | None = None
         self.errors: list[events.ErrorEvent] = []
         self.seq = 0
+        self.builtin = BuiltinItems(self.items, self._ev)
 
     def _ev(self, kind: str, **fields: Any) -> dict[str, Any]:
         self.seq += 1
@@ -119,7 +122,7 @@ class ResponsesFormatter:
         name = "response.reasoning_text.delta" if kind == "reasoning" else "response.output_text.delta"
         extra: dict[str, Any] = {} if kind == "reasoning" else {"logprobs": []}
         out.append(self._ev(name, item_id=self.open["id"], output_index=idx, content_index=0, delta=text, **extra))
-        return out
+        return out if kind == "reasoning" else out + self.builtin.annotate(self.open)
 
     def _mcp_item(self, call_id: str, result: events.ToolResultEvent | None) -> list[dict[str, Any]]:
         """An MCP call as an ``mcp_call`` item (it ran or was refused) or an ``mcp_approval_request`` (it waits)."""
@@ -140,6 +143,11 @@ class ResponsesFormatter:
         return out
 
     def on_event(self, ev: events.Event) -> list[dict[str, Any]]:
+        if isinstance(ev, events.ToolCallStarted) and is_builtin(ev.recipient):
+            return self._close_open() + self.builtin.started(ev)
+        builtin = self.builtin.on_event(ev)
+        if builtin is not None:
+            return builtin
         if isinstance(ev, events.ReasoningDelta):
             return self._text("reasoning", ev.text)
         if isinstance(ev, events.PreambleDelta | events.FinalDelta):
@@ -169,7 +177,7 @@ class ResponsesFormatter:
         elif isinstance(ev, events.ErrorEvent):
             self.errors.append(ev)
         elif isinstance(ev, events.Stopped):
-            out = self._close_open()
+            out = self._close_open() + self.builtin.stopped()
             if ev.reason == "approval":
                 out += [e for cid in list(self.mcp_calls) for e in self._mcp_item(cid, None)]
             self.incomplete = incomplete_reason(ev.reason)

@@ -11,19 +11,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Protocol
 
 from ossagent.agent.events import ErrorEvent, Event, Stopped
-from ossagent.agent.loop import RunStream
 from ossagent.agent.server.guard import is_panic, panic_summary
 from ossagent.agent.server.scheduler import FairScheduler
 
 _END = object()
 
 
+class EventSource(Protocol):
+    """What a job runs: an agent run (:class:`~ossagent.agent.loop.RunStream`) or a raw completion."""
+
+    def __iter__(self) -> Iterator[Event]: ...
+
+    def close(self) -> None: ...
+
+
 class Job:
     def __init__(
-        self, make_stream: Callable[[], RunStream], scheduler: FairScheduler, client: str,
+        self, make_stream: Callable[[], EventSource], scheduler: FairScheduler, client: str,
         cleanup: Callable[[], None] | None = None,
     ) -> None:
         self.make_stream = make_stream
@@ -33,7 +41,7 @@ class Job:
         self.cancelled = threading.Event()
         self.finished = threading.Event()
         self.started = False
-        self.stream: RunStream | None = None
+        self.stream: EventSource | None = None
         self._queue: asyncio.Queue[object] | None = None
 
     async def admit(self) -> None:

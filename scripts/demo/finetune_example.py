@@ -1,20 +1,23 @@
 """Worked example of ``ossagent finetune``: teach the demo model a task family it does not know.
 
-    nice .venv/bin/python -m scripts.demo.finetune_example --out /tmp/ft-example
+    nice .venv/bin/python -m scripts.demo.finetune_example --out /tmp/ft-example [--base-results /tmp/ft-base]
+        [--runs /tmp/ft-runs] [--log mixes.jsonl] [--train 150 --replay 300 --epochs 2 --rank 16 --targets q,k,v,out]
 
 The new family, ``convert``: "Convert 37 degrees Celsius to Fahrenheit." and "How many seconds are in 7 hours?",
 answered by a python program with the conversion's constants (``37 * 9 / 5 + 32``, ``7 * 3600``), which no
 question shows. The demo model never saw it (and most of its words are outside the demo model's trained
 vocabulary: only "degrees", "seconds" and the numbers tell the two kinds apart).
 
-1. Data: gold runs of ``--train`` convert tasks and ``--replay`` tasks of the original families, through the real
-   agent loop and tools (:func:`scripts.demo.realgen.gold_sequence`); each run's transcript is saved with
-   ``Transcript.save`` and turned into an example by :mod:`ossagent.agent.finetune_data`, which must give exactly
-   the token sequence and mask the loop itself produced (checked for every run).
+1. Data: gold runs of ``--train`` convert tasks and ``--replay`` tasks of the original families (replay against
+   forgetting), interleaved, through the real agent loop and tools (:func:`scripts.demo.realgen.gold_sequence`);
+   each run's transcript is saved with ``Transcript.save`` (in ``--runs``, shared by experiments) and turned into
+   an example by :mod:`ossagent.agent.finetune_data`, which must give exactly the token sequence and mask the loop
+   itself produced (checked for every run).
 2. Training: a LoRA adapter (:func:`ossagent.model.finetune.finetune`), fp32 on CPU.
-3. Merge into a new checkpoint (:func:`ossagent.model.lora.merge_checkpoint`), experts unchanged.
-4. Evaluation before and after, through the real loop with the local engine and constrained decoding
-   (:func:`scripts.demo.evaluate.run_task`): held-out convert tasks and held-out tasks of the original families.
+3. Evaluation through ``ossagent eval``'s runner (the real loop, the local engine, constrained decoding, the demo
+   suite's checks): held-out convert tasks and the first held-out tasks of the demo suite, with the base model
+   (into ``--base-results``: run once, reused by every experiment) and with the adapter (``--adapter``, merged as
+   the weights load). ``--log`` appends the mix and both figures as one JSON line.
 """
 
 from __future__ import annotations
@@ -52,9 +55,15 @@ def convert_task(rng: random.Random, effort: str) -> Task:
                 expected=(_py_value(code),), date=date)
 
 
-def convert_tasks(n: int, seed: int) -> list[Task]:
+def convert_tasks(n: int, seed: int, exclude: frozenset[str] = frozenset()) -> list[Task]:
+    """``n`` convert tasks from ``seed``, none asking a question in ``exclude``."""
     rng = random.Random(f"convert:{seed}")
-    return [convert_task(rng, EFFORTS[i % len(EFFORTS)]) for i in range(n)]
+    out: list[Task] = []
+    while len(out) < n:
+        task = convert_task(rng, EFFORTS[len(out) % len(EFFORTS)])
+        if task.user not in exclude:
+            out.append(task)
+    return out
 
 
 def prompt_config(task: Task) -> Any:
@@ -73,8 +82,11 @@ def prompt_config(task: Task) -> Any:
         functions=[FunctionDescription(f.name, f.description, f.parameters) for f in task.functions])
 
 
-def build_data(tasks: list[Task], folder: Path) -> list[Any]:
-    """Gold runs -> saved transcripts -> examples, each checked against the loop's own tokens and mask."""
+def build_data(tasks: list[tuple[str, Task]], folder: Path) -> list[Any]:
+    """Gold runs -> saved transcripts -> examples, each checked against the loop's own tokens and mask.
+
+    ``tasks``: (file stem, task). A transcript already in ``folder`` under its stem is reused (it was checked
+    when written; the tasks are reproducible from their seeds, so several mixes share one folder of runs)."""
     from ossagent.agent.finetune_data import transcript_examples
     from ossagent.agent.transcript import Transcript
     from ossagent.model.tokenizer import o200k_harmony
@@ -83,9 +95,14 @@ def build_data(tasks: list[Task], folder: Path) -> list[Any]:
     enc = o200k_harmony()
     folder.mkdir(parents=True, exist_ok=True)
     examples = []
-    for i, task in enumerate(tasks):
+    for stem, task in tasks:
+        path = folder / f"{stem}.jsonl"
+        if path.is_file():
+            (ex,) = transcript_examples(Transcript.load(path), prompt_config(task), enc, str(path))
+            examples.append(ex)
+            continue
         tokens, mask, result = gold_sequence(task, enc)
-        path = result.transcript.save(folder / f"{i:04d}-{task.family}.jsonl")
+        result.transcript.save(path)
         (ex,) = transcript_examples(Transcript.load(path), prompt_config(task), enc, str(path))
         if ex.tokens != tokens or ex.mask != mask:
             raise AssertionError(f"{path}: the example differs from the sequence the agent loop produced")
@@ -93,21 +110,72 @@ def build_data(tasks: list[Task], folder: Path) -> list[Any]:
     return examples
 
 
-def evaluate(model_dir: Path, groups: dict[str, list[Task]], threads: int) -> dict[str, Any]:
-    """Per group: tasks solved, tasks, and each failure as ``[family/effort] question: reason``."""
-    import torch
-
-    from ossagent.agent.backends.local import LocalBackend
-    from scripts.demo.evaluate import run_task
-
-    torch.set_num_threads(threads)
-    backend = LocalBackend.from_pretrained(model_dir, device="cpu")
-    out: dict[str, Any] = {}
-    for name, tasks in groups.items():
-        outcomes = [(t, run_task(t, backend)) for t in tasks]
-        out[name] = {"ok": sum(o.ok for _, o in outcomes), "n": len(tasks),
-                     "failures": [f"[{t.family}/{t.effort}] {t.user!r}: {o.reason}" for t, o in outcomes if not o.ok]}
+def training_tasks(n_new: int, n_replay: int, held_out: int) -> list[tuple[str, Task]]:
+    """``n_new`` convert tasks (seed 0, none asking a question of the ``held_out`` evaluated ones: the questions
+    are few, about 400) and ``n_replay`` tasks of the original families (training split, seed 7), interleaved so
+    every batch mixes the two."""
+    exclude = frozenset(t.user for t in convert_tasks(held_out, 1))
+    new = [(f"convert-{i:04d}", t) for i, t in enumerate(convert_tasks(n_new, 0, exclude))]
+    old = [(f"replay-{i:04d}-{t.family}", t) for i, t in enumerate(generate(n_replay, 7, "train"))]
+    out: list[tuple[str, Task]] = []
+    for i in range(max(len(new), len(old))):
+        out += new[i : i + 1] + old[i : i + 1]
     return out
+
+
+def eval_suite(n: int) -> Any:
+    """The held-out tasks as an ``ossagent eval`` suite: ``n`` convert tasks (seed 1) in group ``convert`` and the
+    first ``n`` tasks of the demo suite (grouped by family)."""
+    from ossagent.agent.eval.suites import Suite
+    from ossagent.agent.eval.task import parse_task
+    from scripts.demo.evalsuite import suite
+
+    pairs = [(f"convert-{i:03d}", t) for i, t in enumerate(convert_tasks(n, 1))]
+    pairs += [(f"demo-{i:03d}", t) for i, t in enumerate(generate(n, 1, "eval"))]
+    data = suite("finetune-example", pairs)
+    return Suite("finetune-example", tuple(parse_task(r, "finetune-example") for r in data["tasks"]),
+                 data["defaults"])
+
+
+def evaluate(base: Path, adapter: Path | None, n: int, out: Path) -> dict[str, Any]:
+    """Run the held-out suite through ``ossagent eval``'s runner into ``out`` (resumed when it holds results of
+    the same model: a finished base run costs nothing); per group (new, original), tasks solved and failures."""
+    from ossagent.agent.backends.local import LocalBackend
+    from ossagent.agent.eval.runner import RunConfig, run_suite
+
+    backend = LocalBackend.from_pretrained(base, device="cpu", adapter=adapter)
+    desc = f"local:{base.resolve()}" + (f"+{adapter.resolve()}" if adapter else "")
+    results = run_suite(eval_suite(n), lambda _trial: backend, out, RunConfig(backend=desc))
+    groups: dict[str, Any] = {}
+    for r in results:
+        g = groups.setdefault(NEW if r["group"] == "convert" else OLD, {"ok": 0, "n": 0, "failures": []})
+        g["n"] += 1
+        g["ok"] += bool(r["passed"])
+        if not r["passed"]:
+            g["failures"].append(f"[{r['group']}/{r['effort']}] {r['task']}: {r['reason']}")
+    return groups
+
+
+NEW, OLD = "convert (new)", "original families"
+
+
+def _args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    ap.add_argument("--out", type=Path, required=True, help="adapter/ and after/ (eval results) go here")
+    ap.add_argument("--base-results", type=Path,
+                    help="eval results folder of the base model, reused across experiments (default OUT/before)")
+    ap.add_argument("--runs", type=Path, help="folder of gold transcripts, shared by experiments (default OUT/runs)")
+    ap.add_argument("--log", type=Path, help="append one JSON line per experiment: the mix and both figures")
+    ap.add_argument("--train", type=int, default=150)
+    ap.add_argument("--replay", type=int, default=150, help="gold runs of the original families mixed in")
+    ap.add_argument("--eval", type=int, default=30, help="held-out convert tasks; as many of the original families")
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--rank", type=int, default=16)
+    ap.add_argument("--alpha", type=float, help="LoRA alpha (default 2 x rank)")
+    ap.add_argument("--targets", default="q,k,v,out,unembedding")
+    ap.add_argument("--threads", type=int, default=1)
+    return ap.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -116,44 +184,39 @@ def main(argv: list[str] | None = None) -> int:
     from ossagent.model.demo import demo_model_dir
     from ossagent.model.finetune import TrainConfig, finetune
     from ossagent.model.loader import load_model
-    from ossagent.model.lora import LoraConfig, merge_checkpoint
+    from ossagent.model.lora import LoraConfig
 
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--train", type=int, default=150)
-    ap.add_argument("--replay", type=int, default=150, help="gold runs of the original families mixed in")
-    ap.add_argument("--eval", type=int, default=30, help="held-out convert tasks; as many of the original families")
-    ap.add_argument("--epochs", type=int, default=2)
-    ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--rank", type=int, default=16)
-    ap.add_argument("--targets", default="q,k,v,out,unembedding")
-    ap.add_argument("--threads", type=int, default=1)
-    args = ap.parse_args(argv)
+    args = _args(argv)
     torch.set_num_threads(args.threads)
     base = demo_model_dir()
     assert base is not None, "the demo model is not in this checkout"
     t0 = time.time()
-    data = build_data(convert_tasks(args.train, 0) + list(generate(args.replay, 7, "train")), args.out / "runs")
+    data = build_data(training_tasks(args.train, args.replay, args.eval), args.runs or args.out / "runs")
     print(f"data: {len(data)} examples, {sum(len(e.tokens) for e in data)} tokens, "
           f"{sum(e.trained for e in data)} trained ({time.time() - t0:.0f} s)", flush=True)
+    before = evaluate(base, None, args.eval, args.base_results or args.out / "before")
     model = load_model(base, dtype=torch.float32)
     cfg = TrainConfig(epochs=args.epochs, lr=args.lr, batch=4, checkpointing=False)  # tiny: memory is no issue
-    result = finetune(model, data, args.out / "adapter", cfg=cfg,
-                      lora=LoraConfig(rank=args.rank, alpha=2.0 * args.rank, targets=tuple(args.targets.split(","))),
+    lora = LoraConfig(rank=args.rank, alpha=args.alpha or 2.0 * args.rank, targets=tuple(args.targets.split(",")))
+    result = finetune(model, data, args.out / "adapter", cfg=cfg, lora=lora,
                       progress=lambda p: print(f"step {p.step}/{p.total} loss {p.loss:.4f} ({p.seconds:.0f} s)",
                                                flush=True) if p.step % 10 == 0 else None)
     print(f"trained {result.steps} steps in {result.seconds:.0f} s, loss {result.losses[0]:.3f} -> "
           f"{result.losses[-1]:.3f}, peak RSS {result.peak_memory / 2**20:.0f} MiB", flush=True)
-    merged = merge_checkpoint(base, args.out / "adapter", args.out / "merged")
-    groups = {"convert (new)": convert_tasks(args.eval, 1), "original families": list(generate(args.eval, 1, "eval"))}
-    before = evaluate(base, groups, args.threads)
-    after = evaluate(merged, groups, args.threads)
-    report = {"before": before, "after": after, "train_seconds": result.seconds, "losses": result.losses}
+    after = evaluate(base, args.out / "adapter", args.eval, args.out / "after")
+    mix = {"train": args.train, "replay": args.replay, "epochs": args.epochs, "lr": args.lr, "rank": args.rank,
+           "alpha": lora.alpha, "targets": args.targets}
+    figures = {g: [before[g]["ok"] / before[g]["n"], after[g]["ok"] / after[g]["n"]] for g in (NEW, OLD)}
+    report = {"mix": mix, "figures": figures, "before": before, "after": after, "train_seconds": result.seconds,
+              "losses": result.losses}
     (args.out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    if args.log:
+        with args.log.open("a") as fh:
+            fh.write(json.dumps({"out": str(args.out), "mix": mix, "figures": figures,
+                                 "train_seconds": round(result.seconds)}) + "\n")
     print("| tasks (held out) | demo model | + adapter |\n|---|---|---|")
-    for name in groups:
-        b, a, n = before[name]["ok"], after[name]["ok"], before[name]["n"]
-        print(f"| {name} ({n}) | {b / n:.0%} | {a / n:.0%} |")
+    for g in (NEW, OLD):
+        print(f"| {g} ({before[g]['n']}) | {figures[g][0]:.0%} | {figures[g][1]:.0%} |")
     return 0
 
 

@@ -12,9 +12,9 @@ import pytest
 
 from ossagent.agent.constrain import TurnConstraints
 from ossagent.agent.functions import Functions
+from ossagent.agent.grammar_hooks import namespace_schemas
 from ossagent.agent.harmony.builtin import browser_namespace
 from ossagent.agent.harmony.tokens import CALL
-from ossagent.agent.loop import namespace_schemas
 from ossagent.agent.prompt import PromptConfig
 from ossagent.tools.base import FunctionDescription, ToolDescription
 from ossagent.tools.browser.action_tool import DESCRIPTION, FUNCTIONS

@@ -189,3 +189,31 @@ def test_a_transcript_may_start_with_the_assistant(enc: Any) -> None:
     prompt = hp.render_prompt(cfg, [], enc)
     assert ex.tokens[: len(prompt)] == prompt and not any(ex.mask[: len(prompt)])
     assert all(ex.mask[len(prompt) :])
+
+
+def test_a_new_header_rebuilds_the_prompt_with_nothing_given(enc: Any, tmp_path: Path) -> None:
+    """The transcript header carries the texts the model saw (tools, functions, answer format, date, identity):
+    the prompt is rebuilt exactly from the file alone, and the examples are the same as with the texts given."""
+    path, _backend, agent = _run_two_turns(enc, tmp_path)
+    t = Transcript.load(path)
+    assert t.settings["current_date"] == DATE and t.settings["texts"]["function_tools"][0]["name"] == "get_weather"
+    cfg = prompt_config_from_settings(t.settings)
+    assert cfg == agent.config
+    assert [e.tokens for e in transcript_examples(t, cfg, enc)] == [e.tokens for e in transcript_examples(
+        t, _config(t), enc)]
+    # a header of the older kind names its tools only: they must be given
+    old = {k: v for k, v in t.settings.items() if k not in ("texts", "current_date", "model_identity")}
+    with pytest.raises(DataError, match=r"functions\.get_weather"):
+        prompt_config_from_settings(old)
+
+
+def test_settings_round_trip_through_json_for_every_part_of_the_prompt() -> None:
+    cfg = hp.PromptConfig(reasoning=ReasoningEffort.HIGH, instructions="Be brief.",
+                          builtin_tools=tuple(builtin_descriptions(["python", "browser", "files"])),
+                          function_tools=(FunctionDescription("get_weather", "Weather.", SCHEMA),
+                                          FunctionDescription("free", "Free-form.", None)),
+                          response_format=("answer", {"type": "object", "properties": {"x": {"type": "integer"}}},
+                                           "The answer."),
+                          model_identity="You are a test model.", current_date=DATE)
+    settings = json.loads(json.dumps(cfg.settings()))
+    assert prompt_config_from_settings(settings) == cfg

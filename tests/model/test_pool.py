@@ -104,3 +104,33 @@ def test_requests_arriving_together_compute_their_shared_prefix_once(engine: Eng
     assert batch.cache_stats.forks == 3
     engine.reset()
     assert got == [ref(engine, p) for p in prompts]
+
+
+def test_admission_holds_every_active_sequence_at_its_full_length_within_the_budget(engine: Engine) -> None:
+    """Requests wait for memory rather than overrun it: admitted only while the active ones, each counted at its
+    prompt plus max_tokens, fit the KV budget (one always runs); the tokens are those of each run alone."""
+    prompts = [seq(10 + i, 40 + i) for i in range(3)]
+    need = [engine.kv_bytes(len(p) + GREEDY.max_tokens) for p in prompts]
+    assert need[2] - need[0] == 2 * 2 * engine.model.config.num_key_value_heads * engine.model.config.head_dim * 4 * sum(
+        not engine.model.config.is_sliding(i) for i in range(engine.model.config.num_hidden_layers))
+    for budget, most in ((sum(need), 3), (need[0] + need[1], 2), (max(need) - 1, 1)):
+        batch = BatchEngine(engine, kv_memory=budget, max_batch=3)
+        streams = [batch.generate(p, GREEDY) for p in prompts]
+        seen = 0
+        while batch.step():
+            seen = max(seen, len(batch._active))
+            assert batch.pool.reserved <= budget or len(batch._active) == 1
+        assert seen == most
+        assert [s._seq.generated for s in streams] == [ref(engine, p) for p in prompts]
+        assert batch.pool.reserved == 0
+
+
+def test_planned_bytes_equal_a_filled_cache(engine: Engine) -> None:
+    """The admission estimate is what a cache of that length really takes (rings, snapshots, full layers)."""
+    cache = engine.new_cache()
+    prompt = seq(37, 3)  # past several snapshots (every 8)
+    for i in range(0, len(prompt), 8):
+        engine.model(torch.tensor([prompt[i : i + 8]]), cache)
+    full = [layer for layer in cache.layers if not engine.model.config.is_sliding(cache.layers.index(layer))]
+    headroom = sum(layer.nbytes() - 2 * layer.length * layer.k[:, 0].numel() * layer.k.element_size() for layer in full)
+    assert cache.nbytes() - headroom == engine.kv_bytes(len(prompt))

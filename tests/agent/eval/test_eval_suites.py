@@ -118,3 +118,31 @@ def test_a_crashing_function_and_a_model_that_stops(tmp_path: Path) -> None:
     assert by["cut"]["reason"].startswith("crashed: ScriptError")
     assert summarize(records)["all"]["crashed"] == 1
     assert not math.isnan(summarize(records)["all"]["score"])
+
+
+def test_tools_are_closed_when_the_agent_cannot_be_built(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A trial whose Agent fails to build is a crashed trial, and the tools made for it (a sandboxed python, a
+    browser) are closed, not left running."""
+    import ossagent.agent
+    from ossagent.agent.eval import runner
+
+    closed: list[str] = []
+
+    class Tool:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def close(self) -> None:
+            closed.append(self.name)
+            raise RuntimeError("closing failed")  # one tool's failure to close does not keep the others open
+
+    def broken_agent(*args: object, **kwargs: object) -> None:
+        raise ValueError("bad instructions")
+
+    monkeypatch.setattr(runner, "_tools", lambda task, ws, site: [Tool("python"), Tool("browser")])
+    monkeypatch.setattr(ossagent.agent, "Agent", broken_agent)
+    suite_file = tmp_path / "suite.json"
+    suite_file.write_text(json.dumps({"tasks": [{"id": "t", "prompt": "Say hi.", "check": {"answer": "hi"}}]}))
+    records = run_suite(load_suite(suite_file), Scripts(lambda t: [final("hi")]), tmp_path / "run")
+    assert records[0]["reason"] == "crashed: ValueError: bad instructions"
+    assert closed == ["python", "browser"]

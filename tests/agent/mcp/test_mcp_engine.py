@@ -13,8 +13,9 @@ import pytest
 import torch
 
 from ossagent.agent.approvals import Policy
+from ossagent.agent.grammar_hooks import ConstraintRequest, GrammarHooks
 from ossagent.agent.limits import Limits
-from ossagent.agent.loop import Agent, ConstraintRequest, GrammarHooks
+from ossagent.agent.loop import Agent
 from ossagent.agent.mcp import MCPServerConfig
 from ossagent.model.hooks import StepAction
 
