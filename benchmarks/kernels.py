@@ -1,14 +1,25 @@
-"""Native kernel throughput: MXFP4 GEMV (in L2 and from DRAM), MXFP4 dequant, int8 GEMV vs torch GEMVs.
+"""Native kernel throughput: the bf16-activation kernels against the int8-activation (VNNI) ones, in one run.
 
-    .venv/bin/python benchmarks/kernels.py [--threads 2]
+    .venv/bin/python benchmarks/kernels.py [--threads 2] [--calls 40] [--rounds 3] [--tokens 1,2,4,8,16,32,64]
 
-Best of many calls per row (the machine is shared). "from DRAM" rows cycle over a weight pool larger than
-the 300 MB L3, so every call streams its weights from memory. Uses about 2.5 GB.
+Each row pair (old, new) is timed alternately in ``--rounds`` rounds of ``--calls`` calls, and each side keeps
+its best call, so both see the same machine; the ratio is old time / new time (> 1: the new kernel is faster).
+"from DRAM" rows cycle over a weight pool larger than the L3, so every call streams its weights from memory.
+GB/s counts the packed weight bytes a call reads (MXFP4: 17 bytes per 32 weights; int8: 1 byte per weight).
+The bf16 GEMV row compares oneDNN's ``F.linear`` for one row (the bf16 attention and unembedding before)
+with the native ``bf16_linear`` (``kernels.bf16.GemvLinear``). The MoE rows run a whole layer's experts for T
+tokens (top-4 of 48 random experts per token): the old path
+is ``native_expert_mlp`` with bf16 activations (one fused call for one token; for more, the pair GEMV for
+experts with <= 2 tokens and dequantise + bf16 matmul for the rest), the new one the grouped int8 kernel.
+The load average is printed with the table: the machine is shared, and a call longer than a scheduler time
+slice is often interrupted, so with ``--threads 1`` ``--cpu-time`` times the thread's CPU time instead (memory
+stalls count, other processes' turns do not). Uses about 3 GB.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from collections.abc import Callable
 
@@ -16,111 +27,127 @@ import torch
 import torch.nn.functional as F
 
 from ossagent.model import kernels
-from ossagent.model.gpt_oss import swiglu
+from ossagent.model.config import GptOssConfig
+from ossagent.model.gpt_oss import Experts
+from ossagent.model.kernels.moe import native_expert_mlp
 
 H = INTER = 2880
+E = 48  # 48 experts x 13.2 MB = 0.64 GB > L3
+MX = 17 / 32  # bytes per MXFP4 weight
+Fn = Callable[[int], object]
 
 
-def best(fn: Callable[[int], object], n: int) -> float:
+CLOCK = time.perf_counter  # --cpu-time: time.thread_time
+
+
+def best(fn: Fn, n: int) -> float:
     times = []
     for i in range(n):
-        t0 = time.perf_counter()
+        t0 = CLOCK()
         fn(i)
-        times.append(time.perf_counter() - t0)
+        times.append(CLOCK() - t0)
     return min(times)
 
 
+def pair(old: Fn, new: Fn, calls: int, rounds: int) -> tuple[float, float]:
+    """Best time of each, measured alternately."""
+    t_old = t_new = float("inf")
+    for _ in range(rounds):
+        t_old = min(t_old, best(old, calls))
+        t_new = min(t_new, best(new, calls))
+    return t_old, t_new
+
+
+def experts(g: torch.Generator) -> Experts:
+    cfg = GptOssConfig(num_hidden_layers=1, num_experts=E, experts_per_token=4, vocab_size=32, hidden_size=H,
+                       intermediate_size=INTER, head_dim=64, num_attention_heads=64, num_key_value_heads=8,
+                       sliding_window=128)
+    ex = Experts(cfg, quantized=True, device="cpu", dtype=torch.bfloat16)
+    with torch.no_grad():
+        for name in ("mlp1_blocks", "mlp2_blocks"):
+            ex.get_buffer(name).random_(0, 256, generator=g)
+        for name in ("mlp1_scales", "mlp2_scales"):
+            ex.get_buffer(name).random_(118, 124, generator=g)
+        ex.mlp1_bias.normal_(generator=g)
+        ex.mlp2_bias.normal_(generator=g)
+    return ex
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--calls", type=int, default=40)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--tokens", default="1,2,4,8,16,32,64", help="token counts of the MoE layer rows")
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="time the calling thread's CPU time instead of wall time (needs --threads 1): calls "
+                         "longer than a time slice are then not charged for the time other processes ran")
     args = ap.parse_args()
+    global CLOCK
+    if args.cpu_time:
+        if args.threads != 1:
+            raise SystemExit("--cpu-time needs --threads 1")
+        CLOCK = time.thread_time
     torch.set_num_threads(args.threads)
     if not kernels.load():
         raise SystemExit("native kernels unavailable")
     ops = torch.ops.ossagent_kernels
     g = torch.Generator().manual_seed(0)
-    e = 48  # 48 experts x 13.2 MB = 0.64 GB > L3
-    b1 = torch.randint(0, 256, (e, 2 * INTER, H // 32, 16), generator=g, dtype=torch.uint8)
-    s1 = torch.randint(118, 124, (e, 2 * INTER, H // 32), generator=g, dtype=torch.uint8)
-    b2 = torch.randint(0, 256, (e, H, INTER // 32, 16), generator=g, dtype=torch.uint8)
-    s2 = torch.randint(118, 124, (e, H, INTER // 32), generator=g, dtype=torch.uint8)
+    ex = experts(g)
+    b1, s1 = ex.mlp1_blocks, ex.mlp1_scales
     x = torch.randn(1, H, generator=g).to(torch.bfloat16)
-    rows = []
+    load0 = os.getloadavg()
+    rows: list[tuple[str, float, float, float]] = []  # name, old s, new s, bytes
 
-    def gemv(ex: int) -> None:
-        ids = torch.tensor([ex % e])
-        ops.mxfp4_gemv(x, b1, s1, ids, None, 0, 1.702, 7.0)
+    def add(name: str, old: Fn, new: Fn, nbytes: float, calls: int = args.calls) -> None:
+        rows.append((name, *pair(old, new, calls, args.rounds), nbytes))
 
     small_b, small_s = b1[0, :512].contiguous()[None], s1[0, :512].contiguous()[None]
     zero = torch.tensor([0])
-    t = best(lambda i: ops.mxfp4_gemv(x, small_b, small_s, zero, None, 0, 1.702, 7.0), 10 * args.calls)
-    rows.append(("MXFP4 GEMV 512x2880, weights in L2", t, 512 * H * 17 / 32))
+    add("MXFP4 GEMV 512x2880, in L2", lambda i: ops.mxfp4_gemv(x, small_b, small_s, zero, None, 0, 1.702, 7.0),
+        lambda i: ops.mxfp4_gemv_q8(x, small_b, small_s, zero, None), 512 * H * MX, 10 * args.calls)
+    add("MXFP4 GEMV 5760x2880, in cache", lambda i: ops.mxfp4_gemv(x, b1, s1, zero, None, 0, 1.702, 7.0),
+        lambda i: ops.mxfp4_gemv_q8(x, b1, s1, zero, None), 2 * INTER * H * MX)
+    add("MXFP4 GEMV 5760x2880, DRAM",
+        lambda i: ops.mxfp4_gemv(x, b1, s1, torch.tensor([i % E]), None, 0, 1.702, 7.0),
+        lambda i: ops.mxfp4_gemv_q8(x, b1, s1, torch.tensor([(i + 7) % E]), None), 2 * INTER * H * MX)
+    for t in [int(v) for v in args.tokens.split(",")]:
+        xs = torch.randn(t, H, generator=g).to(torch.bfloat16)
+        routes = [torch.stack([torch.randperm(E, generator=g)[:4] for _ in range(t)]) for _ in range(8)]
+        w = torch.full((t, 4), 0.25, dtype=torch.bfloat16)
+        used = sum(len(torch.unique(r)) for r in routes) / len(routes)
+        ex.int8_activations = False
+        old = lambda i, xs=xs, routes=routes, w=w: native_expert_mlp(xs, routes[i % 8], w, ex, 7.0)  # noqa: E731
+        new = lambda i, xs=xs, routes=routes, w=w: ops.mxfp4_moe_q8(  # noqa: E731
+            xs, b1, s1, ex.mlp1_bias, ex.mlp2_blocks, ex.mlp2_scales, ex.mlp2_bias, routes[i % 8], w, 1.702, 7.0)
+        with torch.no_grad():
+            add(f"MoE layer, {t} token(s), {used:.1f} experts, DRAM", old, new, used * 3 * H * INTER * MX,
+                max(4, args.calls // max(1, t // 4)))
+
     w8s = torch.randint(-127, 128, (1024, H), generator=g, dtype=torch.int8)
     sc8 = torch.rand(1024, generator=g)
-    t = best(lambda i: ops.int8_gemv(x, w8s, sc8, None), 10 * args.calls)
-    rows.append(("int8 GEMV 1024x2880, in cache", t, 1024 * H))
-    wbs = torch.randn(1024, H, generator=g).to(torch.bfloat16)
-    t = best(lambda i: F.linear(x, wbs), 10 * args.calls)
-    rows.append(("bf16 F.linear M=1 1024x2880, in cache", t, 1024 * H * 2))
-    t = best(lambda i: gemv(0), args.calls)
-    rows.append(("MXFP4 GEMV 5760x2880, weights in cache", t, 2 * INTER * H * 17 / 32))
-    t = best(gemv, args.calls)
-    rows.append(("MXFP4 GEMV 5760x2880, from DRAM", t, 2 * INTER * H * 17 / 32))
-
-    def moe(i: int) -> None:
-        ids = torch.randperm(e, generator=g)[:4]
-        h = ops.mxfp4_gemv(x.expand(4, H), b1, s1, ids, None, 1, 1.702, 7.0)
-        ops.mxfp4_gemv(h, b2, s2, ids, None, 0, 1.702, 7.0)
-
-    t = best(moe, args.calls)
-    rows.append(("MoE decode step: 4 experts up+down, DRAM", t, 4 * 3 * H * INTER * 17 / 32))
-    bias1 = torch.zeros(e, 2 * INTER, dtype=torch.bfloat16)
-    bias2 = torch.zeros(e, H, dtype=torch.bfloat16)
-    w4 = torch.full((4,), 0.25, dtype=torch.bfloat16)
-
-    def moe_torch(i: int) -> None:  # the decode path before mxfp4_moe_decode: 2 GEMVs + ~12 torch ops
-        ids, _ = torch.sort(torch.randperm(e, generator=g)[:4])
-        h = ops.mxfp4_gemv(x.expand(4, H), b1, s1, ids, bias1, 0, 1.702, 7.0)
-        a = swiglu(h.to(torch.bfloat16), 7.0, 1.702)
-        y = ops.mxfp4_gemv(a, b2, s2, ids, bias2, 0, 1.702, 7.0).to(torch.bfloat16) * w4[:, None]
-        out = y[0:1]
-        for j in range(1, 4):
-            out = out + y[j : j + 1]
-
-    def moe_fused(i: int) -> None:
-        ids = torch.randperm(e, generator=g)[:4]
-        ops.mxfp4_moe_decode(x, b1, s1, bias1, b2, s2, bias2, ids, w4, 1.702, 7.0)
-
-    for _ in range(2):  # alternate, so both see the same machine
-        rows.append(("MoE layer decode, GEMVs + torch ops, DRAM", best(moe_torch, args.calls), 4 * 3 * H * INTER * 17 / 32))
-        rows.append(("MoE layer decode, one fused call, DRAM", best(moe_fused, args.calls), 4 * 3 * H * INTER * 17 / 32))
-    out = torch.empty(2 * INTER, H, dtype=torch.bfloat16)
-    t = best(lambda i: ops.mxfp4_dequant(b1[i % e], s1[i % e], out), args.calls)
-    rows.append(("MXFP4 -> bf16 dequant 5760x2880 (bytes out)", t, 2 * INTER * H * 2))
-
-    n = 201088 // 8
-    pool = 8
+    add("int8 GEMV 1024x2880, in cache", lambda i: ops.int8_gemv(x, w8s, sc8, None),
+        lambda i: ops.int8_gemv_q8(x, w8s, sc8, None), 1024 * H, 10 * args.calls)
+    n, pool = 201088 // 8, 6
     w8 = [torch.randint(-127, 128, (n, H), generator=g, dtype=torch.int8) for _ in range(pool)]
     sc = torch.rand(n, generator=g)
-    t = best(lambda i: ops.int8_gemv(x, w8[i % pool], sc, None), args.calls)
-    rows.append((f"int8 GEMV {n}x{H}, DRAM", t, n * H))
-    t = best(lambda i: torch._weight_int8pack_mm(x, w8[i % pool], sc.to(torch.bfloat16)), args.calls)
-    rows.append((f"torch _weight_int8pack_mm {n}x{H}, DRAM", t, n * H))
+    add(f"int8 GEMV {n}x{H}, DRAM", lambda i: ops.int8_gemv(x, w8[i % pool], sc, None),
+        lambda i: ops.int8_gemv_q8(x, w8[(i + 3) % pool], sc, None), n * H)
 
-    wb = [torch.randn(n // 2, H, generator=g).to(torch.bfloat16) for _ in range(pool)]
-    t = best(lambda i: F.linear(x, wb[i % pool]), args.calls)
-    rows.append((f"bf16 F.linear M=1 {n // 2}x{H}, DRAM", t, n * H))
-    wf = [w.float() for w in wb[:4]]
+    wb = [torch.randn(5120, H, generator=g).to(torch.bfloat16) for _ in range(24)]  # 24 x 29.5 MB
+    add("bf16 GEMV 5120x2880 (qkv size), DRAM; old: F.linear", lambda i: F.linear(x, wb[i % 24]),
+        lambda i: ops.bf16_linear(x, wb[(i + 12) % 24], None, x.dtype), 5120 * H * 2)
 
-    t = best(lambda i: F.linear(x.float(), wf[i % 4]), args.calls)
-    rows.append((f"fp32 F.linear M=1 {n // 2}x{H}, DRAM", t, n * H * 2))
-
-    print(f"\n{args.threads} threads, best of {args.calls} calls\n")
-    print(f"| {'kernel':<46} | {'ms':>7} | {'GB/s':>6} |")
-    print(f"|{'-' * 48}|{'-' * 9}|{'-' * 8}|")
-    for name, sec, nbytes in rows:
-        print(f"| {name:<46} | {sec * 1e3:>7.3f} | {nbytes / sec / 1e9:>6.1f} |")
+    load1 = os.getloadavg()
+    clock = "CPU time of the thread" if args.cpu_time else "wall time"
+    print(f"\n{args.threads} threads, {clock}, best of {args.rounds} x {args.calls} calls per side, alternating; "
+          f"load average {load0[0]:.1f} at the start, {load1[0]:.1f} at the end (1 min)\n")
+    print(f"| {'kernel (old: bf16 activations, new: int8 VNNI)':<46} | {'old ms':>7} | {'old GB/s':>8} | "
+          f"{'new ms':>7} | {'new GB/s':>8} | {'ratio':>5} |")
+    print(f"|{'-' * 48}|{'-' * 9}|{'-' * 10}|{'-' * 9}|{'-' * 10}|{'-' * 7}|")
+    for name, t_old, t_new, nbytes in rows:
+        print(f"| {name:<46} | {t_old * 1e3:>7.3f} | {nbytes / t_old / 1e9:>8.1f} | {t_new * 1e3:>7.3f} | "
+              f"{nbytes / t_new / 1e9:>8.1f} | {t_old / t_new:>5.2f} |")
 
 
 if __name__ == "__main__":

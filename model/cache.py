@@ -1,6 +1,10 @@
 """KV cache: full-attention layers keep every position, sliding layers a ring.
 
-Full layers: ``k, v [capacity, nkv, d]`` grown on demand (doubling, up to ``max_len``).
+Keys and values are stored head-major, ``[nkv, positions, d]``: each KV head's keys are one contiguous matrix,
+so decode attention multiplies them in place (a position-major store made every step copy all of them, 50 ms a
+layer at 8k on 2 cores instead of 2). ``update`` returns ``[S, nkv, d]`` views of them.
+
+Full layers: ``k, v [nkv, capacity, d]`` grown on demand (doubling, up to ``max_len``).
 
 Sliding layers: a ring of ``window + max(max_chunk, rollback)`` slots; position p lives in slot ``p % slots``
 and each slot remembers its position (-1 = empty). New keys are written before attending, which is safe because
@@ -48,20 +52,20 @@ class FullLayer:
     def __init__(self, nkv: int, d: int, max_len: int, device: torch.device | str | None, dtype: torch.dtype):
         self.max_len = max_len
         self.length = 0
-        self.k = torch.zeros(0, nkv, d, device=device, dtype=dtype)
-        self.v = torch.zeros(0, nkv, d, device=device, dtype=dtype)
+        self.k = torch.zeros(nkv, 0, d, device=device, dtype=dtype)  # head-major (see the module docstring)
+        self.v = torch.zeros(nkv, 0, d, device=device, dtype=dtype)
 
     def _reserve(self, n: int) -> None:
         if n > self.max_len:
             raise ValueError(f"context of {n} tokens exceeds the cache's max_len {self.max_len}")
-        cap = self.k.shape[0]
+        cap = self.k.shape[1]
         if n <= cap:
             return
         new_cap = min(self.max_len, max(n, 2 * cap, 256))
         for name in ("k", "v"):
             old = getattr(self, name)
-            new = old.new_zeros(new_cap, *old.shape[1:])
-            new[: self.length] = old[: self.length]
+            new = old.new_zeros(old.shape[0], new_cap, old.shape[2])
+            new[:, : self.length] = old[:, : self.length]
             setattr(self, name, new)
 
     def update(
@@ -71,11 +75,11 @@ class FullLayer:
             raise ValueError(f"cache holds {self.length} positions, got new keys at {start}")
         end = start + k.shape[0]
         self._reserve(end)
-        self.k[start:end] = k
-        self.v[start:end] = v
+        self.k[:, start:end] = k.transpose(0, 1)
+        self.v[:, start:end] = v.transpose(0, 1)
         self.length = end
         pos = torch.arange(end, device=k.device)
-        return self.k[:end], self.v[:end], pos
+        return self.k[:, :end].transpose(0, 1), self.v[:, :end].transpose(0, 1), pos
 
     def truncate(self, n: int) -> None:
         self.length = min(self.length, n)
@@ -85,7 +89,7 @@ class FullLayer:
         n = min(n, self.length)
         new = FullLayer.__new__(FullLayer)
         new.max_len, new.length = self.max_len, n
-        new.k, new.v = self.k[:n].clone(), self.v[:n].clone()
+        new.k, new.v = self.k[:, :n].clone(), self.v[:, :n].clone()
         return new
 
     def nbytes(self) -> int:
@@ -100,8 +104,8 @@ class RingLayer:
         self.window, self.max_chunk, self.snapshot_every = window, max_chunk, snapshot_every
         self.slots = window + max(max_chunk, rollback)
         self.length = 0
-        self.k = torch.zeros(self.slots, nkv, d, device=device, dtype=dtype)
-        self.v = torch.zeros(self.slots, nkv, d, device=device, dtype=dtype)
+        self.k = torch.zeros(nkv, self.slots, d, device=device, dtype=dtype)  # head-major
+        self.v = torch.zeros(nkv, self.slots, d, device=device, dtype=dtype)
         self.pos = torch.full((self.slots,), -1, dtype=torch.long, device=device)
         # position m -> the keys of positions [m - window, m), as (k, v, pos)
         self.snapshots: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
@@ -116,17 +120,17 @@ class RingLayer:
             raise ValueError(f"chunk of {t} tokens exceeds the cache's max_chunk {self.max_chunk}; feed it in parts")
         new_pos = torch.arange(start, start + t, device=k.device)
         slot = new_pos % self.slots
-        self.k[slot] = k
-        self.v[slot] = v
+        self.k[:, slot] = k.transpose(0, 1)
+        self.v[:, slot] = v.transpose(0, 1)
         self.pos[slot] = new_pos
         self.length = start + t
         first = (start // self.snapshot_every + 1) * self.snapshot_every
         for m in range(first, self.length + 1, self.snapshot_every):
             keep = (self.pos >= m - self.window) & (self.pos < m) & (self.pos >= 0)
-            self.snapshots[m] = (self.k[keep].clone(), self.v[keep].clone(), self.pos[keep].clone())
+            self.snapshots[m] = (self.k[:, keep], self.v[:, keep], self.pos[keep].clone())  # indexing copies
         # the slots this chunk's queries can see: positions [start - window + 1, start + t)
         idx = torch.arange(max(0, start - self.window + 1), start + t, device=k.device) % self.slots
-        return self.k[idx], self.v[idx], self.pos[idx]
+        return self.k[:, idx].transpose(0, 1), self.v[:, idx].transpose(0, 1), self.pos[idx]
 
     def can_truncate_exactly(self, n: int) -> bool:
         need = max(0, n - self.window)
@@ -144,7 +148,7 @@ class RingLayer:
             k, v, pos = self.snapshots[n]
             self.pos.fill_(-1)
             slot = pos % self.slots
-            self.k[slot], self.v[slot], self.pos[slot] = k, v, pos
+            self.k[:, slot], self.v[:, slot], self.pos[slot] = k, v, pos
         self.length = n
         for m in [m for m in self.snapshots if m > n]:
             del self.snapshots[m]

@@ -4,8 +4,9 @@ Each output row of a weight [N, K] is stored as int8 with one fp32 scale (symmet
 ``w ~= q * scale``, ``scale = max|w_row| / 127``). That halves the bytes a decoded token reads from these
 matrices (about 2.4 GB -> 1.2 GB for gpt-oss-20b), which is what bounds decode speed on a CPU.
 
-Decode rows (a few tokens) use the native int8 GEMV (fp32 activations, exact products, fp32 sums); more
-rows dequantise the weight in row chunks to the activation dtype and use ``F.linear`` (AMX for bf16).
+Decode rows (a few tokens) use the native int8 GEMV: with ``int8_activations`` (set by ``accelerate``) the
+activation row is quantised to int8 per 32 values and multiplied with VNNI integer dot products, else fp32
+activations, exact products, fp32 sums. More rows dequantise the weight in row chunks to the activation dtype and use ``F.linear`` (AMX for bf16).
 Without the native kernels, ``torch._weight_int8pack_mm`` or a plain dequantise-and-multiply is used.
 """
 
@@ -67,6 +68,9 @@ def quantize_rows(
 class Int8Linear(nn.Module):
     """``nn.Linear`` replacement holding int8 rows + fp32 scales; output in the input's dtype."""
 
+    #: decode rows quantise the activation to int8 per 32 values (VNNI kernel); see ``accelerate``
+    int8_activations = False
+
     def __init__(self, weight: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None) -> None:
         super().__init__()
         self.in_features = weight.shape[1]
@@ -90,7 +94,9 @@ class Int8Linear(nn.Module):
         lead = x.shape[:-1]
         x2 = x.reshape(-1, self.in_features)
         m = x2.shape[0]
-        if m <= GEMV_MAX_ROWS and kernels.available() and self.in_features % 16 == 0:
+        if m <= GEMV_MAX_ROWS and kernels.available() and self.int8_activations and self.in_features % 32 == 0:
+            y = torch.ops.ossagent_kernels.int8_gemv_q8(x2, self.weight, self.scale, self.bias).to(x.dtype)
+        elif m <= GEMV_MAX_ROWS and kernels.available() and self.in_features % 16 == 0:
             y = torch.ops.ossagent_kernels.int8_gemv(x2, self.weight, self.scale, self.bias).to(x.dtype)
         else:
             parts = []
@@ -105,10 +111,15 @@ class Int8Linear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, int8 rows"
 
 
-def quantize_model(model: nn.Module, attention: bool = True, unembedding: bool = True) -> int:
+def quantize_model(
+    model: nn.Module, attention: bool = True, unembedding: bool = True, int8_activations: bool = True
+) -> int:
     """Swap the attention projections and/or the unembedding of a GptOss for :class:`Int8Linear` in place.
 
-    Returns the number of layers swapped. The bf16 weights are dropped as each is replaced."""
+    This is the 8-bit configuration: with ``int8_activations`` and the native kernels loaded, decode-sized calls
+    of these layers and of the MXFP4 experts also quantise their activations to int8 (see
+    ``ossagent.model.kernels.accelerate.set_int8_activations``). Returns the number of layers swapped. The bf16
+    weights are dropped as each is replaced."""
     swapped = 0
     targets: list[tuple[nn.Module, str]] = []
     if attention:
@@ -123,4 +134,8 @@ def quantize_model(model: nn.Module, attention: bool = True, unembedding: bool =
             setattr(parent, name, Int8Linear.from_linear(linear))
             del linear
             swapped += 1
+    if int8_activations and kernels.available():
+        from ossagent.model.kernels.accelerate import set_int8_activations
+
+        set_int8_activations(model, True)
     return swapped

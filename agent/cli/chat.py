@@ -3,13 +3,17 @@
 Commands: /reasoning (show or collapse the chain of thought), /effort low|medium|high, /save FILE,
 /reset, /exit. At a terminal, lines are edited with readline (arrows, Ctrl-R) and the history is kept
 in ``<ossagent home>/chat_history`` (the last 1,000 lines).
+
+With ``--session NAME`` the conversation is a named session (agent/sessions.py): it resumes where the session
+left off, each turn is saved when it ends, and each turn starts from the session as stored, so turns another
+process added meanwhile are part of it. /reset clears the session.
 """
 
 from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
@@ -17,8 +21,11 @@ from ossagent.agent.choices import EFFORTS, ReasoningEffort
 from ossagent.agent.cli.render import EventPrinter
 from ossagent.agent.transcript import Transcript
 
+if TYPE_CHECKING:
+    from ossagent.agent.sessions import Session
+
 HELP = "/reasoning  show or collapse reasoning\n/effort low|medium|high\n/save FILE  save the transcript\n" \
-       "/reset  start over\n/exit"
+       "/reset  start over (with --session: clears the session)\n/exit"
 
 
 def line_editing(history: Path | None) -> Any:
@@ -42,19 +49,29 @@ def line_editing(history: Path | None) -> Any:
 
 
 def chat(agent: Any, console: Console, *, show_reasoning: bool = False, save: str | None = None,
-         read: Any = None, history: Path | None = None) -> int:
-    """Run the REPL; ``read`` replaces ``console.input`` (tests)."""
+         read: Any = None, history: Path | None = None, session: Session | None = None) -> int:
+    """Run the REPL; ``read`` replaces ``console.input`` (tests); ``session``: continue and save it."""
     save_history = line_editing(history) if read is None else (lambda: None)
     try:
-        return _repl(agent, console, show_reasoning, save, read or (lambda: console.input("[bold]you> [/bold]")))
+        return _repl(agent, console, show_reasoning, save, read or (lambda: console.input("[bold]you> [/bold]")),
+                     session)
     finally:
         save_history()
 
 
-def _repl(agent: Any, console: Console, show_reasoning: bool, save: str | None, read: Any) -> int:
-    transcript: Transcript | None = None
+def _resume(session: Session, console: Console) -> Transcript:
+    transcript = session.transcript()
+    turns = sum(m.role == "user" for m in transcript)
+    console.print(f"[dim]session {session.name}: " + (f"{turns} earlier turn{'s' * (turns != 1)}, resumed"
+                                                       if turns else "new") + "[/dim]", highlight=False)
+    return transcript
+
+
+def _repl(agent: Any, console: Console, show_reasoning: bool, save: str | None, read: Any,
+          session: Session | None = None) -> int:
     effort: ReasoningEffort | None = None
     console.print("[dim]ossagent chat - /help for commands, /exit to leave[/dim]")
+    transcript = _resume(session, console) if session is not None else None
     while True:
         try:
             line = read()
@@ -77,11 +94,16 @@ def _repl(agent: Any, console: Console, show_reasoning: bool, save: str | None, 
                 console.print(f"[dim]saved to {transcript.save(arg)}[/dim]")
             elif cmd == "/reset":
                 transcript = None
-                console.print("[dim]new conversation[/dim]")
+                if session is not None:
+                    session.clear()
+                console.print("[dim]new conversation" + (f" (session {session.name} cleared)" if session is not None else "")
+                              + "[/dim]", highlight=False)
             else:
                 console.print(HELP)
             continue
         printer = EventPrinter(console, show_reasoning=show_reasoning)
+        if session is not None:
+            transcript = session.transcript()  # with any turn another process added
         stream = agent.stream(line, transcript=transcript, reasoning=effort)
         try:
             for ev in stream:
@@ -89,6 +111,9 @@ def _repl(agent: Any, console: Console, show_reasoning: bool, save: str | None, 
         except KeyboardInterrupt:
             stream.close()
             console.print("\n[yellow]interrupted[/yellow]")
+        finally:
+            if session is not None:
+                session.record(stream.transcript)
         transcript = stream.transcript
         console.print()
     if save and transcript is not None:

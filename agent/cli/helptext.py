@@ -18,12 +18,15 @@ examples:
 examples:
   ossagent chat --tools python,browser
   ossagent chat --model ~/models/gpt-oss-20b --reasoning high -v
+  ossagent chat --session trip          # resume the session "trip"; each turn is saved
 """,
     "serve": """\
 examples:
   ossagent serve --port 8000 --tools python
   ossagent serve --port 0 --cors-origin http://localhost:3000
   curl http://127.0.0.1:8000/health; curl http://127.0.0.1:8000/metrics
+  curl http://127.0.0.1:8000/v1/completions -H 'content-type: application/json' \
+       -d '{"model": "gpt-oss-20b", "prompt": "Once upon a time", "max_tokens": 32}'
 """,
 }
 

@@ -151,12 +151,20 @@ def _cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
     from ossagent.agent.cli.chat import chat
 
     console = Console(highlight=False)
+    sessions, session = None, None
+    if args.session is not None:  # a bad name is a user error before the model loads
+        from ossagent.agent.sessions import Sessions, check_name, default_path
+
+        sessions = Sessions(default_path(settings))
+        session = sessions.open(check_name(args.session))
     agent = _agent(args, settings, *_backend(args, settings, console))
     try:
         return chat(agent, console, show_reasoning=args.verbose, save=args.transcript,
-                    history=settings.home / "chat_history")
+                    history=settings.home / "chat_history", session=session)
     finally:
         agent.close()
+        if sessions is not None:
+            sessions.close()
 
 
 def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -249,6 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
                           formatter_class=Formatter)
     _backend_args(chat)
     _agent_args(chat)
+    chat.add_argument("--session", metavar="NAME", help="a named session: resume it and save each turn (kept in "
+                      "<ossagent home>/responses.sqlite3; 1-64 letters, digits, '.', '_', '-')")
     serve = sub.add_parser("serve", help="OpenAI-compatible HTTP server", epilog=epilog("serve"),
                            formatter_class=Formatter)
     _backend_args(serve)

@@ -63,8 +63,9 @@ from ossagent.agent.server.guard import (
 )
 from ossagent.agent.server.metrics import USAGE_KEY, Metrics, Observer
 from ossagent.agent.server.reasoning_memory import ReasoningMemory
-from ossagent.agent.server.requests import GenRequest, parse_chat, parse_responses
+from ossagent.agent.server.requests import GenRequest, parse_chat
 from ossagent.agent.server.responses import ResponsesFormatter
+from ossagent.agent.server.responses_request import parse_responses
 from ossagent.agent.server.runner import Job
 from ossagent.agent.server.scheduler import FairScheduler
 from ossagent.agent.server.store import ResponseStore
@@ -193,7 +194,8 @@ class Server:
     def completion_job(self, req: CompletionRequest, request: Request, body: dict[str, Any]) -> tuple[Job, list[Any]]:
         """A ``/v1/completions`` request as a job (its prompts checked here: a 400 before it queues)."""
         cfg, backend = self.config, self.check_model(req.model)
-        if not backend.takes_raw_prompts():
+        takes_raw = getattr(backend, "takes_raw_prompts", None)  # None: a backend written before the method
+        if takes_raw is None or not takes_raw():
             raise bad_request("this server's backend cannot continue raw prompts (a remote model speaks chat); "
                               "use /v1/chat/completions or /v1/responses", "prompt", "unsupported_endpoint")
         apply_defaults(req, body, temperature=cfg.default_temperature, seed=cfg.default_seed, instructions=None)
@@ -342,7 +344,7 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     async def auth(request: Request) -> None:
         # A dependency, not an HTTP middleware: Starlette's BaseHTTPMiddleware hides client disconnects.
-        if (config.api_key and request.url.path.startswith("/v1/")
+        if (config.api_key and (request.url.path.startswith("/v1/") or request.url.path == "/metrics")
                 and not key_matches(request.headers.get("authorization"), config.api_key)):
             raise unauthorized()
 
@@ -351,6 +353,15 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.state.server = server
     add_cors(app, config.cors_origins)
     app.add_middleware(Observer, metrics=server.metrics)  # outermost: logs and counts every answer
+    _add_error_handlers(app)
+    _add_info_routes(app, server)
+    _add_generation_routes(app, server)
+    add_stored_routes(app, server)
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error answer in OpenAI's shape: the API's own errors and Starlette's (404, 405, ...)."""
 
     @app.exception_handler(APIError)
     async def _api_error(_: Request, exc: APIError) -> JSONResponse:
@@ -361,6 +372,12 @@ def create_app(config: ServerConfig) -> FastAPI:
         kind = "not_found" if exc.status_code == 404 else "invalid_request_error"
         err = APIError(exc.status_code, str(exc.detail), type=kind)
         return JSONResponse(err.body(), status_code=exc.status_code)
+
+
+
+def _add_info_routes(app: FastAPI, server: Server) -> None:
+    """What the server is and how it fares: ``/health``, ``/version``, ``/metrics``, ``/v1/models``."""
+    config = server.config
 
     def cards() -> list[dict[str, Any]]:
         return model_cards(config.backend, config.model_id, server.created)
@@ -395,6 +412,11 @@ def create_app(config: ServerConfig) -> FastAPI:
         server.check_model(model_id)
         return next((c for c in cards() if c["id"] == model_id), cards()[0])  # an alias: the served model's
 
+
+def _add_generation_routes(app: FastAPI, server: Server) -> None:
+    """The endpoints that run the model: ``/v1/completions``, ``/v1/chat/completions``, ``/v1/responses``."""
+    config = server.config
+
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
         body = await _body(request)
@@ -418,7 +440,7 @@ def create_app(config: ServerConfig) -> FastAPI:
             return ([_sse(fmt.usage_chunk())] if req.include_usage else []) + [_sse("[DONE]")]
 
         return await _respond(server, request, req, body, fmt, lambda: [_sse(fmt.first_chunk())], _sse, tail,
-                         fmt.completion, lambda s: server.reasoning.remember(s.transcript.messages))
+                              fmt.completion, lambda s: server.reasoning.remember(s.transcript.messages))
 
     @app.post("/v1/responses")
     async def responses(request: Request) -> Response:
@@ -437,9 +459,5 @@ def create_app(config: ServerConfig) -> FastAPI:
         if body.get("background"):
             return await start_background(server, request, req, body, fmt, _collect)
         return await _respond(server, request, req, body, fmt, start, lambda e: _sse(e, e["type"]), list,
-                         fmt.response,
-                         lambda s: server.remember(fmt.id, s, fmt.response() if wants_store(body) else None))
-
-    add_stored_routes(app, server)
-
-    return app
+                              fmt.response,
+                              lambda s: server.remember(fmt.id, s, fmt.response() if wants_store(body) else None))

@@ -2,12 +2,13 @@
 
 A ``python`` call becomes a ``code_interpreter_call`` item (its ``code``, the tool's answer as one ``logs``
 output, a ``container_id`` naming the response's sandbox) and a ``browser.search`` / ``open`` / ``find`` call a
-``web_search_call`` item whose ``action`` is ``search`` (the query), ``open_page`` (the URL opened) or
-``find_in_page`` (the pattern and the page searched). Streamed, each is announced with
-``response.output_item.added``, then its progress events (``response.code_interpreter_call.in_progress``,
-``..._code.delta`` / ``..._code.done``, ``.interpreting``, ``.completed``; ``response.web_search_call.in_progress``,
-``.searching``, ``.completed``), and closed with ``response.output_item.done``. A call whose tool failed ends
-``failed``; one the run stopped before it was answered, ``incomplete``.
+``web_search_call`` item whose ``action`` is ``search`` (the query and, once answered, the results' URLs as
+``sources``), ``open_page`` (the URL opened) or ``find_in_page`` (the pattern and the page searched).
+Streamed, each is announced with ``response.output_item.added``, then its progress events
+(``response.code_interpreter_call.in_progress``, ``..._code.delta`` / ``..._code.done``, ``.interpreting``,
+``.completed``; ``response.web_search_call.in_progress``, ``.searching``, ``.completed``), and closed with
+``response.output_item.done``. A call whose tool failed ends ``failed``; one the run stopped before it was
+answered, ``incomplete``.
 
 The browser's citations (``【3†L10-L15】``: page 3 of the browser's stack, lines 10 to 15) stay in the text as
 the model wrote them, and each one whose page has a URL gets a ``url_citation`` annotation on its
@@ -40,6 +41,14 @@ def is_builtin(recipient: str) -> bool:
 def _source_url(url: str) -> str:
     """A find-results page (``PAGE/find?pattern=...``) cites the page it searched."""
     return url.rsplit("/find?pattern=", 1)[0] if "/find?pattern=" in url else url
+
+
+def _sources(results: Any) -> list[dict[str, str]]:
+    """A search's results (the browser tool's ``results`` metadata: url and title each) as the action's
+    ``sources``: ``{"type": "url", "url": ...}`` in the results' order."""
+    if not isinstance(results, list):
+        return []
+    return [{"type": "url", "url": r["url"]} for r in results if isinstance(r, dict) and isinstance(r.get("url"), str)]
 
 
 def _arguments(text: str) -> dict[str, Any]:
@@ -146,7 +155,9 @@ class BuiltinItems:
             if isinstance(cursor, int) and not ev.is_error:
                 self.pages[cursor] = self._cited_page(url, str(meta.get("title") or ""))
             action = item["action"]
-            if action["type"] == "open_page" and url and not ev.is_error:
+            if action["type"] == "search" and not ev.is_error:
+                action["sources"] = _sources(meta.get("results"))
+            elif action["type"] == "open_page" and url and not ev.is_error:
                 action["url"] = url
             elif action["type"] == "find_in_page" and url and not ev.is_error:
                 action["url"] = _source_url(url)

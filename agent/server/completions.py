@@ -27,13 +27,12 @@ from pydantic import BeforeValidator
 
 from ossagent.agent import events
 from ossagent.agent.backends.base import Backend, GenerationParams, Prompt
-from ossagent.agent.harmony.tokens import CALL, RETURN
+from ossagent.agent.harmony.tokens import CALL, ENDOFTEXT, RETURN
 from ossagent.agent.limits import StopMatcher
 from ossagent.agent.server.chat import usage_dict
 from ossagent.agent.server.errors import APIError, bad_request
 from ossagent.agent.server.requests import Count, Flag, Stop, _Common, _invalid, _validate
 
-ENDOFTEXT = 199_999  # <|endoftext|>
 RAW_STOPS = frozenset({RETURN, CALL, ENDOFTEXT})  # gpt-oss's end-of-sequence tokens (its generation config)
 DEFAULT_MAX_TOKENS = 16  # OpenAI's default for this API
 MAX_CHOICES = 128  # prompts x n

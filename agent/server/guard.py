@@ -148,13 +148,14 @@ class RequestGuard:
         if scope.get("method") not in _BODY_METHODS:
             await self.app(scope, receive, send)
             return
-        if not _is_json(headers.get("content-type", "")):
+        body = await self._read(headers, receive, send)
+        if body is None:
+            return
+        if body and not _is_json(headers.get("content-type", "")):  # a bodiless POST (cancel) needs no type
             await _refuse(send, APIError(415, "the request body must be JSON, sent with Content-Type: "
                                               "application/json", code="unsupported_media_type"))
             return
-        body = await self._read(headers, receive, send)
-        if body is not None:
-            await self.app(scope, _replay(body, receive), send)
+        await self.app(scope, _replay(body, receive), send)
 
     async def _read(self, headers: dict[str, str], receive: Receive, send: Send) -> bytes | None:
         """The whole body, or None once a refusal was sent (too large) or the client left."""

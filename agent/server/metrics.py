@@ -5,7 +5,8 @@ disconnects): it times each request, reads its status, and when the response is 
 ``ossagent.server`` logger (method, path, status, seconds, and for generations the tokens and tok/s) and adds
 it to the counters. A generation's handler leaves its usage in the ASGI scope under :data:`USAGE_KEY`.
 
-``/metrics`` is the Prometheus text format (version 0.0.4): requests by path and status, prompt, completion,
+``/metrics`` is the Prometheus text format (version 0.0.4): requests by route (its template, such as
+``/v1/responses/{response_id}``: ids do not each make a series) and status, prompt, completion,
 reasoning and cached prompt tokens (cache hits: prompt tokens the KV cache already held), generation seconds
 and the last request's tokens per second, the queue depth and the requests running, and the turns whose
 reasoning the server restored for a client that dropped it.
@@ -108,10 +109,8 @@ class Observer:
             seconds = time.perf_counter() - started
             get_usage: Callable[[], Usage] | None = scope.get(USAGE_KEY)
             usage = get_usage() if get_usage is not None else None
-            path = scope.get("path", "?")
-            self.metrics.record(path if path.startswith("/v1/") or path in _PLAIN else "other", status[0],
-                                seconds, usage)
-            log.info(log_line(scope.get("method", "?"), path, status[0], seconds, usage))
+            self.metrics.record(route_label(scope), status[0], seconds, usage)
+            log.info(log_line(scope.get("method", "?"), scope.get("path", "?"), status[0], seconds, usage))
 
         async def watch(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
@@ -126,4 +125,9 @@ class Observer:
             finish()
 
 
-_PLAIN = ("/health", "/version", "/metrics")
+def route_label(scope: dict[str, Any]) -> str:
+    """The route's template (``/v1/responses/{response_id}``), not the raw path, so ids do not each make a
+    series; a path no route matched is ``other``."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) and path else "other"

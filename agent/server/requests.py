@@ -1,18 +1,19 @@
-"""Read a chat-completions or responses request into one :class:`GenRequest`; bad input -> 400 with the param.
+"""Read a chat-completions request into one :class:`GenRequest`; bad input -> 400 with the param. The field
+types, the error mapping and the readers shared with the other endpoints (effort, response format, tool choice)
+live here too: the Responses request is read in agent/server/responses_request.py, the raw-prompt one in
+agent/server/completions.py.
 
-The bodies are pydantic models of the OpenAI shapes (:class:`ChatCompletionRequest`,
-:class:`ResponsesRequest`); what is wrong with one becomes an OpenAI-shaped 400 whose ``param`` is the
-path of the bad field (``messages[0].role``). Chat messages and response items become transcript messages
-(:class:`~ossagent.agent.transcript.Msg`): system/developer text becomes the developer instructions,
-assistant ``reasoning_content`` becomes an ``analysis`` message, ``tool_calls`` become ``functions.NAME``
-calls on ``commentary``, and ``tool`` messages their answers. This is the server's edge: the effort alias
-``minimal`` and the OpenAI tool-choice forms are read here into :class:`ReasoningEffort` and
+The bodies are pydantic models of the OpenAI shapes (:class:`ChatCompletionRequest`); what is wrong with one
+becomes an OpenAI-shaped 400 whose ``param`` is the path of the bad field (``messages[0].role``). Chat messages
+become transcript messages (:class:`~ossagent.agent.transcript.Msg`): system/developer text becomes the developer
+instructions, assistant ``reasoning_content`` becomes an ``analysis`` message, ``tool_calls`` become
+``functions.NAME`` calls on ``commentary``, and ``tool`` messages their answers. This is the server's edge: the
+effort alias ``minimal`` and the OpenAI tool-choice forms are read here into :class:`ReasoningEffort` and
 :class:`ToolChoice`.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar
 
@@ -430,146 +431,3 @@ def parse_chat(body: dict[str, Any]) -> GenRequest:
         include_usage=bool(isinstance(opts, dict) and opts.get("include_usage")),
         temperature=req.temperature, top_p=req.top_p, seed=req.seed, stream=req.stream,
     )
-
-
-# ------------------------------------------------------------------------------ responses
-class ResponsesTool(_Item):
-    not_an_object: ClassVar[str] = "only tools of type 'function' are supported"
-    type: str
-    name: FunctionName
-    description: Any = None
-    parameters: SchemaObject = None
-
-    @classmethod
-    def _shape(cls, data: dict[str, Any]) -> dict[str, Any]:
-        if data.get("type") != "function":
-            raise _invalid(cls.not_an_object)
-        return data
-
-
-class InputItem(_Item):
-    not_an_object: ClassVar[str] = "each input item must be an object"
-    type: str = "message"
-    role: Any = None
-    content: Any = None
-    name: Any = None
-    call_id: Any = None
-    arguments: Arguments = None
-    output: Any = None
-    id: Any = None
-    code: Any = None  # code_interpreter_call
-    outputs: Any = None  # code_interpreter_call
-
-    @classmethod
-    def _shape(cls, data: dict[str, Any]) -> dict[str, Any]:
-        kind = data.get("type", "message")
-        if kind not in ("message", "reasoning", "function_call", "function_call_output", "code_interpreter_call",
-                        "web_search_call"):
-            raise _invalid(f"input item type {kind!r} is not supported", ".type")
-        if kind == "message":
-            text = _text_at(data.get("content"), ".content")
-            if data.get("role") not in ("system", "developer", "user", "assistant"):
-                raise _invalid(f"unknown role {data.get('role')!r}", ".role")
-            return {**data, "content": text}
-        if kind == "function_call" and not isinstance(data.get("name"), str):
-            raise _invalid("function_call items need a name", ".name")
-        return data
-
-
-def _python_call(item: InputItem) -> list[Msg]:
-    """A ``code_interpreter_call`` item sent back as input: the python call and its answer (none unanswered)."""
-    logs = [o.get("logs") for o in item.outputs or [] if isinstance(o, dict) and o.get("type") == "logs"]
-    if not isinstance(item.code, str) or not logs:
-        return []
-    meta = {"call_id": str(item.id)}
-    return [Msg("assistant", item.code, recipient="python", channel="analysis", meta=meta),
-            Msg("tool", "".join(str(x) for x in logs), name="python", recipient="assistant", channel="analysis",
-                meta=dict(meta))]
-
-
-def _text_at(content: Any, suffix: str) -> str:
-    try:
-        return _text(content)
-    except PydanticCustomError as exc:
-        ctx = exc.context or {}
-        raise _invalid(str(ctx["message"]), suffix + str(ctx.get("suffix", ""))) from None
-
-
-def _input(value: Any) -> Any:
-    if isinstance(value, str):
-        return [{"type": "message", "role": "user", "content": value}]
-    if not isinstance(value, list) or not value:
-        raise _invalid("input must be a string or a non-empty array of items")
-    return value
-
-
-class ResponsesRequest(_Common):
-    input: Annotated[list[InputItem], BeforeValidator(_input)] = Field(None, validate_default=True)
-    instructions: Any = None
-    tools: Annotated[list[ResponsesTool], BeforeValidator(lambda v: v or [])] = []
-    text: Any = None
-    max_output_tokens: Count = None
-    previous_response_id: Any = None
-    truncation: Any = None  # "auto" | "disabled" (see _truncation)
-
-    def conversation(self, known_calls: dict[str, str]) -> tuple[list[Msg], list[str]]:
-        msgs: list[Msg] = []
-        instructions: list[str] = []
-        names = dict(known_calls)
-        for i, item in enumerate(self.input):
-            if item.type == "message":
-                if item.role in ("system", "developer"):
-                    instructions.append(item.content)
-                else:
-                    msgs.append(Msg(item.role, item.content, channel="final" if item.role == "assistant" else None))
-            elif item.type == "reasoning":
-                text = "".join(str(c.get("text", "")) for c in item.content or [] if isinstance(c, dict))
-                if text:
-                    msgs.append(Msg("assistant", text, channel="analysis"))
-            elif item.type == "code_interpreter_call":  # a python call this server ran: the call and its logs
-                msgs += _python_call(item)
-            elif item.type == "web_search_call":  # the pages it read are not in the item: nothing to restore
-                continue
-            elif item.type == "function_call":
-                call_id = str(item.call_id or f"call_{i}")
-                names[call_id] = item.name
-                msgs.append(_call(item.name, item.arguments, call_id))
-            else:
-                call_id = str(item.call_id)
-                if call_id not in names:
-                    raise bad_request(f"function_call_output answers unknown call_id {call_id!r}", f"input[{i}].call_id")
-                output = item.output if isinstance(item.output, str) else json.dumps(item.output)
-                msgs.append(_answer(output, names[call_id], call_id))
-        return msgs, instructions
-
-
-def parse_responses(body: dict[str, Any], known_calls: dict[str, str] | None = None) -> GenRequest:
-    """known_calls: call_id -> function name of calls made in the ``previous_response_id`` conversation."""
-    from ossagent.agent.server.mcp import MCPRequest, split_body
-
-    mcp = MCPRequest()
-    body, only_decisions = split_body(body, mcp)
-    req: ResponsesRequest = _validate(ResponsesRequest, body)
-    msgs, instructions = ([], []) if only_decisions else req.conversation(known_calls or {})
-    if isinstance(req.instructions, str):
-        instructions.insert(0, req.instructions)
-    functions = [FunctionDescription(t.name, str(t.description or ""), t.parameters) for t in req.tools]
-    text = req.text if isinstance(req.text, dict) else {}
-    reasoning = req.reasoning if isinstance(req.reasoning, dict) else {}
-    return GenRequest(
-        model=req.model, messages=msgs, instructions=_instructions(instructions), functions=functions,
-        tool_choice=tool_choice(req.tool_choice, [f.name for f in functions], flat=True),
-        response_format=response_format(text.get("format"), "text.format"),
-        reasoning=effort(reasoning.get("effort"), "reasoning.effort"),
-        max_tokens=req.max_output_tokens, previous_response_id=req.previous_response_id,
-        temperature=req.temperature, top_p=req.top_p, seed=req.seed, stream=req.stream, extra={"mcp": mcp},
-        truncation=_truncation(req.truncation),
-    )
-
-
-def _truncation(value: Any) -> str:
-    if value is None:
-        return "disabled"
-    if value not in ("auto", "disabled"):
-        raise bad_request("truncation must be 'auto' or 'disabled'", "truncation")
-    return str(value)

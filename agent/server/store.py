@@ -2,9 +2,9 @@
 
 ``POST /v1/responses`` with ``store`` (true unless the request says false, as OpenAI's default) keeps the
 answer, so ``GET /v1/responses/{id}`` returns it, ``DELETE`` removes it, and ``previous_response_id`` finds
-the conversation after a restart. ``ossagent serve`` keeps the file at ``<ossagent home>/responses.sqlite3``;
-without a path (tests, embedding) the store lives in memory. At most ``max_rows`` responses are kept, the
-oldest go first.
+the conversation after a restart. ``ossagent serve`` keeps the file at ``<ossagent home>/responses.sqlite3``
+(named sessions live in the same file: agent/sessions.py); without a path (tests, embedding) the store lives in
+memory. At most ``max_rows`` responses are kept, the oldest go first.
 """
 
 from __future__ import annotations
@@ -28,17 +28,33 @@ CREATE TABLE IF NOT EXISTS responses (
 """
 
 
-class ResponseStore:
-    def __init__(self, path: Path | None = None, max_rows: int = 10_000) -> None:
+FILE_NAME = "responses.sqlite3"  # under the ossagent home: stored responses and named sessions (agent/sessions.py)
+
+
+class StoreFile:
+    """One SQLite connection to the store's file, shared by threads under a lock; WAL, so several processes (a
+    server, chats) read and write the same file. ``schema``: the tables this user needs (created if missing)."""
+
+    def __init__(self, path: Path | None, schema: str) -> None:
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.max_rows = max_rows
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(path) if path is not None else ":memory:", check_same_thread=False)
+        self._db = sqlite3.connect(str(path) if path is not None else ":memory:", check_same_thread=False,
+                                   timeout=30.0)  # another process writing: wait for it
         with self._lock, self._db:
             self._db.execute("PRAGMA journal_mode=WAL" if path is not None else "PRAGMA journal_mode=MEMORY")
-            self._db.execute(SCHEMA)
+            self._db.executescript(schema)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class ResponseStore(StoreFile):
+    def __init__(self, path: Path | None = None, max_rows: int = 10_000) -> None:
+        super().__init__(path, SCHEMA)
+        self.max_rows = max_rows
 
     def put(self, response: dict[str, Any], transcript: Transcript | None = None) -> None:
         """Insert or replace a response (a background one is written again as its status changes)."""
@@ -75,7 +91,3 @@ class ResponseStore:
     def __len__(self) -> int:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()

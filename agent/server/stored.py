@@ -79,6 +79,16 @@ def _error(message: str) -> Any:
     return ErrorEvent("server", message)
 
 
+async def _cancel(server: Server, response_id: str) -> asyncio.Future[None] | None:
+    """Cancel a running background response and wait until its task has ended; the task, or None."""
+    task: asyncio.Future[None] | None = server.background.get(response_id)
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    return task
+
+
 def add_stored_routes(app: FastAPI, server: Server) -> None:
     @app.get("/v1/responses/{response_id}")
     async def get_response(response_id: str) -> dict[str, Any]:
@@ -89,9 +99,7 @@ def add_stored_routes(app: FastAPI, server: Server) -> None:
 
     @app.delete("/v1/responses/{response_id}")
     async def delete_response(response_id: str) -> dict[str, Any]:
-        task = server.background.get(response_id)
-        if task is not None:
-            task.cancel()
+        await _cancel(server, response_id)  # a running one first stops (and writes its last state)
         if not server.store.delete(response_id):
             raise not_found(response_id)
         server.responses.pop(response_id, None)
@@ -99,11 +107,7 @@ def add_stored_routes(app: FastAPI, server: Server) -> None:
 
     @app.post("/v1/responses/{response_id}/cancel")
     async def cancel_response(response_id: str) -> dict[str, Any]:
-        task = server.background.get(response_id)
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        task = await _cancel(server, response_id)
         found = server.store.get(response_id)
         if found is None:
             raise not_found(response_id)

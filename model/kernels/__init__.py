@@ -3,10 +3,12 @@
 The C++ source is compiled once per (source, torch version, compiler) into a cache folder with the
 system C++ compiler and loaded as torch custom ops (``torch.ops.ossagent_kernels.*``). The C++ standard
 is the one the installed torch's headers demand (``ATen/ATen.h``: C++17 up to torch 2.13, C++20 from
-2.14). A failed build is remembered in the cache folder for that key, so it is not retried every run
-until torch, the compiler or the source change. When there is no compiler, the build fails, or the CPU
-lacks AVX-512 BF16, :func:`load` warns once and returns False; callers then keep the pure-torch path,
-which computes the same values. :func:`status` tells what happened (for ``ossagent doctor``).
+2.14). A build the compiler rejects (a compile or link diagnostic) is remembered in the cache folder for that
+key, so it is not retried every run until torch, the compiler or the source change; a build that failed for
+any other reason (a full disk, a compiler killed for memory, a library that does not load) is not remembered:
+the next run tries again. When there is no compiler, the build fails, or the CPU lacks AVX-512 BF16,
+:func:`load` warns once and returns False; callers then keep the pure-torch path, which computes the same
+values. :func:`status` tells what happened (for ``ossagent doctor``).
 """
 
 from __future__ import annotations
@@ -28,14 +30,17 @@ from pathlib import Path
 import torch
 
 SOURCE = Path(__file__).resolve().parent / "csrc" / "ossagent_kernels.cpp"
+Q8_SOURCE = SOURCE.with_name("q8_kernels.cpp")  # int8-activation kernels, compiled into the same library
+BF16_SOURCE = SOURCE.with_name("bf16_kernels.cpp")  # bf16 GEMV for decode-sized projections, same library
 DEFAULT_CACHE = Path.home() / ".cache" / "ossagent" / "kernels"
 
 
 @dataclass
 class KernelStatus:
     """What :func:`load` did. ``state``: not-loaded | built (compiled now) | cached (compiled earlier) |
-    failed (build or load failed now) | failed-cached (an earlier build failed for the same torch, compiler and
-    source; not retried) | no-compiler | unsupported-cpu."""
+    failed (build or load failed now; a compiler diagnostic is remembered, any other failure is retried next run)
+    | failed-cached (the compiler rejected the same source, torch and compiler before; not retried) |
+    no-compiler | unsupported-cpu."""
 
     state: str = "not-loaded"
     reason: str = ""
@@ -100,7 +105,7 @@ def required_standard(include_dirs: list[str]) -> str:
 def _key(cxx: str) -> tuple[str, str]:
     """(hash of source + torch + compiler + python, compiler's first version line)."""
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=False).stdout
-    key = hashlib.sha256(SOURCE.read_bytes() + torch.__version__.encode() + version.encode()
+    key = hashlib.sha256(b"".join(p.read_bytes() for p in (SOURCE, Q8_SOURCE, BF16_SOURCE)) + torch.__version__.encode() + version.encode()
                          + sys.version.encode()).hexdigest()[:16]
     return key, (version.splitlines() or [cxx])[0]
 
@@ -111,20 +116,60 @@ def _command(cxx: str, std: str) -> list[str]:
     abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
     cmd = [cxx, "-O3", f"-std={std}", "-shared", "-fPIC", "-fopenmp", "-DNDEBUG", f"-D_GLIBCXX_USE_CXX11_ABI={abi}"]
     cmd += [f"-I{p}" for p in cpp_extension.include_paths()]
-    cmd += [str(SOURCE)]
+    cmd += [str(SOURCE), str(Q8_SOURCE), str(BF16_SOURCE)]
     lib_dirs = cpp_extension.library_paths()
     cmd += [f"-L{p}" for p in lib_dirs] + [f"-Wl,-rpath,{p}" for p in lib_dirs]
     return [*cmd, "-lc10", "-ltorch_cpu", "-ltorch"]
 
 
+class CompileError(RuntimeError):
+    """The compiler rejected the source: a compile or link diagnostic, the same next time for the same key."""
+
+
+# what the machine did to the build, not what the compiler found in the source (gcc's and clang's wording)
+_TRANSIENT = re.compile(r"no space left on device|disk quota exceeded|killed signal terminated program|"
+                        r"internal compiler error: killed|virtual memory exhausted|cannot allocate memory|"
+                        r"out of memory|resource temporarily unavailable|too many open files|"
+                        r"read-only file system|input/output error", re.IGNORECASE)
+_DIAGNOSTIC = re.compile(r"(^|[\s:])(fatal )?error:|undefined reference to|ld returned \d+ exit status",
+                         re.IGNORECASE | re.MULTILINE)
+
+
+def is_diagnostic(returncode: int, output: str) -> bool:
+    """Whether a failed compiler run is the compiler rejecting the code (remember it) rather than the machine
+    failing the build (a signal such as the OOM killer's, a full disk, no memory: try again next run)."""
+    if returncode < 0 or _TRANSIENT.search(output):
+        return False
+    return bool(_DIAGNOSTIC.search(output))
+
+
+def _machine_cause(returncode: int, output: str) -> str:
+    """One line on why the machine failed a build: the signal, the line naming the cause, or the exit code."""
+    if returncode < 0:
+        return f"the compiler was killed by signal {-returncode}"
+    found = _TRANSIENT.search(output)
+    if found:
+        start = output.rfind("\n", 0, found.start()) + 1
+        end = output.find("\n", found.end())
+        return output[start:end if end >= 0 else None].strip()[-300:]
+    return f"exit {returncode}, " + (f"last output: {output.splitlines()[-1][-300:]}" if output else "no output")
+
+
 def _compile(cmd: list[str], target: Path) -> None:
-    """Run the compiler into a temporary file, then rename it (concurrent builders are harmless)."""
+    """Run the compiler into a temporary file, then rename it (concurrent builders are harmless).
+
+    Raises :class:`CompileError` for a compiler diagnostic, RuntimeError or OSError for anything else."""
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(fd)
     try:
         res = subprocess.run([*cmd, "-o", tmp], capture_output=True, text=True, check=False)
         if res.returncode != 0:
-            raise RuntimeError(f"compiling {SOURCE.name} failed: {res.stderr.strip()[-2000:]}")
+            output = (res.stderr + "\n" + res.stdout).strip()
+            if is_diagnostic(res.returncode, output):
+                errors = "\n".join(ln for ln in output.splitlines()  # not the torch headers' warnings
+                                   if "error" in ln or "undefined reference" in ln)
+                raise CompileError(f"compiling the kernels failed: {(errors or output)[-2000:]}")
+            raise RuntimeError(f"compiling the kernels did not finish: {_machine_cause(res.returncode, output)}")
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
@@ -132,9 +177,10 @@ def _compile(cmd: list[str], target: Path) -> None:
 
 
 def _first_error(text: str) -> str:
-    """The first compiler ``error:`` line of a failure message, else its first line."""
+    """The first compiler ``error:`` (or linker ``undefined reference``) line of a failure message, else its first
+    line."""
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    errors = [ln for ln in lines if "error" in ln]
+    errors = [ln for ln in lines if "error" in ln or "undefined reference" in ln]
     return (errors or lines or ["unknown error"])[0][-300:]
 
 
@@ -161,20 +207,29 @@ def _try_load(cxx: str, cache_dir: Path, st: KernelStatus) -> bool:
             cache_dir.mkdir(parents=True, exist_ok=True)
             _compile(_command(cxx, st.cxx_standard), target)
         torch.ops.load_library(str(target))
-    except Exception as exc:  # any build or load failure falls back to torch, and is remembered
-        st.state, st.reason = "failed", _first_error(str(exc)) or type(exc).__name__
-        record = {"reason": st.reason, "torch": st.torch_version, "compiler": st.compiler,
-                  "std": st.cxx_standard, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-        try:
-            cache_dir.mkdir(parents=True, exist_ok=True)
-            failed.write_text(json.dumps(record, indent=1) + "\n")
-        except OSError:
-            pass
+    except CompileError as exc:  # the compiler rejected the source: remembered for this key
+        st.state, st.reason = "failed", _first_error(str(exc))
+        _remember(failed, st)
+        return False
+    except Exception as exc:  # the machine failed the build (or the load): this run only, the next one retries
+        st.state = "failed"
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][-300:]
+        st.reason = f"{first}; not remembered: the next run tries again"
         return False
     if not torch.ops.ossagent_kernels.cpu_supported():
         st.state, st.reason = "unsupported-cpu", "the CPU lacks AVX-512 BF16/VNNI"
         return False
     return True
+
+
+def _remember(failed: Path, st: KernelStatus) -> None:
+    record = {"reason": st.reason, "torch": st.torch_version, "compiler": st.compiler,
+              "std": st.cxx_standard, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    try:
+        failed.parent.mkdir(parents=True, exist_ok=True)
+        failed.write_text(json.dumps(record, indent=1) + "\n")
+    except OSError:
+        pass
 
 
 def load(cache_dir: Path | None = None) -> bool:

@@ -11,14 +11,36 @@ from ossagent.model import kernels
 from ossagent.model.kernels.threads import follow_load
 
 
+def set_int8_activations(model: nn.Module, on: bool) -> int:
+    """Let decode-sized calls of the MXFP4 experts and of the 8-bit projections quantise their activations to
+    int8 per 32-value block (VNNI kernels), or not. Returns the number of modules switched."""
+    from ossagent.model.gpt_oss import Experts
+    from ossagent.model.quant8 import Int8Linear
+
+    switched = 0
+    for mod in model.modules():
+        if isinstance(mod, (Experts, Int8Linear)):
+            setattr(mod, "int8_activations", on)  # noqa: B010 - Experts does not declare it
+            switched += 1
+    return switched
+
+
 def accelerate(
-    model: nn.Module, int8: bool = False, cache_dir: Path | None = None, threads: int | None = None
+    model: nn.Module, int8: bool = False, cache_dir: Path | None = None, threads: int | None = None,
+    int8_activations: bool | None = None,
 ) -> bool:
-    """Use the native MXFP4 expert kernels (built on first use) and, with ``int8``, 8-bit attention and
-    unembedding weights. ``threads`` None makes the model's calls pick torch's thread count from the machine's
-    load (ossagent.model.kernels.threads); a number sets it once. Returns True when the native kernels are in
-    use; False means the pure-torch path (a warning said why). Only CPU models are changed."""
+    """Use the native MXFP4 expert kernels (built on first use), the native bf16 GEMV for the attention
+    projections' and unembedding's decode rows (:class:`~ossagent.model.kernels.bf16.GemvLinear`) and, with
+    ``int8``, 8-bit attention and unembedding weights. ``threads`` None makes the model's calls pick torch's thread count from the machine's
+    load (ossagent.model.kernels.threads); a number sets it once. ``int8_activations``: decode-sized calls
+    quantise their activations to int8 per 32-value block and use VNNI integer dot products (as llama.cpp's
+    Q8_0 activations; half the arithmetic of the bf16 kernels, which only shows where the weights are not
+    streamed from DRAM, and several tokens' experts in one grouped call), no longer the reference's numbers;
+    False keeps bf16/fp32 activations; None (default) follows ``int8``, so the bf16 configuration keeps the
+    reference's greedy tokens. Returns True when the native kernels are in use; False means the pure-torch path
+    (a warning said why). Only CPU models are changed."""
     from ossagent.model.gpt_oss import GptOss
+    from ossagent.model.kernels.bf16 import switch_linears
     from ossagent.model.kernels.moe import native_expert_mlp
     from ossagent.model.quant8 import quantize_model
 
@@ -34,5 +56,8 @@ def accelerate(
     if ok and model.blocks[0].mlp.experts.quantized:  # type: ignore[union-attr]
         model.set_expert_kernel(native_expert_mlp)
     if int8:
-        quantize_model(model)
+        quantize_model(model, int8_activations=False)
+    if ok:  # the bf16 projections left (all of them without int8) take the bf16 GEMV at decode sizes
+        switch_linears(model)
+    set_int8_activations(model, ok and (int8 if int8_activations is None else int8_activations))
     return ok

@@ -1,6 +1,13 @@
 """MXFP4 expert MLP on the native kernels: a drop-in for :func:`ossagent.model.gpt_oss.expert_mlp`.
 
-Per used expert, the tokens routed to it are computed one of two ways:
+With int8 activations (``experts.int8_activations``, set by ``accelerate``; the default there), bf16 batches of
+at most ``GROUPED_MAX_TOKENS`` tokens (decode, small batches, short chunks) go through one native call,
+``mxfp4_moe_q8``: every (token, expert) pair of the layer in one parallel region per projection, each touched
+expert's rows read once for all the tokens routed to it, the activations quantised to int8 per 32-value block
+and multiplied with VNNI integer dot products. It rounds where the reference rounds; the int8 activations are
+its only other difference (benchmarks/int8_quality.py measures what that costs).
+
+Otherwise, per used expert, the tokens routed to it are computed one of two ways:
 
 * few tokens (decode) in bf16: the fused MXFP4 GEMV reads the packed weights once, no bf16 matrix is
   formed (other activation dtypes always take the second way, which is exact for them too); one token goes
@@ -23,6 +30,11 @@ from ossagent.model.gpt_oss import Experts, group_by_expert, swiglu
 
 #: experts that receive at most this many tokens use the fused GEMV; more use dequant + matmul
 GEMV_MAX_TOKENS = 2
+#: with int8 activations, batches of at most this many tokens take the grouped kernel. benchmarks/kernels.py, one
+#: layer of 48 experts, 1 thread: 2.6x the per-expert paths at 16 tokens, 3.3x at 64, 2.2x at 128, 1.6x at 256
+#: (each touched expert is decoded once, but the work per (token, expert) pair does not shrink, while the
+#: dequantised bf16 matmul's does); 2 threads on a busy machine: 6-7x at 16-64 tokens (2 regions, not ~6 per expert)
+GROUPED_MAX_TOKENS = 128
 
 _buffers: dict[tuple[tuple[int, ...], torch.dtype], torch.Tensor] = {}
 
@@ -84,6 +96,10 @@ def native_expert_mlp(
 
         return expert_mlp(x, expert_ids, expert_weights, experts, limit, alpha)
     n = expert_ids.shape[0]
+    if x.dtype == torch.bfloat16 and n <= GROUPED_MAX_TOKENS and getattr(experts, "int8_activations", False):
+        return torch.ops.ossagent_kernels.mxfp4_moe_q8(
+            x, experts.mlp1_blocks, experts.mlp1_scales, experts.mlp1_bias, experts.mlp2_blocks,
+            experts.mlp2_scales, experts.mlp2_bias, expert_ids, expert_weights, alpha, limit)
     gemv_max = GEMV_MAX_TOKENS if x.dtype == torch.bfloat16 else 0  # the GEMV rounds activations to bf16
     if n == 1 and gemv_max:
         return _decode_one(x, expert_ids[0], expert_weights[0], experts, limit, alpha)

@@ -133,10 +133,10 @@ def test_health_answers_while_a_request_compiles_its_schemas(server: RunningServ
     health_answered, compiling = threading.Event(), threading.Event()
     real = inner.agent
 
-    def slow_agent(req: Any) -> Any:
+    def slow_agent(req: Any, *args: Any) -> Any:
         compiling.set()
         assert health_answered.wait(30), "/health did not answer while the schemas compiled"
-        return real(req)
+        return real(req, *args)
 
     monkeypatch.setattr(inner, "agent", slow_agent)
     result: list[httpx.Response] = []

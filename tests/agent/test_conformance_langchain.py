@@ -15,12 +15,12 @@ from langchain_core.messages import AIMessageChunk, HumanMessage, ToolMessage  #
 
 from ossagent.agent.backends.scripted import Step  # noqa: E402
 from ossagent.agent.server.serve import RunningServer  # noqa: E402
-from tests.agent import test_server  # noqa: E402
-from tests.agent.test_server import answer, script  # noqa: E402
+from tests.agent import scripted_server  # noqa: E402
+from tests.agent.scripted_server import MODEL, script  # noqa: E402
+from tests.agent.test_server import answer  # noqa: E402
 
-server = test_server.server  # the fixture: a real server on loopback with a scripted model, one per module
+server = scripted_server.server  # the fixture: a real server on loopback with a scripted model, one per module
 
-MODEL = "gpt-oss-test"  # the id test_server's server fixture advertises
 THOUGHT = "Paris weather needs the tool."
 CALL = (f"<|channel|>analysis<|message|>{THOUGHT}<|end|><|start|>assistant to=functions.get_weather"
         "<|channel|>commentary <|constrain|>json<|message|>{\"city\":\"Paris\"}<|call|>")

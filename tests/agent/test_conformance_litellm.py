@@ -17,18 +17,18 @@ import pytest
 
 from ossagent.agent.backends.scripted import Step
 from ossagent.agent.server.serve import RunningServer
-from tests.agent import test_server
-from tests.agent.test_server import CALL, WEATHER, answer, script
+from tests.agent import scripted_server
+from tests.agent.scripted_server import MODEL, script
+from tests.agent.test_server import CALL, WEATHER, answer
 
 if importlib.util.find_spec("litellm") is None:
     pytest.skip("litellm is not installed (pip install -e '.[test]')", allow_module_level=True)
 
 pytestmark = pytest.mark.filterwarnings("ignore:Item .* is using the `ReadOnly` qualifier:UserWarning")
 
-MODEL = "gpt-oss-test"  # the id test_server's server advertises
 OFFLINE = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_OFFLINE_MODE": "true", "LITELLM_TELEMETRY": "False"}
 THOUGHT = "Need the weather."  # in test_server.CALL
-server = test_server.server  # the fixture: a real server on loopback with a scripted model, one per module
+server = scripted_server.server  # the fixture: a real server on loopback with a scripted model, one per module
 
 
 class LoopbackOnly:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -13,37 +12,19 @@ import pytest
 from ossagent.agent.backends.scripted import ScriptedBackend, Step
 from ossagent.agent.server import ServerConfig, create_app
 from ossagent.agent.server.serve import RunningServer, start_in_thread
+from tests.agent import scripted_server
+from tests.agent.scripted_server import script
 
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "Current weather in a city.",
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
 CALL = ("<|channel|>analysis<|message|>Need the weather.<|end|><|start|>assistant to=functions.get_weather"
         "<|channel|>commentary <|constrain|>json<|message|>{\"city\":\"Paris\"}<|call|>")
+server, client = scripted_server.server, scripted_server.client  # the fixtures: a scripted model on loopback
 
 
 def answer(text: str, think: str = "Easy.") -> str:
     return f"<|channel|>analysis<|message|>{think}<|end|><|start|>assistant<|channel|>final<|message|>{text}<|return|>"
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[RunningServer]:
-    app = create_app(ServerConfig(backend=ScriptedBackend([]), model_id="gpt-oss-test"))
-    running = start_in_thread(app)
-    running.app = app  # type: ignore[attr-defined]
-    yield running
-    running.stop()
-
-
-def script(server: RunningServer, steps: list[Any]) -> ScriptedBackend:
-    """A scripted model whose replies are checked against the request's grammar constraints."""
-    backend = ScriptedBackend(steps, constrained=True)
-    server.app.state.server.config.backend = backend  # type: ignore[attr-defined]
-    return backend
-
-
-@pytest.fixture()
-def client(server: RunningServer) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.url, api_key="unused", max_retries=0)
 
 
 def test_models(client: openai.OpenAI) -> None:

@@ -15,14 +15,19 @@ from openai.types.responses import (
     ResponseOutputMessage,
     ResponseReasoningItem,
 )
-from openai.types.responses.response_function_web_search import ActionFind, ActionOpenPage, ActionSearch
+from openai.types.responses.response_function_web_search import (
+    ActionFind,
+    ActionOpenPage,
+    ActionSearch,
+    ActionSearchSource,
+)
 from openai.types.responses.response_output_text import AnnotationURLCitation
 
 from ossagent.agent import events
 from ossagent.agent.backends.scripted import ScriptedBackend, Step
 from ossagent.agent.server import ServerConfig, create_app
-from ossagent.agent.server.requests import parse_responses
 from ossagent.agent.server.responses import ResponsesFormatter
+from ossagent.agent.server.responses_request import parse_responses
 from ossagent.agent.server.serve import RunningServer, start_in_thread
 from ossagent.tools.base import Tool
 
@@ -91,6 +96,7 @@ def check_output(output: list[Any]) -> None:
     search, opened, found = output[3], output[5], output[7]
     assert isinstance(search.action, ActionSearch) and search.action.query == "sliding window"
     url = BASE + "sliding_windows.md"
+    assert search.action.sources == [ActionSearchSource(type="url", url=url)]  # the results the search listed
     assert isinstance(opened.action, ActionOpenPage) and opened.action.url == url
     assert isinstance(found.action, ActionFind) and found.action.pattern == "sinks" and found.action.url == url
     assert all(i.status == "completed" for i in (search, opened, found))

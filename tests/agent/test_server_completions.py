@@ -12,18 +12,14 @@ from ossagent.agent.backends.remote import RemoteBackend
 from ossagent.agent.backends.scripted import ScriptedBackend, Step
 from ossagent.agent.server import ServerConfig, create_app
 from ossagent.agent.server.serve import RunningServer, start_in_thread
-from tests.agent import test_server as served
+from tests.agent import scripted_server
+from tests.agent.scripted_server import use
 
-server, client = served.server, served.client  # the fixtures: a scripted model served on loopback
-
-
-def use(server: RunningServer, backend: Any) -> Any:
-    server.app.state.server.config.backend = backend  # type: ignore[attr-defined]
-    return backend
+server, client = scripted_server.server, scripted_server.client  # the fixtures: a scripted model served on loopback
 
 
 def script(server: RunningServer, steps: list[Any], **kw: Any) -> ScriptedBackend:
-    return use(server, ScriptedBackend(steps, **kw))  # type: ignore[no-any-return]
+    return scripted_server.script(server, steps, constrained=False, **kw)
 
 
 def test_a_raw_prompt_is_continued_as_it_stands(server: RunningServer, client: openai.OpenAI) -> None:
@@ -141,6 +137,13 @@ def test_a_remote_backend_cannot_take_raw_prompts(server: RunningServer, client:
     with pytest.raises(openai.BadRequestError) as info:
         client.completions.create(model="gpt-oss-test", prompt="x")
     assert "cannot continue raw prompts" in info.value.message and info.value.code == "unsupported_endpoint"
+
+    class Older:  # a backend written before takes_raw_prompts(): refused the same way, not a 500
+        encoding, vocab_size, takes_hooks = ScriptedBackend([]).encoding, None, False
+
+    use(server, Older())
+    with pytest.raises(openai.BadRequestError, match="cannot continue raw prompts"):
+        client.completions.create(model="gpt-oss-test", prompt="x")
 
 
 def test_prompt_and_completion_must_fit_the_context(server: RunningServer, client: openai.OpenAI) -> None:

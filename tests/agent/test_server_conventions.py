@@ -172,3 +172,33 @@ def test_serve_port_0_prints_the_bound_address_and_stops_on_ctrl_c(tmp_path: Pat
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_metrics_count_routes_by_template_not_raw_path(running: RunningServer) -> None:
+    for rid in ("resp_aaa", "resp_bbb"):
+        assert httpx.get(f"{running.url}/responses/{rid}").status_code == 404
+    assert httpx.get(f"{root(running)}/no/such/path").status_code == 404
+    text = httpx.get(f"{root(running)}/metrics").text
+    assert 'ossagent_requests_total{path="/v1/responses/{response_id}",status="404"} 2' in text
+    assert "resp_aaa" not in text and "/no/such/path" not in text
+    assert re.search(r'^ossagent_requests_total\{path="other",status="404"\} \d+$', text, re.M)
+
+
+def test_metrics_need_the_api_key_when_one_is_set() -> None:
+    keyed = start_in_thread(create_app(ServerConfig(backend=ScriptedBackend([]), api_key="k3y")))
+    try:
+        base = keyed.url.removesuffix("/v1")
+        assert httpx.get(f"{base}/metrics").status_code == 401
+        assert httpx.get(f"{base}/metrics", headers={"authorization": "Bearer nope"}).status_code == 401
+        assert httpx.get(f"{base}/metrics", headers={"authorization": "Bearer k3y"}).status_code == 200
+        assert httpx.get(f"{base}/health").status_code == 200  # liveness probes need no key
+    finally:
+        keyed.stop()
+
+
+def test_a_post_without_a_body_needs_no_content_type(running: RunningServer) -> None:
+    r = httpx.post(f"{running.url}/responses/resp_missing/cancel")  # the SDK's cancel sends no body
+    assert r.status_code == 404 and r.json()["error"]["code"] == "response_not_found"
+    r = httpx.post(f"{running.url}/responses/resp_missing/cancel", content=b"{}",
+                   headers={"content-type": "text/plain"})
+    assert r.status_code == 415  # a body still must be JSON

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import openai
@@ -14,11 +14,11 @@ from ossagent.agent.backends.scripted import ScriptedBackend, Step
 from ossagent.agent.constrain import TurnConstraints
 from ossagent.agent.functions import FunctionTool
 from ossagent.agent.harmony.tokens import END, RETURN
-from ossagent.agent.server import ServerConfig, create_app
 from ossagent.agent.server.reasoning_memory import ReasoningMemory
-from ossagent.agent.server.serve import start_in_thread
+from ossagent.agent.server.serve import RunningServer
 from ossagent.agent.server.stops import finish_reason, incomplete_reason
 from ossagent.agent.transcript import Msg
+from tests.agent import scripted_server
 
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "Current weather in a city.",
@@ -33,25 +33,23 @@ def n_tokens(text: str) -> int:
     return len(default_encoding().encode(text))
 
 
+server, client = scripted_server.server, scripted_server.client  # the fixtures: a scripted model on loopback
+
+
+@dataclass
 class Served:
     """``serve`` on loopback whose scripted model each test replaces."""
 
-    def __init__(self) -> None:
-        self.app = create_app(ServerConfig(backend=ScriptedBackend([]), model_id="gpt-oss-test"))
-        self.running = start_in_thread(self.app)
-        self.client = openai.OpenAI(base_url=self.running.url, api_key="unused", max_retries=0)
+    running: RunningServer
+    client: openai.OpenAI
 
     def script(self, steps: list[Any], constrained: bool = True) -> ScriptedBackend:
-        backend = ScriptedBackend(steps, constrained=constrained)
-        self.app.state.server.config.backend = backend
-        return backend
+        return scripted_server.script(self.running, steps, constrained=constrained)
 
 
-@pytest.fixture(scope="module")
-def served() -> Iterator[Served]:
-    s = Served()
-    yield s
-    s.running.stop()
+@pytest.fixture()
+def served(server: RunningServer, client: openai.OpenAI) -> Served:
+    return Served(server, client)
 
 
 @pytest.mark.parametrize(("reason", "chat", "responses"), [

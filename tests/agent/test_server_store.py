@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
@@ -94,5 +95,23 @@ def test_background_is_polled_to_completion_and_can_be_cancelled(tmp_path: Path)
         assert client.responses.retrieve(slow.id).status == "cancelled"
         with pytest.raises(openai.BadRequestError, match="need store"):
             client.responses.create(model="m", input="x", background=True, store=False)
+    finally:
+        running.stop()
+
+
+def test_deleting_a_running_background_response_stops_it_first(tmp_path: Path) -> None:
+    long = answer("never", think="thinking " * 400)
+    running, client = serve(tmp_path / "r.sqlite3", SlowBackend([long]))
+    try:
+        slow = client.responses.create(model="m", input="think long", background=True)
+        assert poll(client, slow.id, ("in_progress",)).status == "in_progress"
+        client.responses.delete(slow.id)
+        with pytest.raises(openai.NotFoundError):  # not written back as "cancelled" after the delete
+            client.responses.retrieve(slow.id)
+        time.sleep(0.3)
+        with pytest.raises(openai.NotFoundError):
+            client.responses.retrieve(slow.id)
+        health = httpx.get(running.url.removesuffix("/v1") + "/health").json()
+        assert health["active"] == 0 and health["waiting"] == 0  # its slot is free
     finally:
         running.stop()

@@ -53,7 +53,7 @@ def test_chunked_cache_equals_full(model: GptOss, config: GptOssConfig, chunks: 
     assert (logits - ref).abs().max() < ATOL
     assert torch.equal(logits.argmax(-1), ref.argmax(-1))
     ring = cache.layers[0]
-    assert ring.k.shape[0] == config.sliding_window + 8  # a ring, not every position
+    assert ring.k.shape[1] == config.sliding_window + 8  # a ring, not every position
     assert cache.layers[1].length == 40
 
 

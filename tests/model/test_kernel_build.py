@@ -95,3 +95,91 @@ def test_status_reports_the_real_build(tmp_path: Path, fresh_state: None) -> Non
     assert d["native"] == (st.state in ("built", "cached")) and d["speed_path"] == st.speed_path
     assert any(line.startswith("native kernels: ") for line in st.lines())
     assert st.extra["torch build"].startswith("CPU" if torch.version.cuda is None else "CUDA")
+
+
+def _fake_compiler(tmp_path: Path, body: str) -> tuple[str, Path]:
+    """A stand-in for c++ that answers --version like a compiler, counts its builds, then runs ``body``."""
+    calls = tmp_path / "calls"
+    script = tmp_path / "fake-c++"
+    script.write_text(f'#!/bin/sh\n[ "$1" = --version ] && {{ echo "fake-c++ 1.0"; exit 0; }}\n'
+                      f'echo build >> "{calls}"\n{body}\n')
+    script.chmod(0o755)
+    return str(script), calls
+
+
+@pytest.mark.parametrize(("body", "why"), [
+    ("kill -9 $$", "the compiler was killed by signal 9"),  # the OOM killer takes the compiler
+    ('echo "c++: fatal error: Killed signal terminated program cc1plus" >&2; exit 1',  # ... seen by the driver
+     "c++: fatal error: Killed signal terminated program cc1plus"),
+    ('echo "/usr/bin/ld: final link failed: No space left on device" >&2\n'
+     'echo "collect2: error: ld returned 1 exit status" >&2; exit 1',  # a full disk, reported by the linker
+     "/usr/bin/ld: final link failed: No space left on device"),
+    ("echo half a line; exit 3", "exit 3, last output: half a line"),  # no diagnostic: cannot be told apart
+], ids=["sigkill", "killed-cc1plus", "enospc", "silent"])
+def test_a_build_the_machine_failed_is_not_remembered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_state: None, body: str, why: str
+) -> None:
+    cxx, calls = _fake_compiler(tmp_path, body)
+    monkeypatch.setattr(kernels, "_compiler", lambda: cxx)
+    cache = tmp_path / "cache"
+    expected = f"ossagent: native kernels failed: compiling the kernels did not finish: {why}; " \
+               "not remembered: the next run tries again; using the slower pure-torch path"
+    with pytest.warns(UserWarning) as rec:
+        assert kernels.load(cache) is False
+        assert kernels.load(cache) is False  # this run: one warning, one attempt
+    assert [str(w.message) for w in rec] == [expected]  # the golden line: one warning, one attempt
+    assert calls.read_text().count("build") == 1
+    assert kernels.status().state == "failed" and not list(cache.glob("*.failed.json"))
+    assert not list(cache.glob("*.so")), "no half-built library is left behind"
+    kernels._state.clear()  # the next run of the program builds again
+    with pytest.warns(UserWarning, match="not remembered"):
+        assert kernels.load(cache) is False
+    assert calls.read_text().count("build") == 2
+
+
+def test_a_compiler_diagnostic_is_remembered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             fresh_state: None) -> None:
+    """A link error (here: as gcc's driver reports one) is the compiler's verdict on the code: remembered."""
+    cxx, calls = _fake_compiler(tmp_path, 'echo "k.cpp:(.text+0x1): undefined reference to \\`at::foo()\'" >&2\n'
+                                          'echo "collect2: error: ld returned 1 exit status" >&2; exit 1')
+    monkeypatch.setattr(kernels, "_compiler", lambda: cxx)
+    cache = tmp_path / "cache"
+    with pytest.warns(UserWarning, match="native kernels failed: .*undefined reference"):
+        assert kernels.load(cache) is False
+    (failure,) = cache.glob("*.failed.json")
+    assert "undefined reference" in json.loads(failure.read_text())["reason"]
+    kernels._state.clear()
+    with pytest.warns(UserWarning, match="failed-cached"):
+        assert kernels.load(cache) is False
+    assert calls.read_text().count("build") == 1, "not rebuilt"
+
+
+def test_a_full_disk_before_the_compiler_runs_is_not_remembered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_state: None
+) -> None:
+    if kernels._compiler() is None:
+        pytest.skip("no C++ compiler")
+
+    def full(*args: object, **kwargs: object) -> tuple[int, str]:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(kernels.tempfile, "mkstemp", full)
+    cache = tmp_path / "cache"
+    with pytest.warns(UserWarning, match="No space left on device; not remembered"):
+        assert kernels.load(cache) is False
+    assert not list(cache.glob("*.failed.json"))
+    assert "not remembered" in "; ".join(kernels.status().lines())  # what ossagent doctor prints
+
+
+@pytest.mark.parametrize(("returncode", "output", "remembered"), [
+    (1, "k.cpp:3:5: error: 'foo' was not declared in this scope", True),
+    (1, "k.cpp:1:10: fatal error: ATen/ATen.h: No such file or directory", True),
+    (1, "clang++: error: linker command failed with exit code 1", True),
+    (1, "cc1plus: fatal error: k.cpp: No space left on device", False),
+    (4, "c++: internal compiler error: Killed (program cc1plus)", False),
+    (1, "virtual memory exhausted: Cannot allocate memory", False),
+    (-9, "", False),
+    (1, "", False),
+])
+def test_which_failures_are_the_compilers(returncode: int, output: str, remembered: bool) -> None:
+    assert kernels.is_diagnostic(returncode, output) is remembered

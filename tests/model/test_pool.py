@@ -132,5 +132,5 @@ def test_planned_bytes_equal_a_filled_cache(engine: Engine) -> None:
     for i in range(0, len(prompt), 8):
         engine.model(torch.tensor([prompt[i : i + 8]]), cache)
     full = [layer for layer in cache.layers if not engine.model.config.is_sliding(cache.layers.index(layer))]
-    headroom = sum(layer.nbytes() - 2 * layer.length * layer.k[0].numel() * layer.k.element_size() for layer in full)
+    headroom = sum(layer.nbytes() - 2 * layer.length * layer.k[:, 0].numel() * layer.k.element_size() for layer in full)
     assert cache.nbytes() - headroom == engine.kv_bytes(len(prompt))

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
 from ossagent.tools.base import FunctionDescription, ModelError, ToolDescription, ToolResult
 from ossagent.tools.browser.browser import Browser
 from ossagent.tools.browser.page import View
+from ossagent.tools.browser.text import PageContents
 
 # The texts gpt-oss was trained on (openai-harmony's ToolNamespaceConfig.browser()), verbatim.
 DESCRIPTION = (
@@ -68,6 +70,8 @@ FUNCTIONS = (
     ),
 )
 _ARGS = {f.name: set((f.parameters or {}).get("properties", {})) for f in FUNCTIONS}
+# a link as a page shows it: 【{id}†{text}】 or 【{id}†{text}†{domain}】 (page text cannot forge 【, 】 or †)
+_LINK_RE = re.compile(r"【(\d+)†([^†】]*)")
 
 
 def _int(args: dict[str, Any], name: str, default: int) -> int:
@@ -77,6 +81,12 @@ def _int(args: dict[str, Any], name: str, default: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
         raise ModelError(f"`{name}` must be an integer, not `{json.dumps(value)}`.")
     return int(value)
+
+
+def _search_results(page: PageContents) -> list[dict[str, str]]:
+    """The results a search-results page lists, in its order: each one's ``url`` and ``title`` (its link text)."""
+    titles = {m.group(1): m.group(2) for m in _LINK_RE.finditer(page.text)}
+    return [{"url": url, "title": titles.get(link_id, "")} for link_id, url in page.urls.items()]
 
 
 def json_arguments(recipient: str, content: str, valid: Iterable[str], ignored: Iterable[str] = ()) -> dict[str, Any]:
@@ -115,7 +125,10 @@ class BrowserTool:
                              hint="The browser has browser.search, browser.open and browser.find.")
         args = json_arguments(recipient, content, _ARGS[fn], ignored={"top_n"})
         view = self._dispatch(fn, args)
-        meta = {"cursor": view.cursor, "url": view.url, "title": view.title, "lines": [view.loc, view.end - 1]}
+        meta: dict[str, Any] = {"cursor": view.cursor, "url": view.url, "title": view.title,
+                                "lines": [view.loc, view.end - 1]}
+        if fn == "search":
+            meta["results"] = _search_results(view.page)
         return ToolResult(recipient=recipient, text=view.text, metadata=meta)
 
     def _dispatch(self, fn: str, args: dict[str, Any]) -> View:

@@ -5,16 +5,16 @@ the window gets a 400 ``context_length_exceeded`` naming the sizes, unless a Res
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import openai
 import pytest
 
 from ossagent.agent.backends.scripted import ScriptedBackend, Step
-from ossagent.agent.server import ServerConfig, create_app
-from ossagent.agent.server.serve import RunningServer, start_in_thread
+from ossagent.agent.server.serve import RunningServer
+from tests.agent import scripted_server
 
+server, client = scripted_server.server, scripted_server.client  # the fixtures: a scripted model on loopback
 WINDOW = 1024
 SUMMARY = json.dumps({"facts": ["the user's dog is called Biscuit"], "open_tasks": ["answer the question"],
                       "citations": []}, separators=(",", ":"))
@@ -32,24 +32,8 @@ def history(rounds: int = 5, words: int = 120) -> list[dict[str, Any]]:
     return [*items, {"role": "user", "content": "What is my dog called?"}]
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[RunningServer]:
-    app = create_app(ServerConfig(backend=ScriptedBackend([]), model_id="gpt-oss-test"))
-    running = start_in_thread(app)
-    running.app = app  # type: ignore[attr-defined]
-    yield running
-    running.stop()
-
-
 def script(server: RunningServer, steps: list[Any]) -> ScriptedBackend:
-    backend = ScriptedBackend(steps, constrained=True, context_window=WINDOW)
-    server.app.state.server.config.backend = backend  # type: ignore[attr-defined]
-    return backend
-
-
-@pytest.fixture()
-def client(server: RunningServer) -> openai.OpenAI:
-    return openai.OpenAI(base_url=server.url, api_key="unused", max_retries=0)
+    return scripted_server.script(server, steps, context_window=WINDOW)
 
 
 def test_chat_request_longer_than_the_window_is_a_400_naming_the_sizes(

@@ -87,3 +87,28 @@ def test_search_through_the_tool(offline_browser: Browser, golden: Any) -> None:
     tool = BrowserTool(offline_browser)
     r = tool.call("browser.search", '{"query": "sliding window attention", "topn": 1, "source": "web"}')
     golden("search_offline", r.text)  # the reference ignores topn: same page as the Python call
+    base = "https://offline.invalid/"
+    assert r.metadata["results"] == [  # each result's URL and title, in the page's order, for the caller
+        {"url": base + "attention.html", "title": "Attention in gpt-oss"},
+        {"url": base + "experts.html", "title": "Mixture of experts"},
+    ]
+    opened = tool.call("browser.open", '{"id": 0}')
+    assert "results" not in opened.metadata  # only a search lists results
+
+
+def test_search_results_metadata_survives_titles_that_look_like_markup(tmp_path: Path, enc: Any) -> None:
+    from ossagent.tools.browser import BrowserConfig, OfflineBackend, UrlPolicy
+
+    (tmp_path / "a.html").write_text("<title>Fish † chips 【0†x】</title><p>fish supper</p>")
+    (tmp_path / "b.md").write_text("# B\n\nmore fish\n")
+    browser = Browser(OfflineBackend(tmp_path), BrowserConfig(policy=UrlPolicy(), render="never"), encoding=enc)
+    try:
+        r = BrowserTool(browser).call("browser.search", '{"query": "fish"}')
+    finally:
+        browser.close()
+    results = r.metadata["results"]
+    assert sorted(x["url"].rsplit("/", 1)[1] for x in results) == ["a.html", "b.md"]
+    titles = {x["url"].rsplit("/", 1)[1]: x["title"] for x in results}
+    assert titles == {"a.html": "Fish ‡ chips 〖0‡x〗", "b.md": "b"}  # as the page shows them
+    for n, x in enumerate(results):
+        assert f"【{n}†{x['title']}†" in r.text
