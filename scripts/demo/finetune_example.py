@@ -1,7 +1,7 @@
 """Worked example of ``ossagent finetune``: teach the demo model a task family it does not know.
 
     nice .venv/bin/python -m scripts.demo.finetune_example --out /tmp/ft-example [--base-results /tmp/ft-base]
-        [--runs /tmp/ft-runs] [--log mixes.jsonl] [--train 150 --replay 300 --epochs 2 --rank 16 --targets q,k,v,out]
+        [--runs /tmp/ft-runs] [--log mixes.jsonl] [--train 150 --replay 300 --epochs 2 --rank 16 --targets q,k,v,out,unembedding]
 
 The new family, ``convert``: "Convert 37 degrees Celsius to Fahrenheit." and "How many seconds are in 7 hours?",
 answered by a python program with the conversion's constants (``37 * 9 / 5 + 32``, ``7 * 3600``), which no
@@ -167,7 +167,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--runs", type=Path, help="folder of gold transcripts, shared by experiments (default OUT/runs)")
     ap.add_argument("--log", type=Path, help="append one JSON line per experiment: the mix and both figures")
     ap.add_argument("--train", type=int, default=150)
-    ap.add_argument("--replay", type=int, default=150, help="gold runs of the original families mixed in")
+    ap.add_argument("--replay", type=int, default=300, help="gold runs of the original families mixed in")
     ap.add_argument("--eval", type=int, default=30, help="held-out convert tasks; as many of the original families")
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--lr", type=float, default=2e-3)
