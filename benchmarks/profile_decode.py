@@ -24,9 +24,10 @@ from speed import tokens  # benchmarks/ is on sys.path when run as a script
 from torch.profiler import ProfilerActivity, profile
 
 from ossagent.model.engine import Engine
-from ossagent.model.kernels.accelerate import accelerate, set_int8_activations
+from ossagent.model.kernels.accelerate import accelerate
 from ossagent.model.kernels.bf16 import GemvLinear
 from ossagent.model.loader import load_model
+from ossagent.model.quant8 import set_int8_activations
 
 CONFIGS = {  # (native bf16 GEMV, int8 expert activations): name
     (False, False): "F.linear attention/unembedding, bf16-activation MXFP4 GEMV",

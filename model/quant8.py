@@ -118,7 +118,7 @@ def quantize_model(
 
     This is the 8-bit configuration: with ``int8_activations`` and the native kernels loaded, decode-sized calls
     of these layers and of the MXFP4 experts also quantise their activations to int8 (see
-    ``ossagent.model.kernels.accelerate.set_int8_activations``). Returns the number of layers swapped. The bf16
+    ``set_int8_activations``). Returns the number of layers swapped. The bf16
     weights are dropped as each is replaced."""
     swapped = 0
     targets: list[tuple[nn.Module, str]] = []
@@ -135,7 +135,18 @@ def quantize_model(
             del linear
             swapped += 1
     if int8_activations and kernels.available():
-        from ossagent.model.kernels.accelerate import set_int8_activations
-
         set_int8_activations(model, True)
     return swapped
+
+
+def set_int8_activations(model: nn.Module, on: bool) -> int:
+    """Let decode-sized calls of the MXFP4 experts and of the 8-bit projections quantise their activations to
+    int8 per 32-value block (VNNI kernels), or not. Returns the number of modules switched."""
+    from ossagent.model.gpt_oss import Experts
+
+    switched = 0
+    for mod in model.modules():
+        if isinstance(mod, (Experts, Int8Linear)):
+            setattr(mod, "int8_activations", on)  # noqa: B010 - Experts does not declare it
+            switched += 1
+    return switched

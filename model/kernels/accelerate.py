@@ -9,20 +9,7 @@ from torch import nn
 
 from ossagent.model import kernels
 from ossagent.model.kernels.threads import follow_load
-
-
-def set_int8_activations(model: nn.Module, on: bool) -> int:
-    """Let decode-sized calls of the MXFP4 experts and of the 8-bit projections quantise their activations to
-    int8 per 32-value block (VNNI kernels), or not. Returns the number of modules switched."""
-    from ossagent.model.gpt_oss import Experts
-    from ossagent.model.quant8 import Int8Linear
-
-    switched = 0
-    for mod in model.modules():
-        if isinstance(mod, (Experts, Int8Linear)):
-            setattr(mod, "int8_activations", on)  # noqa: B010 - Experts does not declare it
-            switched += 1
-    return switched
+from ossagent.model.quant8 import set_int8_activations
 
 
 def accelerate(
