@@ -145,3 +145,21 @@ def test_batched_greedy_tokens_equal_the_torch_reference(monkeypatch: pytest.Mon
     assert 4 in grouped  # four sequences' decode steps in one call per layer
     if moe.GROUPED_BF16_MAX_TOKENS >= 32:
         assert {32, 25} <= grouped  # the 32-token prefill chunks too (and the last one, of 25)
+
+
+def test_per_expert_path_for_large_batches_stays_bit_identical() -> None:
+    """Above GROUPED_BF16_MAX_TOKENS (prefill) every expert with more than 2 tokens is dequantised and multiplied
+    with F.linear: bit-identical to the reference (test_fast_paths.py's 40-token case now takes the grouped
+    kernel, so this keeps that path covered)."""
+    from ossagent.model.gpt_oss import expert_mlp
+    from ossagent.model.kernels import moe
+    from tests.model.test_fast_paths import TINY, _tiny
+
+    experts = _tiny().blocks[1].mlp.experts
+    n = moe.GROUPED_BF16_MAX_TOKENS + 1
+    g = torch.Generator().manual_seed(13)
+    x = torch.randn(n, TINY.hidden_size, generator=g).to(torch.bfloat16)
+    ids = torch.stack([torch.randperm(TINY.num_experts, generator=g)[:2] for _ in range(n)])
+    w = torch.softmax(torch.randn(n, 2, generator=g), -1).to(torch.bfloat16)
+    with torch.no_grad():
+        assert torch.equal(moe.native_expert_mlp(x, ids, w, experts, 7.0), expert_mlp(x, ids, w, experts, 7.0))
