@@ -64,6 +64,22 @@ def test_each_token_equals_the_one_token_kernel_bit_for_bit(e: int, h: int, i: i
         assert torch.equal(got[t : t + 1].view(torch.int16), alone.view(torch.int16)), t  # -0.0 too
 
 
+def test_thread_count_and_empty_batches_do_not_change_results() -> None:
+    """Any split of the (expert, row group) tasks over threads gives the same bits; no tokens give no rows."""
+    layer = _layer(6, 96, 160, seed=5)
+    ids, w = _routing(7, 6, 4, seed=5)
+    x = torch.randn(7, 96, generator=torch.Generator().manual_seed(5)).to(torch.bfloat16)
+    one = _ops().mxfp4_moe_bf16(x, *layer, ids, w, 1.702, 7.0)
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        assert torch.equal(_ops().mxfp4_moe_bf16(x, *layer, ids, w, 1.702, 7.0), one)
+    finally:
+        torch.set_num_threads(before)
+    empty = _ops().mxfp4_moe_bf16(x[:0], *layer, ids[:0], w[:0], 1.702, 7.0)
+    assert empty.shape == (0, 96)
+
+
 def test_repeated_tokens_and_fp32_weights() -> None:
     """The same token twice gives the same row twice; fp32 routing weights are rounded to bf16 first."""
     layer = _layer(4, 64, 64, seed=3)
