@@ -11,6 +11,10 @@ with the native ``bf16_linear`` (``kernels.bf16.GemvLinear``). The MoE rows run 
 tokens (top-4 of 48 random experts per token): the old path
 is ``native_expert_mlp`` with bf16 activations (one fused call for one token; for more, the pair GEMV for
 experts with <= 2 tokens and dequantise + bf16 matmul for the rest), the new one the grouped int8 kernel.
+``--moe-bf16`` times only the MoE layer with bf16 activations, the gpt-oss-20b's routing (top-4 of 32 experts,
+uniformly random per token, as tokens of different sequences route independently): old, the per-expert paths
+(``moe.per_expert_mlp``; ``mxfp4_moe_decode`` for one token), against the grouped bf16 kernel ``mxfp4_moe_bf16``;
+this sets ``GROUPED_BF16_MAX_TOKENS``.
 The load average is printed with the table: the machine is shared, and a call longer than a scheduler time
 slice is often interrupted, so with ``--threads 1`` ``--cpu-time`` times the thread's CPU time instead (memory
 stalls count, other processes' turns do not). Uses about 3 GB.
@@ -29,7 +33,7 @@ import torch.nn.functional as F
 from ossagent.model import kernels
 from ossagent.model.config import GptOssConfig
 from ossagent.model.gpt_oss import Experts
-from ossagent.model.kernels.moe import native_expert_mlp
+from ossagent.model.kernels.moe import native_expert_mlp, per_expert_mlp
 
 H = INTER = 2880
 E = 48  # 48 experts x 13.2 MB = 0.64 GB > L3
@@ -82,6 +86,8 @@ def main() -> None:
     ap.add_argument("--cpu-time", action="store_true",
                     help="time the calling thread's CPU time instead of wall time (needs --threads 1): calls "
                          "longer than a time slice are then not charged for the time other processes ran")
+    ap.add_argument("--moe-bf16", action="store_true",
+                    help="only the MoE layer with bf16 activations: per-expert paths against mxfp4_moe_bf16")
     args = ap.parse_args()
     global CLOCK
     if args.cpu_time:
@@ -111,6 +117,8 @@ def main() -> None:
     add("MXFP4 GEMV 5760x2880, DRAM",
         lambda i: ops.mxfp4_gemv(x, b1, s1, torch.tensor([i % E]), None, 0, 1.702, 7.0),
         lambda i: ops.mxfp4_gemv_q8(x, b1, s1, torch.tensor([(i + 7) % E]), None), 2 * INTER * H * MX)
+    if args.moe_bf16:
+        return moe_bf16_table(args, ex, g)
     for t in [int(v) for v in args.tokens.split(",")]:
         xs = torch.randn(t, H, generator=g).to(torch.bfloat16)
         routes = [torch.stack([torch.randperm(E, generator=g)[:4] for _ in range(t)]) for _ in range(8)]
@@ -138,16 +146,49 @@ def main() -> None:
     add("bf16 GEMV 5120x2880 (qkv size), DRAM; old: F.linear", lambda i: F.linear(x, wb[i % 24]),
         lambda i: ops.bf16_linear(x, wb[(i + 12) % 24], None, x.dtype), 5120 * H * 2)
 
+    table(args, load0, rows, "kernel (old: bf16 activations, new: int8 VNNI)")
+
+
+def table(args: argparse.Namespace, load0: tuple[float, float, float], rows: list[tuple[str, float, float, float]],
+          title: str) -> None:
     load1 = os.getloadavg()
     clock = "CPU time of the thread" if args.cpu_time else "wall time"
     print(f"\n{args.threads} threads, {clock}, best of {args.rounds} x {args.calls} calls per side, alternating; "
           f"load average {load0[0]:.1f} at the start, {load1[0]:.1f} at the end (1 min)\n")
-    print(f"| {'kernel (old: bf16 activations, new: int8 VNNI)':<46} | {'old ms':>7} | {'old GB/s':>8} | "
+    print(f"| {title:<46} | {'old ms':>7} | {'old GB/s':>8} | "
           f"{'new ms':>7} | {'new GB/s':>8} | {'ratio':>5} |")
     print(f"|{'-' * 48}|{'-' * 9}|{'-' * 10}|{'-' * 9}|{'-' * 10}|{'-' * 7}|")
     for name, t_old, t_new, nbytes in rows:
         print(f"| {name:<46} | {t_old * 1e3:>7.3f} | {nbytes / t_old / 1e9:>8.1f} | {t_new * 1e3:>7.3f} | "
               f"{nbytes / t_new / 1e9:>8.1f} | {t_old / t_new:>5.2f} |")
+
+
+def moe_bf16_table(args: argparse.Namespace, ex: Experts, g: torch.Generator) -> None:
+    """One layer for T tokens with bf16 activations, top-4 of the first 32 experts: per-expert paths (old)
+    against the grouped kernel (new)."""
+    ops, load0 = torch.ops.ossagent_kernels, os.getloadavg()
+    ex.int8_activations = False
+    rows: list[tuple[str, float, float, float]] = []
+    for t in [int(v) for v in args.tokens.split(",")]:
+        xs = torch.randn(t, H, generator=g).to(torch.bfloat16)
+        routes = [torch.stack([torch.randperm(32, generator=g)[:4] for _ in range(t)]) for _ in range(8)]
+        w = torch.softmax(torch.randn(t, 4, generator=g), -1).to(torch.bfloat16)
+        used = sum(len(torch.unique(r)) for r in routes) / len(routes)
+
+        def old(i: int, xs: torch.Tensor = xs, routes: list[torch.Tensor] = routes, w: torch.Tensor = w) -> object:
+            if xs.shape[0] == 1:
+                return ops.mxfp4_moe_decode(xs, ex.mlp1_blocks, ex.mlp1_scales, ex.mlp1_bias, ex.mlp2_blocks,
+                                            ex.mlp2_scales, ex.mlp2_bias, routes[i % 8][0], w[0], 1.702, 7.0)
+            return per_expert_mlp(xs, routes[i % 8], w, ex, 7.0)
+
+        def new(i: int, xs: torch.Tensor = xs, routes: list[torch.Tensor] = routes, w: torch.Tensor = w) -> object:
+            return ops.mxfp4_moe_bf16(xs, ex.mlp1_blocks, ex.mlp1_scales, ex.mlp1_bias, ex.mlp2_blocks,
+                                      ex.mlp2_scales, ex.mlp2_bias, routes[i % 8], w, 1.702, 7.0)
+
+        with torch.no_grad():
+            rows.append((f"MoE layer bf16, {t} token(s), {used:.1f} experts", *pair(
+                old, new, max(4, args.calls // max(1, t // 4)), args.rounds), used * 3 * H * INTER * MX))
+    table(args, load0, rows, "MoE bf16 (old: per expert, new: grouped)")
 
 
 if __name__ == "__main__":

@@ -32,6 +32,8 @@ import torch
 SOURCE = Path(__file__).resolve().parent / "csrc" / "ossagent_kernels.cpp"
 Q8_SOURCE = SOURCE.with_name("q8_kernels.cpp")  # int8-activation kernels, compiled into the same library
 BF16_SOURCE = SOURCE.with_name("bf16_kernels.cpp")  # bf16 GEMV for decode-sized projections, same library
+MOE_BF16_SOURCE = SOURCE.with_name("moe_bf16_kernels.cpp")  # a layer's MoE for a few bf16 tokens, same library
+HEADER = SOURCE.with_name("kernels_common.h")  # included by the sources: part of the cache key
 DEFAULT_CACHE = Path.home() / ".cache" / "ossagent" / "kernels"
 
 
@@ -102,11 +104,16 @@ def required_standard(include_dirs: list[str]) -> str:
     return "c++17"
 
 
+def _sources() -> tuple[Path, ...]:
+    """The C++ files compiled into the one library (read at call time: tests replace ``SOURCE``)."""
+    return SOURCE, Q8_SOURCE, BF16_SOURCE, MOE_BF16_SOURCE
+
+
 def _key(cxx: str) -> tuple[str, str]:
     """(hash of source + torch + compiler + python, compiler's first version line)."""
     version = subprocess.run([cxx, "--version"], capture_output=True, text=True, check=False).stdout
-    key = hashlib.sha256(b"".join(p.read_bytes() for p in (SOURCE, Q8_SOURCE, BF16_SOURCE)) + torch.__version__.encode() + version.encode()
-                         + sys.version.encode()).hexdigest()[:16]
+    key = hashlib.sha256(b"".join(p.read_bytes() for p in (*_sources(), HEADER)) + torch.__version__.encode()
+                         + version.encode() + sys.version.encode()).hexdigest()[:16]
     return key, (version.splitlines() or [cxx])[0]
 
 
@@ -116,7 +123,7 @@ def _command(cxx: str, std: str) -> list[str]:
     abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
     cmd = [cxx, "-O3", f"-std={std}", "-shared", "-fPIC", "-fopenmp", "-DNDEBUG", f"-D_GLIBCXX_USE_CXX11_ABI={abi}"]
     cmd += [f"-I{p}" for p in cpp_extension.include_paths()]
-    cmd += [str(SOURCE), str(Q8_SOURCE), str(BF16_SOURCE)]
+    cmd += [str(p) for p in _sources()]
     lib_dirs = cpp_extension.library_paths()
     cmd += [f"-L{p}" for p in lib_dirs] + [f"-Wl,-rpath,{p}" for p in lib_dirs]
     return [*cmd, "-lc10", "-ltorch_cpu", "-ltorch"]

@@ -1,23 +1,26 @@
 """MXFP4 expert MLP on the native kernels: a drop-in for :func:`ossagent.model.gpt_oss.expert_mlp`.
 
-With int8 activations (``experts.int8_activations``, set by ``accelerate``; the default there), bf16 batches of
-at most ``GROUPED_MAX_TOKENS`` tokens (decode, small batches, short chunks) go through one native call,
-``mxfp4_moe_q8``: every (token, expert) pair of the layer in one parallel region per projection, each touched
-expert's rows read once for all the tokens routed to it, the activations quantised to int8 per 32-value block
-and multiplied with VNNI integer dot products. It rounds where the reference rounds; the int8 activations are
-its only other difference (benchmarks/int8_quality.py measures what that costs).
+A bf16 batch of a few tokens (decode, batched decode of several sequences, short chunks) goes through one native
+call per layer: every (token, expert) pair of the layer in one parallel region per projection, each touched
+expert's rows read once for all the tokens routed to it.
 
-Otherwise, per used expert, the tokens routed to it are computed one of two ways:
+* with bf16 activations (the default configuration): one token takes ``mxfp4_moe_decode``, 2 to
+  ``GROUPED_BF16_MAX_TOKENS`` tokens ``mxfp4_moe_bf16`` (the same arithmetic: each token's result is the same
+  bits as ``mxfp4_moe_decode`` gives for it alone);
+* with int8 activations (``experts.int8_activations``, set by ``accelerate``; the default of the 8-bit
+  configuration), up to ``GROUPED_MAX_TOKENS`` tokens take ``mxfp4_moe_q8``: the activations quantised to int8 per
+  32-value block and multiplied with VNNI integer dot products, its only difference from the reference
+  (benchmarks/int8_quality.py measures what that costs).
 
-* few tokens (decode) in bf16: the fused MXFP4 GEMV reads the packed weights once, no bf16 matrix is
-  formed (other activation dtypes always take the second way, which is exact for them too); one token goes
-  through its experts in a single native call (``mxfp4_moe_decode``: two parallel regions, no torch ops);
-* many tokens (prefill): the expert is dequantised once (bit-exact) into a reused bf16 buffer and multiplied
-  with ``F.linear`` (oneDNN, AMX where present).
+Larger batches (prefill), and activations in other dtypes, are computed expert by expert
+(:func:`per_expert_mlp`): the fused MXFP4 GEMV for the pairs of experts that see few tokens (bf16 only: it reads
+the packed weights once per pair, no bf16 matrix is formed), and for the others the expert dequantised once
+(bit-exact) into a reused bf16 buffer and multiplied with ``F.linear`` (oneDNN, AMX where present).
 
-Both round where the reference rounds (bf16 after each projection, SwiGLU in bf16, the routing weight product
+All round where the reference rounds (bf16 after each projection, SwiGLU in bf16, the routing weight product
 and the sum over experts in bf16, experts summed in ascending id order), so the only difference from the
-reference is the order of fp32 additions inside the dot products; the dequant path is bit-identical.
+reference is the order of fp32 additions inside the dot products (and the int8 activations where chosen); the
+dequant path is bit-identical.
 """
 
 from __future__ import annotations
@@ -35,6 +38,11 @@ GEMV_MAX_TOKENS = 2
 #: (each touched expert is decoded once, but the work per (token, expert) pair does not shrink, while the
 #: dequantised bf16 matmul's does); 2 threads on a busy machine: 6-7x at 16-64 tokens (2 regions, not ~6 per expert)
 GROUPED_MAX_TOKENS = 128
+#: with bf16 activations, batches of 2 to this many tokens take the grouped bf16 kernel ``mxfp4_moe_bf16``.
+#: benchmarks/kernels.py --moe-bf16, one 20b-shaped layer (top-4 of 32 experts), 1 thread, CPU time, load 2.6-2.9:
+#: 1.17x the per-expert paths at 2 tokens, 1.16x at 4, 1.6x at 8, 2.2x at 16, 2.5x at 32, 1.9x at 64, 1.24x at 128,
+#: 0.98x at 192, 0.86x at 256 (the dequantised matmul's work per token shrinks, the grouped kernel's does not)
+GROUPED_BF16_MAX_TOKENS = 128
 
 _buffers: dict[tuple[tuple[int, ...], torch.dtype], torch.Tensor] = {}
 
@@ -72,14 +80,13 @@ def _dequant_expert(x: torch.Tensor, e: int, experts: Experts, limit: float, alp
     return F.linear(h, w2, experts.mlp2_bias[e])
 
 
-def _decode_one(
-    x: torch.Tensor, ids: torch.Tensor, weights: torch.Tensor, experts: Experts, limit: float, alpha: float
+def _layer_call(
+    op: torch._ops.OpOverloadPacket, x: torch.Tensor, expert_ids: torch.Tensor, expert_weights: torch.Tensor,
+    experts: Experts, limit: float, alpha: float,
 ) -> torch.Tensor:
-    """One token: its k experts in one native call (up, SwiGLU, down, routing weights, sum in ascending id
-    order, rounded where the reference rounds)."""
-    return torch.ops.ossagent_kernels.mxfp4_moe_decode(
-        x, experts.mlp1_blocks, experts.mlp1_scales, experts.mlp1_bias, experts.mlp2_blocks, experts.mlp2_scales,
-        experts.mlp2_bias, ids, weights, alpha, limit)
+    """One native call for the whole layer (``mxfp4_moe_decode``, ``mxfp4_moe_bf16`` or ``mxfp4_moe_q8``)."""
+    return op(x, experts.mlp1_blocks, experts.mlp1_scales, experts.mlp1_bias, experts.mlp2_blocks,  # type: ignore[no-any-return]
+              experts.mlp2_scales, experts.mlp2_bias, expert_ids, expert_weights, alpha, limit)
 
 
 def native_expert_mlp(
@@ -95,14 +102,23 @@ def native_expert_mlp(
         from ossagent.model.gpt_oss import expert_mlp
 
         return expert_mlp(x, expert_ids, expert_weights, experts, limit, alpha)
-    n = expert_ids.shape[0]
+    n, ops = expert_ids.shape[0], torch.ops.ossagent_kernels
     if x.dtype == torch.bfloat16 and n <= GROUPED_MAX_TOKENS and getattr(experts, "int8_activations", False):
-        return torch.ops.ossagent_kernels.mxfp4_moe_q8(
-            x, experts.mlp1_blocks, experts.mlp1_scales, experts.mlp1_bias, experts.mlp2_blocks,
-            experts.mlp2_scales, experts.mlp2_bias, expert_ids, expert_weights, alpha, limit)
+        return _layer_call(ops.mxfp4_moe_q8, x, expert_ids, expert_weights, experts, limit, alpha)
+    if x.dtype == torch.bfloat16 and n == 1:
+        return _layer_call(ops.mxfp4_moe_decode, x, expert_ids[0], expert_weights[0], experts, limit, alpha)
+    if x.dtype == torch.bfloat16 and n <= GROUPED_BF16_MAX_TOKENS:
+        return _layer_call(ops.mxfp4_moe_bf16, x, expert_ids, expert_weights, experts, limit, alpha)
+    return per_expert_mlp(x, expert_ids, expert_weights, experts, limit, alpha)
+
+
+def per_expert_mlp(
+    x: torch.Tensor, expert_ids: torch.Tensor, expert_weights: torch.Tensor, experts: Experts, limit: float,
+    alpha: float = 1.702,
+) -> torch.Tensor:
+    """Expert by expert: the fused GEMV for the pairs of experts with at most ``GEMV_MAX_TOKENS`` tokens (bf16
+    only), dequantise + ``F.linear`` for the others. Same contract as ``native_expert_mlp``."""
     gemv_max = GEMV_MAX_TOKENS if x.dtype == torch.bfloat16 else 0  # the GEMV rounds activations to bf16
-    if n == 1 and gemv_max:
-        return _decode_one(x, expert_ids[0], expert_weights[0], experts, limit, alpha)
     order, counts, token_of, w_sorted = group_by_expert(expert_ids, expert_weights, experts.mlp1_bias.shape[0])
     w_sorted = w_sorted.to(x.dtype)
     sorted_ids = expert_ids.reshape(-1)[order]

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ossagent.model import kernels
+from ossagent.model.gpt_oss import GptOss
 from ossagent.model.kernels.bf16 import GemvLinear, bf16_linear, max_rows, switch_linears, use_kernel
 
 pytestmark = pytest.mark.skipif(not kernels.load(), reason="native kernels unavailable on this machine")
@@ -169,21 +170,26 @@ def test_greedy_tokens_with_the_bf16_kernel_equal_torch() -> None:
     assert max_rows() < 24 and any(took_kernel) and not all(took_kernel)  # decode took the kernel, not prefill
 
 
+def batched_greedy(model: GptOss, lengths: tuple[int, ...], max_tokens: int, seed: int) -> list[list[int]]:
+    """Greedy tokens of random prompts of these lengths, decoded together (up to 4 at once, 32-token prefill)."""
+    from ossagent.model.batch import BatchEngine
+    from ossagent.model.engine import Engine, SamplingParams
+
+    gen = torch.Generator().manual_seed(seed)
+    prompts = [torch.randint(0, model.config.vocab_size, (n,), generator=gen).tolist() for n in lengths]
+    params = SamplingParams(max_tokens=max_tokens, temperature=0.0)
+    batch = BatchEngine(Engine(model, chunk_size=32), kv_memory=1 << 26, max_batch=4, prefill_tokens=32)
+    return batch.run([batch.generate(p, params) for p in prompts])
+
+
 def test_batched_greedy_tokens_with_the_bf16_kernel_equal_torch() -> None:
     """Batched decoding feeds up to 4 rows per step to the kernel; every sequence's greedy tokens equal those
     of the plain torch model, batched the same way."""
-    from ossagent.model.batch import BatchEngine
-    from ossagent.model.engine import Engine, SamplingParams
     from ossagent.model.kernels.accelerate import accelerate
-    from tests.model.test_fast_paths import TINY, _tiny
+    from tests.model.test_fast_paths import _tiny
 
-    gen = torch.Generator().manual_seed(8)
-    prompts = [torch.randint(0, TINY.vocab_size, (n,), generator=gen).tolist() for n in (5, 11, 17, 23)]
-    params = SamplingParams(max_tokens=12, temperature=0.0)
-
-    def run(model: torch.nn.Module) -> list[list[int]]:
-        batch = BatchEngine(Engine(model, chunk_size=32), kv_memory=1 << 26, max_batch=4, prefill_tokens=32)
-        return batch.run([batch.generate(p, params) for p in prompts])
+    def run(model: GptOss) -> list[list[int]]:
+        return batched_greedy(model, (5, 11, 17, 23), 12, seed=8)
 
     plain = run(_tiny(2))
     fast_model = _tiny(2)

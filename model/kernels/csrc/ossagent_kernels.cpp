@@ -5,7 +5,9 @@
 //  * mxfp4_dequant: MXFP4 -> bf16, bit-exact, into a caller-owned buffer (prefill: dequantise an expert
 //                   once per chunk, then a bf16 matmul through oneDNN/AMX).
 //  * int8_gemv    : int8 weights with one fp32 scale per output row (attention / unembedding option).
-//  (q8_kernels.cpp: the int8-activation kernels and the bf16 GEMV of the attention / unembedding rows.)
+//  (q8_kernels.cpp: the int8-activation kernels; bf16_kernels.cpp: the bf16 GEMV of the attention / unembedding
+//  rows; moe_bf16_kernels.cpp: a layer's MoE for a few bf16 tokens. kernels_common.h: what they share, among it
+//  mxfp4_rows_pairs, the MXFP4 x bf16 row kernel of mxfp4_gemv, mxfp4_moe_decode and mxfp4_moe_bf16.)
 //
 // MXFP4 layout (OCP microscaling, HF/original gpt-oss checkpoints): a weight [N, K] is stored as
 // blocks [N, K/32, 16] uint8 (32 e2m1 values, element 2j in the low nibble of byte j, 2j+1 in the high
@@ -26,9 +28,9 @@
 #include <cstring>
 #include <vector>
 
-#define OSS_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma")))
+#include "kernels_common.h"
 
-// Shared with q8_kernels.cpp (declared there): rounding as torch does it, and reading a bias value.
+// Shared with the other sources (declared in kernels_common.h): rounding as torch does it, and reading a bias value.
 namespace oss_common {
 
 float read_float(const at::Tensor& t, int64_t i) {
@@ -40,7 +42,7 @@ float read_float(const at::Tensor& t, int64_t i) {
 }
 
 // fp32 -> nearest bf16 (ties to even), as torch rounds; NaN stays NaN.
-float round_bf16(float f) {  // not inline: bf16_kernels.cpp links to it (inlined here all the same)
+float round_bf16(float f) {  // not inline: the other sources link to it (inlined here all the same)
   uint32_t u;
   std::memcpy(&u, &f, 4);
   if ((u & 0x7F800000u) == 0x7F800000u && (u & 0x7FFFFFu)) return f;
@@ -74,113 +76,16 @@ using oss_common::read_float;
 using oss_common::round_bf16;
 using oss_common::swiglu_bf16;
 
-// e2m1 code -> bf16 bits: +0, .5, 1, 1.5, 2, 3, 4, 6, then the same values negated (-0.0 included).
-constexpr uint16_t kFp4Bf16[16] = {0x0000, 0x3F00, 0x3F80, 0x3FC0, 0x4000, 0x4040, 0x4080, 0x40C0,
-                                   0x8000, 0xBF00, 0xBF80, 0xBFC0, 0xC000, 0xC040, 0xC080, 0xC0C0};
-
-// 2^(s - 127) for every scale byte s, as fp32 (s = 0 is the denormal 2^-127). s = 255 (NaN in the OCP
-// spec) gives inf, so the GEMV is exact for scales 0..254 only; mxfp4_dequant is exact for all 256.
-struct Exp2Table {
-  float v[256];
-  Exp2Table() {
-    for (int s = 0; s < 256; ++s) v[s] = std::ldexp(1.0f, s - 127);
-  }
-};
-const float* exp2_table() {
-  static const Exp2Table table;
-  return table.v;
-}
-
-OSS_TARGET inline __m512i fp4_lut() {
-  alignas(64) uint16_t lut[32] = {};
-  std::memcpy(lut, kFp4Bf16, sizeof(kFp4Bf16));
-  return _mm512_load_si512(lut);
-}
-
-// 16 packed bytes -> 32 16-bit nibble indices in element order (low nibble first).
-OSS_TARGET inline __m512i nibble_indices(const uint8_t* p) {
-  const __m512i d = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-  // (d | d << 12) & 0x000F000F: low word = low nibble, high word = high nibble.
-  return _mm512_ternarylogic_epi32(d, _mm512_slli_epi32(d, 12), _mm512_set1_epi32(0x000F000F), 0xA8);
-}
-
-OSS_TARGET inline __m512bh as_bh(__m512i v) { return reinterpret_cast<__m512bh>(v); }
+using oss_mx::fp4_lut;
+using oss_mx::kFp4Bf16;
+using oss_mx::mxfp4_rows_pairs;
+using oss_mx::nibble_indices;
+using oss_mx::pair_order;
 
 inline float swiglu(float gate, float lin, float alpha, float limit) {
   gate = std::min(gate, limit);
   lin = std::max(std::min(lin, limit), -limit);
   return gate / (1.0f + std::exp(-alpha * gate)) * (lin + 1.0f);
-}
-
-// One group of R rows of one expert against one bf16 activation row; writes R fp32 dot products.
-template <int R>
-OSS_TARGET inline void mxfp4_rows(const uint8_t* blk, const uint8_t* scl, int64_t G, const uint16_t* x,
-                                  float* out) {
-  const __m512i lut = fp4_lut();
-  const float* tab = exp2_table();
-  __m512 acc[R];
-  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
-  for (int64_t g = 0; g < G; ++g) {
-    const __m512bh xv = as_bh(_mm512_loadu_si512(x + g * 32));
-    for (int r = 0; r < R; ++r) {
-      const __m512i w = _mm512_permutexvar_epi16(nibble_indices(blk + (r * G + g) * 16), lut);
-      const __m512 dot = _mm512_dpbf16_ps(_mm512_setzero_ps(), as_bh(w), xv);
-      acc[r] = _mm512_fmadd_ps(dot, _mm512_set1_ps(tab[scl[r * G + g]]), acc[r]);
-    }
-  }
-  for (int r = 0; r < R; ++r) out[r] = _mm512_reduce_add_ps(acc[r]);
-}
-
-// Same as mxfp4_rows, two blocks per step. `xp` is the activation in pair order (see pair_order):
-// for blocks (2p, 2p+1), 32 words of the even elements of both blocks, then 32 words of the odd ones.
-template <int R>
-OSS_TARGET inline void mxfp4_rows_pairs(const uint8_t* blk, const uint8_t* scl, int64_t G, const uint16_t* xp,
-                                        float* out) {
-  const __m512i lut = fp4_lut();
-  const __m512i low4 = _mm512_set1_epi16(0x0F);
-  const float* tab = exp2_table();
-  __m512 acc[R];
-  for (int r = 0; r < R; ++r) acc[r] = _mm512_setzero_ps();
-  for (int64_t g = 0; g + 1 < G; g += 2) {
-    const __m512bh xlo = as_bh(_mm512_loadu_si512(xp + g * 32));
-    const __m512bh xhi = as_bh(_mm512_loadu_si512(xp + g * 32 + 32));
-    for (int r = 0; r < R; ++r) {
-      const uint8_t* b = blk + (r * G + g) * 16;
-      // software prefetch of the next R rows (the caller's next step), one line per row every 4 blocks: one
-      // core's DRAM stream is latency-bound without it (about 2x slower); past the tensor's end it does not fault
-      if (g % 4 == 0) _mm_prefetch(reinterpret_cast<const char*>(blk + R * G * 16 + (g / 4 * R + r) * 64), _MM_HINT_T0);
-      const __m512i w = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b)));
-      const __m512i vlo = _mm512_permutexvar_epi16(_mm512_and_si512(w, low4), lut);
-      const __m512i vhi = _mm512_permutexvar_epi16(_mm512_srli_epi16(w, 4), lut);
-      __m512 t = _mm512_dpbf16_ps(_mm512_setzero_ps(), as_bh(vlo), xlo);
-      t = _mm512_dpbf16_ps(t, as_bh(vhi), xhi);
-      const uint8_t* sc = scl + r * G + g;
-      const __m512 sv = _mm512_insertf32x8(_mm512_set1_ps(tab[sc[0]]), _mm256_set1_ps(tab[sc[1]]), 1);
-      acc[r] = _mm512_fmadd_ps(t, sv, acc[r]);
-    }
-  }
-  if (G % 2) {  // last block in plain element order
-    const int64_t g = G - 1;
-    const __m512bh xv = as_bh(_mm512_loadu_si512(xp + g * 32));
-    for (int r = 0; r < R; ++r) {
-      const __m512i w = _mm512_permutexvar_epi16(nibble_indices(blk + (r * G + g) * 16), lut);
-      const __m512 dot = _mm512_dpbf16_ps(_mm512_setzero_ps(), as_bh(w), xv);
-      acc[r] = _mm512_fmadd_ps(dot, _mm512_set1_ps(tab[scl[r * G + g]]), acc[r]);
-    }
-  }
-  for (int r = 0; r < R; ++r) out[r] = _mm512_reduce_add_ps(acc[r]);
-}
-
-// Reorder one bf16 row of K = 32 G values into the pair order mxfp4_rows_pairs reads.
-void pair_order(const uint16_t* x, int64_t G, uint16_t* xp) {
-  for (int64_t g = 0; g + 1 < G; g += 2) {
-    for (int h = 0; h < 2; ++h)      // block within the pair
-      for (int i = 0; i < 16; ++i) {
-        xp[g * 32 + h * 16 + i] = x[(g + h) * 32 + 2 * i];
-        xp[g * 32 + 32 + h * 16 + i] = x[(g + h) * 32 + 2 * i + 1];
-      }
-  }
-  if (G % 2) std::memcpy(xp + (G - 1) * 32, x + (G - 1) * 32, 64);
 }
 
 void check_mxfp4(const at::Tensor& blocks, const at::Tensor& scales) {

@@ -32,8 +32,74 @@
 
 #define Q8_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512bf16,fma")))
 
-namespace oss_common {  // defined in ossagent_kernels.cpp
-float swiglu_bf16(float gate, float lin, float alpha, float limit);  // the reference SwiGLU, bf16 rounding
+#include "kernels_common.h"  // swiglu_bf16 (the reference SwiGLU, bf16 rounding), Routing
+
+namespace oss_common {
+
+Routing group_pairs(const int64_t* ids, int64_t P, int64_t E, const char* what) {
+  Routing rt;
+  rt.pairs.resize(P);
+  std::iota(rt.pairs.begin(), rt.pairs.end(), 0);
+  for (int64_t p = 0; p < P; ++p)
+    TORCH_CHECK(ids[p] >= 0 && ids[p] < E, what, ": expert id ", ids[p], " out of range [0, ", E, ")");
+  std::stable_sort(rt.pairs.begin(), rt.pairs.end(), [&](int64_t a, int64_t b) { return ids[a] < ids[b]; });
+  for (int64_t i = 0; i < P; ++i)
+    if (i == 0 || ids[rt.pairs[i]] != ids[rt.pairs[i - 1]]) {
+      rt.start.push_back(i);
+      rt.expert.push_back(ids[rt.pairs[i]]);
+    }
+  rt.start.push_back(P);
+  return rt;
+}
+
+at::Tensor checked_bias(const std::optional<at::Tensor>& bias, int64_t numel, const char* what) {
+  if (!bias.has_value()) return at::Tensor();
+  at::Tensor b = bias->contiguous();
+  TORCH_CHECK(b.numel() == numel, what, ": bias has ", b.numel(), " values, expected ", numel);
+  TORCH_CHECK(b.scalar_type() == at::kFloat || b.scalar_type() == at::kBFloat16, what, ": bias must be fp32 or bf16");
+  return b;
+}
+
+void check_blocks(const at::Tensor& blocks, const at::Tensor& scales, const char* what) {
+  TORCH_CHECK(blocks.scalar_type() == at::kByte && scales.scalar_type() == at::kByte, what,
+              ": blocks and scales must be uint8");
+  TORCH_CHECK(blocks.dim() == 4 && blocks.size(3) == 16, what, ": blocks must be [E, N, K/32, 16]");
+  TORCH_CHECK(scales.dim() == 3 && scales.size(0) == blocks.size(0) && scales.size(1) == blocks.size(1) &&
+                  scales.size(2) == blocks.size(2),
+              what, ": scales must be [E, N, K/32]");
+  TORCH_CHECK(blocks.is_contiguous() && scales.is_contiguous(), what, ": blocks and scales must be contiguous");
+  TORCH_CHECK(blocks.device().is_cpu(), what, ": CPU tensors only");
+  TORCH_CHECK(blocks.size(1) % 4 == 0, what, ": the number of rows must be a multiple of 4");
+}
+
+MoeCall prepare_moe(const at::Tensor& x, const at::Tensor& blocks1, const at::Tensor& scales1,
+                    const at::Tensor& bias1, const at::Tensor& blocks2, const at::Tensor& scales2,
+                    const at::Tensor& bias2, const at::Tensor& expert_ids, const at::Tensor& weights,
+                    const char* what) {
+  const std::string up = std::string(what) + " mlp1", down = std::string(what) + " mlp2";
+  check_blocks(blocks1, scales1, up.c_str());
+  check_blocks(blocks2, scales2, down.c_str());
+  MoeCall c;
+  c.E = blocks1.size(0), c.N1 = blocks1.size(1), c.G1 = blocks1.size(2), c.H = c.G1 * 32;
+  c.NI = c.N1 / 2, c.G2 = blocks2.size(2);
+  TORCH_CHECK(blocks2.size(0) == c.E && blocks2.size(1) == c.H && c.G2 * 32 == c.NI, what,
+              ": mlp2 must be [E, H, I/32, 16] with I = mlp1 rows / 2");
+  TORCH_CHECK(x.dim() == 2 && x.size(1) == c.H && x.scalar_type() == at::kBFloat16, what,
+              ": x must be bf16 [T, H], H = ", c.H);
+  c.T = x.size(0);
+  TORCH_CHECK(expert_ids.dim() == 2 && expert_ids.size(0) == c.T && weights.sizes() == expert_ids.sizes(), what,
+              ": expert_ids and weights must be [T, k]");
+  c.k = expert_ids.size(1), c.P = c.T * c.k;
+  c.b1 = checked_bias(bias1, c.E * c.N1, up.c_str());
+  c.b2 = checked_bias(bias2, c.E * c.H, down.c_str());
+  c.ids = expert_ids.to(at::kLong).contiguous();
+  c.wts = weights.to(at::kBFloat16).to(at::kFloat).contiguous();  // the reference's bf16 weights
+  c.idp = c.ids.data_ptr<int64_t>();
+  c.wp = c.wts.data_ptr<float>();
+  c.rt = group_pairs(c.idp, c.P, c.E, what);
+  return c;
+}
+
 }  // namespace oss_common
 
 namespace {
@@ -288,26 +354,6 @@ void i8_q8_tokens(const int8_t* w, int64_t K, const Q8Chunk* const* xs, int64_t 
   }
 }
 
-at::Tensor checked_bias(const std::optional<at::Tensor>& bias, int64_t numel, const char* what) {
-  if (!bias.has_value()) return at::Tensor();
-  at::Tensor b = bias->contiguous();
-  TORCH_CHECK(b.numel() == numel, what, ": bias has ", b.numel(), " values, expected ", numel);
-  TORCH_CHECK(b.scalar_type() == at::kFloat || b.scalar_type() == at::kBFloat16, what, ": bias must be fp32 or bf16");
-  return b;
-}
-
-void check_blocks(const at::Tensor& blocks, const at::Tensor& scales, const char* what) {
-  TORCH_CHECK(blocks.scalar_type() == at::kByte && scales.scalar_type() == at::kByte, what,
-              ": blocks and scales must be uint8");
-  TORCH_CHECK(blocks.dim() == 4 && blocks.size(3) == 16, what, ": blocks must be [E, N, K/32, 16]");
-  TORCH_CHECK(scales.dim() == 3 && scales.size(0) == blocks.size(0) && scales.size(1) == blocks.size(1) &&
-                  scales.size(2) == blocks.size(2),
-              what, ": scales must be [E, N, K/32]");
-  TORCH_CHECK(blocks.is_contiguous() && scales.is_contiguous(), what, ": blocks and scales must be contiguous");
-  TORCH_CHECK(blocks.device().is_cpu(), what, ": CPU tensors only");
-  TORCH_CHECK(blocks.size(1) % 4 == 0, what, ": the number of rows must be a multiple of 4");
-}
-
 // x [M, K], blocks [E, N, K/32, 16], scales [E, N, K/32], expert_ids [M], bias [E, N] or None -> y [M, N] fp32.
 at::Tensor mxfp4_gemv_q8(const at::Tensor& x, const at::Tensor& blocks, const at::Tensor& scales,
                          const at::Tensor& expert_ids, const std::optional<at::Tensor>& bias) {
@@ -340,47 +386,11 @@ at::Tensor mxfp4_gemv_q8(const at::Tensor& x, const at::Tensor& blocks, const at
   return y;
 }
 
-// The (token, slot) pairs of a layer grouped by expert: pairs[start[s] .. start[s+1]) use expert expert[s].
-struct Routing {
-  std::vector<int64_t> pairs, start, expert;
-};
-
-Routing group_pairs(const int64_t* ids, int64_t P, int64_t E) {
-  Routing rt;
-  rt.pairs.resize(P);
-  std::iota(rt.pairs.begin(), rt.pairs.end(), 0);
-  for (int64_t p = 0; p < P; ++p)
-    TORCH_CHECK(ids[p] >= 0 && ids[p] < E, "mxfp4_moe_q8: expert id ", ids[p], " out of range [0, ", E, ")");
-  std::stable_sort(rt.pairs.begin(), rt.pairs.end(), [&](int64_t a, int64_t b) { return ids[a] < ids[b]; });
-  for (int64_t i = 0; i < P; ++i)
-    if (i == 0 || ids[rt.pairs[i]] != ids[rt.pairs[i - 1]]) {
-      rt.start.push_back(i);
-      rt.expert.push_back(ids[rt.pairs[i]]);
-    }
-  rt.start.push_back(P);
-  return rt;
-}
-
-// One projection of every pair: for expert segment s and row group n0, the pairs' quantised inputs
-// (xq + chunks * input_of(pair)) against 4 rows; `emit(pair, n0, d[4])` consumes the dots.
-template <typename Input, typename Emit>
-void grouped_projection(const Routing& rt, const uint8_t* bp, const uint8_t* sp, int64_t N, int64_t G,
-                        const std::vector<Q8Chunk>& xq, Input input_of, Emit emit) {
-  const int64_t groups = N / 4, S = static_cast<int64_t>(rt.expert.size()), C = (G + 3) / 4;
-  at::parallel_for(0, S * groups, 8, [&](int64_t begin, int64_t end) {
-    std::vector<const Q8Chunk*> xs;
-    std::vector<float> d;
-    for (int64_t it = begin; it < end; ++it) {
-      const int64_t s = it / groups, n0 = (it % groups) * 4, row = rt.expert[s] * N + n0;
-      const int64_t a = rt.start[s], n = rt.start[s + 1] - a;
-      xs.resize(n);
-      d.resize(n * 4);
-      for (int64_t i = 0; i < n; ++i) xs[i] = xq.data() + C * input_of(rt.pairs[a + i], i);
-      auto* dd = reinterpret_cast<float(*)[4]>(d.data());
-      mx_q8_tokens(bp + row * G * 16, sp + row * G, G, xs.data(), n, dd);
-      for (int64_t i = 0; i < n; ++i) emit(rt.pairs[a + i], n0, dd[i]);
-    }
-  });
+// 4 MXFP4 rows (the first at `row` of blocks bp / scales sp with G blocks a row) against n quantised inputs.
+auto q8_rows(const uint8_t* bp, const uint8_t* sp, int64_t G) {
+  return [=](int64_t row, const Q8Chunk* const* xs, int64_t n, float (*d)[4]) {
+    mx_q8_tokens(bp + row * G * 16, sp + row * G, G, xs, n, d);
+  };
 }
 
 // out [H] bf16 = y[slots[0]] + y[slots[1]] + ..., rounded to bf16 after each addition (H % 4 == 0).
@@ -406,48 +416,35 @@ at::Tensor mxfp4_moe_q8(const at::Tensor& x, const at::Tensor& blocks1, const at
                         const at::Tensor& bias1, const at::Tensor& blocks2, const at::Tensor& scales2,
                         const at::Tensor& bias2, const at::Tensor& expert_ids, const at::Tensor& weights,
                         double alpha, double limit) {
-  check_blocks(blocks1, scales1, "mxfp4_moe_q8 mlp1");
-  check_blocks(blocks2, scales2, "mxfp4_moe_q8 mlp2");
-  const int64_t E = blocks1.size(0), N1 = blocks1.size(1), G1 = blocks1.size(2), H = G1 * 32;
-  const int64_t NI = N1 / 2, G2 = blocks2.size(2);
-  TORCH_CHECK(blocks2.size(0) == E && blocks2.size(1) == H && G2 * 32 == NI,
-              "mxfp4_moe_q8: mlp2 must be [E, H, I/32, 16] with I = mlp1 rows / 2");
-  TORCH_CHECK(x.dim() == 2 && x.size(1) == H && x.scalar_type() == at::kBFloat16,
-              "mxfp4_moe_q8: x must be bf16 [T, H], H = ", H);
-  const int64_t T = x.size(0);
-  TORCH_CHECK(expert_ids.dim() == 2 && expert_ids.size(0) == T && weights.sizes() == expert_ids.sizes(),
-              "mxfp4_moe_q8: expert_ids and weights must be [T, k]");
-  const int64_t k = expert_ids.size(1), P = T * k;
-  const at::Tensor b1 = checked_bias(bias1, E * N1, "mxfp4_moe_q8 mlp1");
-  const at::Tensor b2 = checked_bias(bias2, E * H, "mxfp4_moe_q8 mlp2");
-  const at::Tensor ids = expert_ids.to(at::kLong).contiguous();
-  const at::Tensor wts = weights.to(at::kBFloat16).to(at::kFloat).contiguous();  // the reference's bf16 weights
-  const int64_t* idp = ids.data_ptr<int64_t>();
-  const float* wp = wts.data_ptr<float>();
-  const Routing rt = group_pairs(idp, P, E);
+  const MoeCall c = prepare_moe(x, blocks1, scales1, bias1, blocks2, scales2, bias2, expert_ids, weights,
+                                "mxfp4_moe_q8");
+  const int64_t N1 = c.N1, G1 = c.G1, H = c.H, NI = c.NI, G2 = c.G2, T = c.T, k = c.k, P = c.P;
+  const int64_t* idp = c.idp;
+  const float* wp = c.wp;
+  const Routing& rt = c.rt;
   const at::Tensor xf = x.to(at::kFloat).contiguous();
   const std::vector<Q8Chunk> xq1 = quantize_rows(xf.data_ptr<float>(), T, H, true, 0.5f);
   std::vector<float> act(P * NI);
   const float fa = static_cast<float>(alpha), fl = static_cast<float>(limit);
-  const Bias4 bias1v(b1), bias2v(b2);
-  grouped_projection(rt, blocks1.data_ptr<uint8_t>(), scales1.data_ptr<uint8_t>(), N1, G1, xq1,
-                     [&](int64_t p, int64_t) { return p / k; },
-                     [&](int64_t p, int64_t n0, const float* d) {
-                       up_out(d, bias1v, idp[p] * N1 + n0, fa, fl, act.data() + p * NI + n0 / 2);
-                     });
+  const Bias4 bias1v(c.b1), bias2v(c.b2);
+  const int64_t C1 = (G1 + 3) / 4, C2 = (G2 + 3) / 4;
+  grouped_projection<Q8Chunk>(rt, N1, [&](int64_t p) { return xq1.data() + C1 * (p / k); },
+                              q8_rows(blocks1.data_ptr<uint8_t>(), scales1.data_ptr<uint8_t>(), G1),
+                              [&](int64_t p, int64_t n0, const float* d) {
+                                up_out(d, bias1v, idp[p] * N1 + n0, fa, fl, act.data() + p * NI + n0 / 2);
+                              });
   const std::vector<Q8Chunk> xq2 = quantize_rows(act.data(), P, NI, true, 0.5f);
   std::vector<float> y(P * H);
-  grouped_projection(rt, blocks2.data_ptr<uint8_t>(), scales2.data_ptr<uint8_t>(), H, G2, xq2,
-                     [&](int64_t p, int64_t) { return p; },
-                     [&](int64_t p, int64_t n0, const float* d) {
-                       down_out(d, bias2v, idp[p] * H + n0, wp[p], y.data() + p * H + n0);
-                     });
+  grouped_projection<Q8Chunk>(rt, H, [&](int64_t p) { return xq2.data() + C2 * p; },
+                              q8_rows(blocks2.data_ptr<uint8_t>(), scales2.data_ptr<uint8_t>(), G2),
+                              [&](int64_t p, int64_t n0, const float* d) {
+                                down_out(d, bias2v, idp[p] * H + n0, wp[p], y.data() + p * H + n0);
+                              });
   at::Tensor out = at::empty({T, H}, x.options());
   uint16_t* op = reinterpret_cast<uint16_t*>(out.data_ptr());
-  std::vector<int64_t> slots(k);
+  std::vector<int64_t> slots;
   for (int64_t t = 0; t < T; ++t) {
-    std::iota(slots.begin(), slots.end(), t * k);
-    std::stable_sort(slots.begin(), slots.end(), [&](int64_t a, int64_t b) { return idp[a] < idp[b]; });
+    token_slots(c, t, slots);
     sum_experts(y.data(), slots.data(), k, H, op + t * H);
   }
   return out;
