@@ -7,8 +7,9 @@ Shapes: 64 query heads, 8 key/value heads, head_dim 64, bf16, random weights. Ea
 new queries (``--tokens``) after a cached prefix of S_prefix positions, in a full layer (a ``FullLayer`` cache,
 S = S_prefix + T keys) or a sliding one (a ``RingLayer``, window 128: the 127 keys before the chunk plus the
 chunk). The keys come from the real cache classes, so both paths read the cache's head-major storage as the
-model does. Only ``Attention.attend`` is timed (no projections): "old" with ``fused = False`` (plain masked
-softmax in query blocks), "new" the default (the fused kernel for T >= ``FLASH_MIN_QUERIES``). The rows for a few
+model does. Only ``Attention.attend`` is timed (no projections): "old" with ``fused = False`` (the default:
+plain masked softmax in query blocks), "new" with ``fused = True`` (the fused kernel for T >=
+``FLASH_MIN_QUERIES``). The rows for a few
 new tokens (T in ``--few``, a full layer at a context of 1k / 8k tokens: decode and short turns) time ``_attend``
 against ``_attend_flash`` directly, whatever ``attend`` would pick: they show where the fused kernel starts to
 win, which sets ``FLASH_MIN_QUERIES``. Old and new run alternately, ``--rounds`` times each, and each keeps its best time; ratio = old / new.
@@ -70,16 +71,16 @@ def run_row(attn: Attention, inputs: Inputs, direct: bool, rounds: int) -> tuple
     assert flash is not None, "this torch has no fused CPU attention kernel"
 
     def old() -> object:
+        return attn._attend(*inputs) if direct else attn.attend(*inputs)
+
+    def new() -> object:
         if direct:
-            return attn._attend(*inputs)
-        attn.fused = False
+            return attn._attend_flash(flash, *inputs)
+        attn.fused = True
         try:
             return attn.attend(*inputs)
         finally:
-            attn.fused = True
-
-    def new() -> object:
-        return attn._attend_flash(flash, *inputs) if direct else attn.attend(*inputs)
+            attn.fused = False
 
     return best_pair(old, new, rounds)
 

@@ -88,7 +88,11 @@ class Attention(nn.Module):
         self.sinks = nn.Parameter(torch.zeros(self.nh, **kw))  # one logit per query head
         self.sm_scale = 1.0 / math.sqrt(d)
         self.block_elements = 1 << 24  # fp32 logits per query block (64 MB): bounds memory at long context
-        self.fused = True  # prefill chunks may use torch's fused CPU kernel (False: always the plain path)
+        # True: prefill chunks may use torch's fused CPU kernel (3-7x faster attention, benchmarks/attention.py).
+        # Off by default: its bf16 results differ from the plain path's by a rounding step, so which path a row
+        # takes would depend on how its prompt was chunked, and the batch engine's output would no longer equal
+        # Engine.generate's token for token on a bf16 model
+        self.fused = False
 
     def forward(
         self,

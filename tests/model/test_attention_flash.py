@@ -65,13 +65,14 @@ def layer(kind: int, dtype: torch.dtype, seed: int = 0) -> Attention:
 
 
 def both_paths(attn: Attention, run: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(plain, fused) results of ``run`` on the same layer."""
-    attn.fused = False
+    """(plain, fused) results of ``run`` on the same layer; the layer is left as it was built (plain)."""
+    assert not attn.fused  # the default
+    plain = run()
+    attn.fused = True
     try:
-        plain = run()
+        return plain, run()
     finally:
-        attn.fused = True
-    return plain, run()
+        attn.fused = False
 
 
 def new_cache(kind: int, dtype: torch.dtype) -> FullLayer | RingLayer:
@@ -97,7 +98,6 @@ def test_fresh_prefill_equals_plain_path(kind: int, dtype: torch.dtype, flash_ca
     assert_same(fused, plain)
     if dtype == torch.bfloat16:  # and no less accurate: both against fp32 math on the same bf16 numbers
         exact = copy.deepcopy(attn).float()
-        exact.fused = False
         with torch.no_grad():
             ref = exact(x.float(), pos, cos_sin(pos, torch.float32), None)
         err_fused, err_plain = (fused.float() - ref).abs().mean(), (plain.float() - ref).abs().mean()
@@ -171,6 +171,7 @@ def test_queries_without_keys_give_zero_even_if_the_kernel_gives_nan(monkeypatch
 
 def test_decode_and_autograd_keep_the_plain_path(flash_calls: list[int]) -> None:
     attn = layer(FULL, torch.float32, seed=4)
+    attn.fused = True
     x = rand(1, 40, CONFIG.hidden_size, seed=9)
     pos = torch.arange(40)
     cache = new_cache(FULL, torch.float32)
@@ -183,8 +184,9 @@ def test_decode_and_autograd_keep_the_plain_path(flash_calls: list[int]) -> None
     assert flash_calls == [] and attn.sinks.grad is not None
 
 
-def greedy(model: GptOss, prompt: torch.Tensor, steps: int, fused: bool = True) -> tuple[list[int], torch.Tensor]:
-    """The prompt in chunks of 48 through a cache, then greedy steps: (tokens, prompt logits in fp32)."""
+def greedy(model: GptOss, prompt: torch.Tensor, steps: int, fused: bool) -> tuple[list[int], torch.Tensor]:
+    """The prompt in chunks of 48 through a cache, then greedy steps: (tokens, prompt logits in fp32). The
+    model is left plain (the default)."""
     for block in model.blocks:
         block.attn.fused = fused  # type: ignore[union-attr]
     cache = KVCache(model.config, max_chunk=48, rollback=0, dtype=model.dtype)
@@ -196,7 +198,7 @@ def greedy(model: GptOss, prompt: torch.Tensor, steps: int, fused: bool = True) 
                 tokens.append(int(model(torch.tensor(tokens[-1:]), cache)[-1].argmax()))
     finally:
         for block in model.blocks:
-            block.attn.fused = True  # type: ignore[union-attr]
+            block.attn.fused = False  # type: ignore[union-attr]
     return tokens, logits.float()
 
 
@@ -208,7 +210,7 @@ def test_greedy_tokens_equal_with_and_without_the_fused_path(flash_calls: list[i
     prompt = torch.randint(0, config.vocab_size, (200,), generator=torch.Generator().manual_seed(6))
     plain_tokens, plain_logits = greedy(model, prompt, 24, fused=False)
     assert flash_calls == []
-    tokens, logits = greedy(model, prompt, 24)
+    tokens, logits = greedy(model, prompt, 24, fused=True)
     assert len(flash_calls) == 4 * config.num_hidden_layers  # 4 chunks of 48; the tail of 8 and decode: plain
     assert len(set(tokens)) > 5 and tokens == plain_tokens
     torch.testing.assert_close(logits, plain_logits, atol=1e-5, rtol=1e-5)
@@ -221,9 +223,9 @@ def test_bf16_model_is_no_less_accurate_with_the_fused_path() -> None:
     model = GptOss(config, quantized_experts=True).eval()
     model.init_random(seed=5, std=0.08)
     prompt = torch.randint(0, config.vocab_size, (200,), generator=torch.Generator().manual_seed(6))
-    _, exact = greedy(copy.deepcopy(model).float(), prompt, 24)
+    _, exact = greedy(copy.deepcopy(model).float(), prompt, 24, fused=False)
     _, plain = greedy(model, prompt, 24, fused=False)
-    _, fused = greedy(model, prompt, 24)
+    _, fused = greedy(model, prompt, 24, fused=True)
     err_plain, err_fused = ((x - exact).norm() / exact.norm() for x in (plain, fused))
     assert err_fused < 1.1 * err_plain < 0.1
     assert (fused.argmax(-1) == plain.argmax(-1)).float().mean() >= 0.95
