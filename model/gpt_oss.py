@@ -11,6 +11,7 @@ packed buffers (``mlp1_blocks``/``mlp1_scales`` ...) dequantized per used expert
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
@@ -87,6 +88,11 @@ class Attention(nn.Module):
         self.sinks = nn.Parameter(torch.zeros(self.nh, **kw))  # one logit per query head
         self.sm_scale = 1.0 / math.sqrt(d)
         self.block_elements = 1 << 24  # fp32 logits per query block (64 MB): bounds memory at long context
+        # True: prefill chunks may use torch's fused CPU kernel (3-7x faster attention, benchmarks/attention.py).
+        # Off by default: its bf16 results differ from the plain path's by a rounding step, so which path a row
+        # takes would depend on how its prompt was chunked, and the batch engine's output would no longer equal
+        # Engine.generate's token for token on a bf16 model
+        self.fused = False
 
     def forward(
         self,
@@ -137,15 +143,29 @@ class Attention(nn.Module):
     def attend(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_pos: torch.Tensor, k_pos: torch.Tensor
     ) -> torch.Tensor:
-        """Attention over query blocks, so the fp32 logits stay near ``block_elements`` however long S is."""
+        """q [B, T, nh, d], k/v [B, S, nkv, d] -> [B, T, nh*d]. Chunks of ``FLASH_MIN_QUERIES`` or more tokens on
+        the CPU without autograd go through torch's fused kernel (:meth:`_attend_flash`, ``FLASH_BLOCK`` queries a
+        call); decode, training and other devices through :meth:`_attend`, in query blocks that keep the fp32
+        logits near ``block_elements``."""
         b, t = q.shape[:2]
-        per_query = b * self.nh * k.shape[1]
-        step = max(1, self.block_elements // per_query)
+        fused = self.fused and t >= FLASH_MIN_QUERIES and q.device.type == "cpu" and not torch.is_grad_enabled()
+        flash = flash_attention_op() if fused else None
+        if flash is not None:
+            step = max(1, min(FLASH_BLOCK, self.block_elements // k.shape[1]))  # the mask: S elements per query
+            fn: Callable[..., torch.Tensor] = functools.partial(self._attend_flash, flash)
+        else:
+            step = max(1, self.block_elements // (b * self.nh * k.shape[1]))
+            fn = self._attend
         if step >= t:
-            return self._attend(q, k, v, q_pos, k_pos)
-        return torch.cat(
-            [self._attend(q[:, a : a + step], k, v, q_pos[a : a + step], k_pos) for a in range(0, t, step)], dim=1
-        )
+            return fn(q, k, v, q_pos, k_pos)
+        return torch.cat([fn(q[:, a : a + step], k, v, q_pos[a : a + step], k_pos) for a in range(0, t, step)], dim=1)
+
+    def _allowed(self, q_pos: torch.Tensor, k_pos: torch.Tensor) -> torch.Tensor:
+        """[T, S] bool: causal on absolute positions, valid slot (k_pos >= 0), inside the sliding window."""
+        allowed = (k_pos[None, :] <= q_pos[:, None]) & (k_pos[None, :] >= 0)
+        if self.window:
+            allowed &= k_pos[None, :] > q_pos[:, None] - self.window
+        return allowed
 
     def _attend(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_pos: torch.Tensor, k_pos: torch.Tensor
@@ -159,14 +179,61 @@ class Attention(nn.Module):
         kg = k.permute(0, 2, 3, 1)  # [B, nkv, d, S]
         vg = v.permute(0, 2, 1, 3)  # [B, nkv, S, d]
         logits = torch.matmul(qg, kg).view(b, self.nkv, qm, t, s).float() * self.sm_scale
-        allowed = (k_pos[None, :] <= q_pos[:, None]) & (k_pos[None, :] >= 0)  # [T, S] causal, valid slot
-        if self.window:
-            allowed &= k_pos[None, :] > q_pos[:, None] - self.window
-        logits = logits.masked_fill(~allowed, float("-inf"))
+        logits = logits.masked_fill(~self._allowed(q_pos, k_pos), float("-inf"))
         sink = self.sinks.float().view(1, self.nkv, qm, 1, 1).expand(b, self.nkv, qm, t, 1)
         weights = torch.softmax(torch.cat([logits, sink], dim=-1), dim=-1)[..., :-1]  # rows may sum < 1
         o = torch.matmul(weights.to(v.dtype).reshape(b, self.nkv, qm * t, s), vg)  # [B, nkv, qm*T, d]
         return o.view(b, self.nkv, qm, t, d).permute(0, 3, 1, 2, 4).reshape(b, t, self.nh * d)
+
+    def _attend_flash(
+        self, flash: FlashOp, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_pos: torch.Tensor,
+        k_pos: torch.Tensor,
+    ) -> torch.Tensor:
+        """What :meth:`_attend` computes, in one fused pass. The kernel's softmax has no sink column, but it
+        returns each row's logsumexp: with Z = sum_j e^(l_j) = e^lse, adding the sink to the denominator scales
+        the row by Z / (Z + e^sink) = sigmoid(lse - sink), done in fp32."""
+        b, t = q.shape[:2]
+        allowed = self._allowed(q_pos, k_pos)  # [T, S]
+        cols = allowed.any(0).nonzero()[:, 0]  # keys some query sees: pass only their span (window, causal end)
+        if len(cols) == 0:
+            return q.new_zeros(b, t, self.nh * self.d)  # every weight on the sink
+        lo, hi = int(cols[0]), int(cols[-1]) + 1
+        k, v, allowed = k[:, lo:hi], v[:, lo:hi], allowed[:, lo:hi]
+        mask = None
+        if not bool(allowed.all()):  # additive, in q's dtype (the kernel's rule)
+            mask = torch.zeros(allowed.shape, dtype=q.dtype, device=q.device).masked_fill_(~allowed, float("-inf"))
+        # [B, heads, L, d] views: the cache's head-major storage is read in place; GQA inside the kernel
+        out, lse = flash(
+            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), 0.0, False, attn_mask=mask, scale=self.sm_scale
+        )  # [B, nh, T, d], [B, nh, T] fp32
+        keep = torch.sigmoid(lse.float() - self.sinks.float()[:, None])[..., None]  # [B, nh, T, 1]
+        # a query with no key puts all its weight on the sink (output 0); the kernel may give NaN there
+        o = torch.where(allowed.any(-1)[:, None], out.float() * keep, 0.0)
+        return o.to(q.dtype).transpose(1, 2).reshape(b, t, self.nh * self.d)
+
+
+FlashOp = Callable[..., tuple[torch.Tensor, torch.Tensor]]
+FLASH_MIN_QUERIES = 16  # fewer new tokens (decode, short turns): the plain path is faster (benchmarks/attention.py)
+FLASH_BLOCK = 64  # queries per fused call: each call reads only the keys its queries can see
+
+
+@functools.cache
+def flash_attention_op() -> FlashOp | None:
+    """torch's fused CPU attention (private: ``(out, logsumexp) = op(q, k, v, dropout, is_causal, attn_mask=,
+    scale=)``) if this torch has it and it takes fewer key/value heads than query heads; else None. Checked once
+    against plain softmax attention on a tiny input."""
+    try:
+        op = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+        g = torch.Generator().manual_seed(0)
+        q, k, v = (torch.randn(1, n, 3, 8, generator=g) for n in (4, 2, 2))
+        mask = torch.tensor([[0.0, float("-inf"), float("-inf")], [0.0, 0.0, float("-inf")], [0.0, 0.0, 0.0]])
+        out, lse = op(q, k, v, 0.0, False, attn_mask=mask, scale=0.5)
+        logits = q @ k.repeat_interleave(2, 1).transpose(-1, -2) * 0.5 + mask
+        want = torch.softmax(logits, -1) @ v.repeat_interleave(2, 1)
+        ok = torch.allclose(out, want, atol=1e-5) and torch.allclose(lse, logits.logsumexp(-1), atol=1e-5)
+    except (AttributeError, RuntimeError, TypeError, ValueError):
+        return None
+    return op if ok else None  # type: ignore[no-any-return]
 
 
 class Experts(nn.Module):
