@@ -31,8 +31,6 @@
 
 namespace {
 
-using oss_common::bf16_bits;
-using oss_common::round_bf16;
 
 constexpr int kMaxChunks = 8;  // d <= 128: 16 fp32 lanes a chunk
 constexpr int kHeadBlock = 4;  // query heads per pass over the values (4 x chunks accumulators)
@@ -62,40 +60,71 @@ OSS_TARGET inline __m512 exp512(__m512 x) {
   return _mm512_maskz_mov_ps(live, _mm512_scalef_ps(p, n));
 }
 
-// Where one sequence's keys live.
-struct Seq {
-  const uint16_t *k = nullptr, *v = nullptr, *q = nullptr;
-  const int64_t* pos = nullptr;  // ring: the slots' positions; null for a full layer
-  int64_t head_k = 0, slot_k = 0, head_v = 0, slot_v = 0, slots = 0, first = 0, count = 0, qpos = 0;
-};
-
-// Position of key j, or -1 when the reference's mask hides it.
-inline int64_t key_position(const Seq& s, int64_t j, int64_t window) {
-  const int64_t p = s.first + j;
-  if (s.pos == nullptr) return p;
-  const int64_t kp = s.pos[p % s.slots];
-  const bool ok = kp >= 0 && kp <= s.qpos && (window == 0 || kp > s.qpos - window);
-  return ok ? kp : -1;
+// round_bf16 on 16 lanes (round to nearest even; no NaN reaches here: the inputs are finite sums or -inf).
+OSS_TARGET inline __m512 round_bf16_512(__m512 x) {
+  const __m512i u = _mm512_castps_si512(x);
+  const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+  const __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7FFF)));
+  return _mm512_castsi512_ps(_mm512_and_si512(r, _mm512_set1_epi32(static_cast<int>(0xFFFF0000u))));
 }
 
-// logits[m][j] for the qm heads of group g: round_bf16(q . k) * scale, -inf where masked.
-template <int C>
-OSS_TARGET void group_logits(const Seq& s, int64_t g, int64_t qm, int64_t d, const float* qf, float scale,
-                             int64_t window, float* logits) {
-  const __mmask16 tail = static_cast<__mmask16>(d % 16 ? (1u << (d % 16)) - 1 : 0xFFFF);
+// r[i] = the sum of a[i]'s 16 lanes, for 16 vectors: halves, quarters, pairs, then one permute back into order.
+OSS_TARGET inline __m512 reduce16(__m512 (&a)[16]) {
+  __m512 b[8], c[4], d[2];
+  for (int i = 0; i < 8; ++i)  // lanes 0-1 + 2-3: a[i] in the low 256 bits, a[i + 8] in the high
+    b[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a[i], a[i + 8], 0x44), _mm512_shuffle_f32x4(a[i], a[i + 8], 0xEE));
+  for (int i = 0; i < 4; ++i)  // 128-bit lanes: a[i], a[i + 8], a[i + 4], a[i + 12]
+    c[i] = _mm512_add_ps(_mm512_shuffle_f32x4(b[i], b[i + 4], 0x88), _mm512_shuffle_f32x4(b[i], b[i + 4], 0xDD));
+  for (int i = 0; i < 2; ++i)  // in each lane: 2 partial sums of c[i]'s vector, then 2 of c[i + 2]'s
+    d[i] = _mm512_add_ps(_mm512_shuffle_ps(c[i], c[i + 2], 0x44), _mm512_shuffle_ps(c[i], c[i + 2], 0xEE));
+  // element j of 128-bit lane L: the vector base[L] + off[j], base = {0, 8, 4, 12}, off = {0, 2, 1, 3}
+  const __m512 e = _mm512_add_ps(_mm512_shuffle_ps(d[0], d[1], 0x88), _mm512_shuffle_ps(d[0], d[1], 0xDD));
+  // vector k sits at element 4 L + j with base[L] + off[j] = k
+  const __m512i order = _mm512_setr_epi32(0, 2, 1, 3, 8, 10, 9, 11, 4, 6, 5, 7, 12, 14, 13, 15);
+  return _mm512_permutexvar_ps(order, e);
+}
+
+// Where one sequence's keys live; slot[j] = the slot of key j, -1 where the reference's mask hides it.
+struct Seq {
+  const uint16_t *k = nullptr, *v = nullptr, *q = nullptr;
+  int64_t head_k = 0, slot_k = 0, head_v = 0, slot_v = 0, count = 0;
+  std::vector<int64_t> slot;
+};
+
+// 32 bf16 values at p, the first `n` of them (the rest zero).
+OSS_TARGET inline __m512bh load32(const uint16_t* p, int64_t n) {
+  const __mmask32 m = n >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((uint64_t{1} << n) - 1);
+  return reinterpret_cast<__m512bh>(_mm512_maskz_loadu_epi16(m, p));
+}
+
+// logits[m][j] for the qm heads of group g (q: the group's qm heads, [qm, d] bf16): round_bf16(q . k) * scale,
+// -inf where masked. 16 keys at a time: 16 dot products (AVX512-BF16, exact products, fp32 sums) per head,
+// reduced together.
+template <int C2>
+OSS_TARGET void group_logits(const Seq& s, int64_t g, int64_t qm, int64_t d, const uint16_t* q, float scale,
+                             float* logits) {
   const uint16_t* kh = s.k + g * s.head_k;
-  for (int64_t j = 0; j < s.count; ++j) {
-    if (key_position(s, j, window) < 0) {
-      for (int64_t m = 0; m < qm; ++m) logits[m * s.count + j] = -std::numeric_limits<float>::infinity();
-      continue;
+  const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  for (int64_t j0 = 0; j0 < s.count; j0 += 16) {
+    const int64_t nb = std::min<int64_t>(16, s.count - j0);
+    const uint16_t* rows[16];
+    __mmask16 hidden = 0;
+    for (int64_t b = 0; b < 16; ++b) {
+      const int64_t sl = b < nb ? s.slot[j0 + b] : -1;
+      if (sl < 0) hidden |= static_cast<__mmask16>(1u << b);
+      rows[b] = kh + std::max<int64_t>(sl, 0) * s.slot_k;  // a hidden key reads slot 0, then gets -inf
     }
-    const uint16_t* kr = kh + ((s.first + j) % s.slots) * s.slot_k;
-    __m512 kc[C];
-    for (int c = 0; c < C; ++c) kc[c] = load_bf16(kr + c * 16, c == C - 1 ? tail : 0xFFFF);
-    for (int64_t m = 0; m < qm; ++m) {
-      __m512 acc = _mm512_mul_ps(_mm512_loadu_ps(qf + m * C * 16), kc[0]);
-      for (int c = 1; c < C; ++c) acc = _mm512_fmadd_ps(_mm512_loadu_ps(qf + (m * C + c) * 16), kc[c], acc);
-      logits[m * s.count + j] = round_bf16(_mm512_reduce_add_ps(acc)) * scale;
+    for (int64_t m = 0; m < qm; ++m) {  // the 16 key rows stay in L1 for the group's heads
+      __m512bh qc[C2];
+      for (int c = 0; c < C2; ++c) qc[c] = load32(q + m * d + c * 32, d - c * 32);
+      __m512 acc[16];
+      for (int b = 0; b < 16; ++b) {
+        acc[b] = _mm512_dpbf16_ps(_mm512_setzero_ps(), load32(rows[b], d), qc[0]);
+        for (int c = 1; c < C2; ++c) acc[b] = _mm512_dpbf16_ps(acc[b], load32(rows[b] + c * 32, d - c * 32), qc[c]);
+      }
+      __m512 r = _mm512_mul_ps(round_bf16_512(reduce16(acc)), _mm512_set1_ps(scale));
+      r = _mm512_mask_mov_ps(r, hidden, ninf);
+      _mm512_mask_storeu_ps(logits + m * s.count + j0, static_cast<__mmask16>((1u << nb) - 1), r);
     }
   }
 }
@@ -103,42 +132,39 @@ OSS_TARGET void group_logits(const Seq& s, int64_t g, int64_t qm, int64_t d, con
 // One row of logits [n] -> bf16-rounded softmax weights over [logits, sink], in place.
 OSS_TARGET void softmax_with_sink(float* row, int64_t n, float sink) {
   __m512 mx = _mm512_set1_ps(sink);
-  int64_t j = 0;
-  for (; j + 16 <= n; j += 16) mx = _mm512_max_ps(mx, _mm512_loadu_ps(row + j));
-  float top = _mm512_reduce_max_ps(mx);
-  for (; j < n; ++j) top = std::max(top, row[j]);
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 m = n - j >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (n - j)) - 1);
+    mx = _mm512_mask_max_ps(mx, m, mx, _mm512_maskz_loadu_ps(m, row + j));
+  }
+  const float top = _mm512_reduce_max_ps(mx);
   const __m512 vt = _mm512_set1_ps(top);
   __m512 sum = _mm512_setzero_ps();
-  for (j = 0; j + 16 <= n; j += 16) {
-    const __m512 e = exp512(_mm512_sub_ps(_mm512_loadu_ps(row + j), vt));
-    _mm512_storeu_ps(row + j, e);
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 m = n - j >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (n - j)) - 1);
+    const __m512 e = _mm512_maskz_mov_ps(m, exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, row + j), vt)));
+    _mm512_mask_storeu_ps(row + j, m, e);
     sum = _mm512_add_ps(sum, e);
   }
-  if (j < n) {
-    const __mmask16 m = static_cast<__mmask16>((1u << (n - j)) - 1);
-    const __m512 e = exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, row + j), vt));
-    _mm512_mask_storeu_ps(row + j, m, e);
-    sum = _mm512_add_ps(sum, _mm512_maskz_mov_ps(m, e));
+  const float total = _mm512_reduce_add_ps(sum) + _mm512_cvtss_f32(exp512(_mm512_set1_ps(sink - top)));
+  const __m512 vtot = _mm512_set1_ps(total);
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 m = n - j >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (n - j)) - 1);
+    _mm512_mask_storeu_ps(row + j, m, round_bf16_512(_mm512_div_ps(_mm512_maskz_loadu_ps(m, row + j), vtot)));
   }
-  float total = _mm512_reduce_add_ps(sum);
-  total += _mm512_cvtss_f32(exp512(_mm512_set1_ps(sink - top)));
-  for (j = 0; j < n; ++j) row[j] = round_bf16(row[j] / total);
 }
 
-// out[m] (bf16, d values) = sum_j w[m][j] v_j for heads m0 .. m0 + H - 1 of group g.
+// out[m] (bf16, d values) = sum_j w[m][j] v_j for heads m0 .. m0 + H - 1 of group g; hidden keys (weight 0 for
+// every head) are skipped.
 template <int C, int H>
-OSS_TARGET void weighted_values(const Seq& s, int64_t g, int64_t d, const float* w, int64_t m0, uint16_t* out,
-                                int64_t out_stride) {
+OSS_TARGET void weighted_values(const Seq& s, int64_t g, int64_t d, const float* w, int64_t m0, uint16_t* out) {
   const __mmask16 tail = static_cast<__mmask16>(d % 16 ? (1u << (d % 16)) - 1 : 0xFFFF);
   __m512 acc[H][C];
   for (int h = 0; h < H; ++h)
     for (int c = 0; c < C; ++c) acc[h][c] = _mm512_setzero_ps();
   const uint16_t* vh = s.v + g * s.head_v;
   for (int64_t j = 0; j < s.count; ++j) {
-    bool any = false;
-    for (int h = 0; h < H; ++h) any |= w[(m0 + h) * s.count + j] != 0.0f;
-    if (!any) continue;  // masked keys (and weights that rounded to 0) add nothing
-    const uint16_t* vr = vh + ((s.first + j) % s.slots) * s.slot_v;
+    if (s.slot[j] < 0) continue;
+    const uint16_t* vr = vh + s.slot[j] * s.slot_v;
     __m512 vc[C];
     for (int c = 0; c < C; ++c) vc[c] = load_bf16(vr + c * 16, c == C - 1 ? tail : 0xFFFF);
     for (int h = 0; h < H; ++h) {
@@ -146,39 +172,26 @@ OSS_TARGET void weighted_values(const Seq& s, int64_t g, int64_t d, const float*
       for (int c = 0; c < C; ++c) acc[h][c] = _mm512_fmadd_ps(wj, vc[c], acc[h][c]);
     }
   }
-  alignas(64) float buf[C * 16];
-  for (int h = 0; h < H; ++h) {
-    for (int c = 0; c < C; ++c) _mm512_store_ps(buf + c * 16, acc[h][c]);
-    for (int64_t e = 0; e < d; ++e) out[(m0 + h) * out_stride + e] = bf16_bits(round_bf16(buf[e]));
-  }
-}
-
-template <int C>
-void weighted_values_all(const Seq& s, int64_t g, int64_t qm, int64_t d, const float* w, uint16_t* out) {
-  int64_t m = 0;
-  for (; m + kHeadBlock <= qm; m += kHeadBlock) weighted_values<C, kHeadBlock>(s, g, d, w, m, out, d);
-  for (; m < qm; ++m) weighted_values<C, 1>(s, g, d, w, m, out, d);
-}
-
-// The whole task (sequence s, KV head g): out [qm, d] bf16 at `out`.
-template <int C>
-void group_task(const Seq& s, int64_t g, int64_t qm, int64_t d, const float* sinks, float scale, int64_t window,
-                uint16_t* out, std::vector<float>& qf, std::vector<float>& buf) {
-  qf.assign(qm * C * 16, 0.0f);
-  const uint16_t* q = s.q + g * qm * d;  // heads g*qm .. g*qm+qm-1, contiguous [qm, d]
-  for (int64_t m = 0; m < qm; ++m)
-    for (int64_t e = 0; e < d; ++e) {
-      const uint32_t bits = static_cast<uint32_t>(q[m * d + e]) << 16;
-      std::memcpy(&qf[m * C * 16 + e], &bits, 4);
+  for (int h = 0; h < H; ++h)
+    for (int c = 0; c < C; ++c) {
+      const __m512i bits = _mm512_srli_epi32(_mm512_castps_si512(round_bf16_512(acc[h][c])), 16);
+      _mm256_mask_storeu_epi16(out + (m0 + h) * d + c * 16, c == C - 1 ? tail : 0xFFFF, _mm512_cvtepi32_epi16(bits));
     }
-  buf.resize(std::max<int64_t>(1, qm * s.count));
-  group_logits<C>(s, g, qm, d, qf.data(), scale, window, buf.data());
-  for (int64_t m = 0; m < qm; ++m) softmax_with_sink(buf.data() + m * s.count, s.count, sinks[g * qm + m]);
-  weighted_values_all<C>(s, g, qm, d, buf.data(), out);
 }
 
-using TaskFn = void (*)(const Seq&, int64_t, int64_t, int64_t, const float*, float, int64_t, uint16_t*,
-                        std::vector<float>&, std::vector<float>&);
+// The whole task (sequence s, KV head g): out [qm, d] bf16 at `out`; buf holds the logits, then the weights.
+template <int C>
+void group_task(const Seq& s, int64_t g, int64_t qm, int64_t d, const float* sinks, float scale, uint16_t* out,
+                std::vector<float>& buf) {
+  buf.resize(std::max<int64_t>(1, qm * s.count));
+  group_logits<(C + 1) / 2>(s, g, qm, d, s.q + g * qm * d, scale, buf.data());  // heads g*qm .. g*qm+qm-1
+  for (int64_t m = 0; m < qm; ++m) softmax_with_sink(buf.data() + m * s.count, s.count, sinks[g * qm + m]);
+  int64_t m = 0;
+  for (; m + kHeadBlock <= qm; m += kHeadBlock) weighted_values<C, kHeadBlock>(s, g, d, buf.data(), m, out);
+  for (; m < qm; ++m) weighted_values<C, 1>(s, g, d, buf.data(), m, out);
+}
+
+using TaskFn = void (*)(const Seq&, int64_t, int64_t, int64_t, const float*, float, uint16_t*, std::vector<float>&);
 
 TaskFn task_for(int64_t chunks) {
   switch (chunks) {
@@ -194,7 +207,7 @@ TaskFn task_for(int64_t chunks) {
 }
 
 Seq make_seq(const at::Tensor& k, const at::Tensor& v, const at::Tensor& pos, const uint16_t* q, int64_t first,
-             int64_t count, int64_t qpos, int64_t nkv, int64_t d) {
+             int64_t count, int64_t qpos, int64_t window, int64_t nkv, int64_t d) {
   TORCH_CHECK(k.scalar_type() == at::kBFloat16 && v.scalar_type() == at::kBFloat16 && k.dim() == 3 &&
                   v.sizes() == k.sizes() && k.size(0) == nkv && k.size(2) == d && k.stride(2) == 1 &&
                   v.stride(2) == 1 && k.device().is_cpu() && v.device().is_cpu(),
@@ -204,15 +217,22 @@ Seq make_seq(const at::Tensor& k, const at::Tensor& v, const at::Tensor& pos, co
   s.v = reinterpret_cast<const uint16_t*>(v.data_ptr());
   s.q = q;
   s.head_k = k.stride(0), s.slot_k = k.stride(1), s.head_v = v.stride(0), s.slot_v = v.stride(1);
-  s.slots = k.size(1), s.first = first, s.count = count, s.qpos = qpos;
+  s.count = count;
+  const int64_t slots = k.size(1);
   TORCH_CHECK(count >= 0 && first >= 0, "decode_attention: negative key range");
-  if (pos.numel() > 0) {
-    TORCH_CHECK(pos.scalar_type() == at::kLong && pos.is_contiguous() && pos.numel() == s.slots,
-                "decode_attention: pos must be int64 [slots], contiguous");
-    TORCH_CHECK(count <= s.slots, "decode_attention: more keys than the ring has slots");
-    s.pos = pos.data_ptr<int64_t>();
-  } else {
-    TORCH_CHECK(first + count <= s.slots, "decode_attention: keys past the layer's capacity");
+  s.slot.resize(count);
+  if (pos.numel() == 0) {  // a full layer: key j is position first + j, in its own slot
+    TORCH_CHECK(first + count <= slots, "decode_attention: keys past the layer's capacity");
+    for (int64_t j = 0; j < count; ++j) s.slot[j] = first + j;
+    return s;
+  }
+  TORCH_CHECK(pos.scalar_type() == at::kLong && pos.is_contiguous() && pos.numel() == slots,
+              "decode_attention: pos must be int64 [slots], contiguous");
+  TORCH_CHECK(count <= slots, "decode_attention: more keys than the ring has slots");
+  const int64_t* pp = pos.data_ptr<int64_t>();
+  for (int64_t j = 0; j < count; ++j) {  // the reference's mask on the position the slot holds
+    const int64_t sl = (first + j) % slots, kp = pp[sl];
+    s.slot[j] = kp >= 0 && kp <= qpos && (window == 0 || kp > qpos - window) ? sl : -1;
   }
   return s;
 }
@@ -241,16 +261,16 @@ at::Tensor decode_attention(const at::Tensor& q_in, at::TensorList k, at::Tensor
   const uint16_t* qp = reinterpret_cast<const uint16_t*>(q.data_ptr());
   std::vector<Seq> seqs(N);
   for (int64_t i = 0; i < N; ++i)
-    seqs[i] = make_seq(k[i], v[i], pos[i], qp + i * nh * d, first[i], count[i], qpos[i], nkv, d);
+    seqs[i] = make_seq(k[i], v[i], pos[i], qp + i * nh * d, first[i], count[i], qpos[i], window, nkv, d);
   const TaskFn task = task_for((d + 15) / 16);
   const float* sp = sinks.data_ptr<float>();
   uint16_t* op = reinterpret_cast<uint16_t*>(out.data_ptr());
   const float sc = static_cast<float>(scale);
   at::parallel_for(0, N * nkv, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> qf, buf;
+    std::vector<float> buf;
     for (int64_t t = begin; t < end; ++t) {
       const int64_t i = t / nkv, g = t % nkv;
-      task(seqs[i], g, qm, d, sp, sc, window, op + (i * nh + g * qm) * d, qf, buf);
+      task(seqs[i], g, qm, d, sp, sc, op + (i * nh + g * qm) * d, buf);
     }
   });
   return out;
