@@ -32,14 +32,8 @@
 namespace {
 
 
-constexpr int kMaxChunks = 8;  // d <= 128: 16 fp32 lanes a chunk
-constexpr int kHeadBlock = 4;  // query heads per pass over the values (4 x chunks accumulators)
-
-// 16 bf16 values (the first `m` lanes of mask) -> fp32.
-OSS_TARGET inline __m512 load_bf16(const uint16_t* p, __mmask16 m) {
-  const __m256i h = _mm256_maskz_loadu_epi16(m, p);
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-}
+constexpr int kMaxChunks = 4;  // d <= 128: 32 bf16 values a chunk
+constexpr int kHeadBlock = 4;  // query heads per pass over the values (4 x 2 x chunks accumulators)
 
 // e^x for 16 lanes (Cephes expf: x = n ln2 + r, |r| <= ln2/2, degree-6 polynomial, within about 1 ulp);
 // x below -87.3 (and -inf) gives 0.
@@ -129,8 +123,9 @@ OSS_TARGET void group_logits(const Seq& s, int64_t g, int64_t qm, int64_t d, con
   }
 }
 
-// One row of logits [n] -> bf16-rounded softmax weights over [logits, sink], in place.
-OSS_TARGET void softmax_with_sink(float* row, int64_t n, float sink) {
+// One row of logits [n] (overwritten) -> the softmax weights over [logits, sink] as bf16 bits in wb [n, rounded up
+// to even: the pad is 0].
+OSS_TARGET void softmax_with_sink(float* row, int64_t n, float sink, uint16_t* wb) {
   __m512 mx = _mm512_set1_ps(sink);
   for (int64_t j = 0; j < n; j += 16) {
     const __mmask16 m = n - j >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (n - j)) - 1);
@@ -149,60 +144,89 @@ OSS_TARGET void softmax_with_sink(float* row, int64_t n, float sink) {
   const __m512 vtot = _mm512_set1_ps(total);
   for (int64_t j = 0; j < n; j += 16) {
     const __mmask16 m = n - j >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (n - j)) - 1);
-    _mm512_mask_storeu_ps(row + j, m, round_bf16_512(_mm512_div_ps(_mm512_maskz_loadu_ps(m, row + j), vtot)));
+    const __m512 w = round_bf16_512(_mm512_div_ps(_mm512_maskz_loadu_ps(m, row + j), vtot));
+    _mm256_mask_storeu_epi16(wb + j, m, _mm512_cvtepi32_epi16(_mm512_srli_epi32(_mm512_castps_si512(w), 16)));
   }
+  if (n % 2) wb[n] = 0;
 }
 
-// out[m] (bf16, d values) = sum_j w[m][j] v_j for heads m0 .. m0 + H - 1 of group g; hidden keys (weight 0 for
-// every head) are skipped.
-template <int C, int H>
-OSS_TARGET void weighted_values(const Seq& s, int64_t g, int64_t d, const float* w, int64_t m0, uint16_t* out) {
-  const __mmask16 tail = static_cast<__mmask16>(d % 16 ? (1u << (d % 16)) - 1 : 0xFFFF);
-  __m512 acc[H][C];
-  for (int h = 0; h < H; ++h)
-    for (int c = 0; c < C; ++c) acc[h][c] = _mm512_setzero_ps();
+// out[m] (bf16, d values) = sum_j w[m][j] v_j for heads m0 .. m0 + H - 1 of group g (wb: the bf16 weights, rows of
+// `stride` >= count rounded up to even). Two keys a step: their value rows interleaved word by word (unpacklo/hi
+// within 128-bit lanes) against the pair of their weights, so one AVX512-BF16 dot product adds both exact
+// products. Lane i of a `lo` accumulator (128-bit lane L = i / 4, e = i % 4) holds dim 8 L + e of its 32, of a `hi`
+// one dim 8 L + 4 + e. A hidden key has weight 0 and reads slot 0's finite values (as does the pad).
+template <int C2, int H>
+OSS_TARGET void weighted_values(const Seq& s, int64_t g, int64_t d, const uint16_t* wb, int64_t stride, int64_t m0,
+                                uint16_t* out) {
+  __m512 acc[H * C2 * 2];  // [h][c][lo, hi], flat: kept in registers
+#pragma GCC unroll 32
+  for (int i = 0; i < H * C2 * 2; ++i) acc[i] = _mm512_setzero_ps();
   const uint16_t* vh = s.v + g * s.head_v;
-  for (int64_t j = 0; j < s.count; ++j) {
-    if (s.slot[j] < 0) continue;
-    const uint16_t* vr = vh + s.slot[j] * s.slot_v;
-    __m512 vc[C];
-    for (int c = 0; c < C; ++c) vc[c] = load_bf16(vr + c * 16, c == C - 1 ? tail : 0xFFFF);
+  for (int64_t j = 0; j < s.count; j += 2) {
+    const uint16_t* va = vh + std::max<int64_t>(s.slot[j], 0) * s.slot_v;
+    const uint16_t* vb = j + 1 < s.count ? vh + std::max<int64_t>(s.slot[j + 1], 0) * s.slot_v : va;
+    __m512bh lo[C2], hi[C2];
+#pragma GCC unroll 4
+    for (int c = 0; c < C2; ++c) {
+      const int64_t n = d - c * 32;
+      const __mmask32 m = n >= 32 ? ~__mmask32{0} : static_cast<__mmask32>((uint64_t{1} << n) - 1);
+      const __m512i x = _mm512_maskz_loadu_epi16(m, va + c * 32), y = _mm512_maskz_loadu_epi16(m, vb + c * 32);
+      lo[c] = reinterpret_cast<__m512bh>(_mm512_unpacklo_epi16(x, y));
+      hi[c] = reinterpret_cast<__m512bh>(_mm512_unpackhi_epi16(x, y));
+    }
+#pragma GCC unroll 8
     for (int h = 0; h < H; ++h) {
-      const __m512 wj = _mm512_set1_ps(w[(m0 + h) * s.count + j]);
-      for (int c = 0; c < C; ++c) acc[h][c] = _mm512_fmadd_ps(wj, vc[c], acc[h][c]);
+      int32_t pair;  // weights j (low half) and j + 1
+      std::memcpy(&pair, wb + (m0 + h) * stride + j, 4);
+      const __m512bh wp = reinterpret_cast<__m512bh>(_mm512_set1_epi32(pair));
+#pragma GCC unroll 4
+      for (int c = 0; c < C2; ++c) {
+        acc[(h * C2 + c) * 2] = _mm512_dpbf16_ps(acc[(h * C2 + c) * 2], lo[c], wp);
+        acc[(h * C2 + c) * 2 + 1] = _mm512_dpbf16_ps(acc[(h * C2 + c) * 2 + 1], hi[c], wp);
+      }
     }
   }
+  const __m512i first = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
+  const __m512i second = _mm512_setr_epi32(8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
+#pragma GCC unroll 8
   for (int h = 0; h < H; ++h)
-    for (int c = 0; c < C; ++c) {
-      const __m512i bits = _mm512_srli_epi32(_mm512_castps_si512(round_bf16_512(acc[h][c])), 16);
-      _mm256_mask_storeu_epi16(out + (m0 + h) * d + c * 16, c == C - 1 ? tail : 0xFFFF, _mm512_cvtepi32_epi16(bits));
-    }
+#pragma GCC unroll 4
+    for (int c = 0; c < C2; ++c)
+#pragma GCC unroll 2
+      for (int half = 0; half < 2; ++half) {  // dims 32 c + 16 half .. + 15, in order
+        const int64_t n = d - c * 32 - half * 16;
+        if (n <= 0) continue;
+        const __m512 v = _mm512_permutex2var_ps(acc[(h * C2 + c) * 2], half ? second : first, acc[(h * C2 + c) * 2 + 1]);
+        const __m512i bits = _mm512_srli_epi32(_mm512_castps_si512(round_bf16_512(v)), 16);
+        const __mmask16 m = n >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << n) - 1);
+        _mm256_mask_storeu_epi16(out + (m0 + h) * d + c * 32 + half * 16, m, _mm512_cvtepi32_epi16(bits));
+      }
 }
 
 // The whole task (sequence s, KV head g): out [qm, d] bf16 at `out`; buf holds the logits, then the weights.
-template <int C>
+template <int C2>
 void group_task(const Seq& s, int64_t g, int64_t qm, int64_t d, const float* sinks, float scale, uint16_t* out,
-                std::vector<float>& buf) {
+                std::vector<float>& buf, std::vector<uint16_t>& wb) {
+  const int64_t stride = (s.count + 1) / 2 * 2;
   buf.resize(std::max<int64_t>(1, qm * s.count));
-  group_logits<(C + 1) / 2>(s, g, qm, d, s.q + g * qm * d, scale, buf.data());  // heads g*qm .. g*qm+qm-1
-  for (int64_t m = 0; m < qm; ++m) softmax_with_sink(buf.data() + m * s.count, s.count, sinks[g * qm + m]);
+  wb.resize(std::max<int64_t>(1, qm * stride));
+  group_logits<C2>(s, g, qm, d, s.q + g * qm * d, scale, buf.data());  // heads g*qm .. g*qm+qm-1
+  for (int64_t m = 0; m < qm; ++m)
+    softmax_with_sink(buf.data() + m * s.count, s.count, sinks[g * qm + m], wb.data() + m * stride);
   int64_t m = 0;
-  for (; m + kHeadBlock <= qm; m += kHeadBlock) weighted_values<C, kHeadBlock>(s, g, d, buf.data(), m, out);
-  for (; m < qm; ++m) weighted_values<C, 1>(s, g, d, buf.data(), m, out);
+  for (; m + kHeadBlock <= qm; m += kHeadBlock) weighted_values<C2, kHeadBlock>(s, g, d, wb.data(), stride, m, out);
+  for (; m < qm; ++m) weighted_values<C2, 1>(s, g, d, wb.data(), stride, m, out);
 }
 
-using TaskFn = void (*)(const Seq&, int64_t, int64_t, int64_t, const float*, float, uint16_t*, std::vector<float>&);
+using TaskFn = void (*)(const Seq&, int64_t, int64_t, int64_t, const float*, float, uint16_t*, std::vector<float>&,
+                        std::vector<uint16_t>&);
 
-TaskFn task_for(int64_t chunks) {
+TaskFn task_for(int64_t chunks) {  // 32 dims a chunk
   switch (chunks) {
     case 1: return group_task<1>;
     case 2: return group_task<2>;
     case 3: return group_task<3>;
-    case 4: return group_task<4>;
-    case 5: return group_task<5>;
-    case 6: return group_task<6>;
-    case 7: return group_task<7>;
-    default: return group_task<8>;
+    default: return group_task<4>;
   }
 }
 
@@ -250,7 +274,7 @@ at::Tensor decode_attention(const at::Tensor& q_in, at::TensorList k, at::Tensor
                   static_cast<int64_t>(pos.size()) == N && static_cast<int64_t>(first.size()) == N &&
                   static_cast<int64_t>(count.size()) == N && static_cast<int64_t>(qpos.size()) == N,
               "decode_attention: one k, v, pos, first, count and qpos per query row");
-  TORCH_CHECK(d >= 1 && d <= kMaxChunks * 16, "decode_attention: head_dim must be 1..", kMaxChunks * 16);
+  TORCH_CHECK(d >= 1 && d <= kMaxChunks * 32, "decode_attention: head_dim must be 1..", kMaxChunks * 32);
   TORCH_CHECK(sinks_in.numel() == nh, "decode_attention: one sink per query head");
   const at::Tensor sinks = sinks_in.to(at::kFloat).contiguous();
   at::Tensor out = at::empty({N, nh * d}, q.options());
@@ -262,15 +286,16 @@ at::Tensor decode_attention(const at::Tensor& q_in, at::TensorList k, at::Tensor
   std::vector<Seq> seqs(N);
   for (int64_t i = 0; i < N; ++i)
     seqs[i] = make_seq(k[i], v[i], pos[i], qp + i * nh * d, first[i], count[i], qpos[i], window, nkv, d);
-  const TaskFn task = task_for((d + 15) / 16);
+  const TaskFn task = task_for((d + 31) / 32);
   const float* sp = sinks.data_ptr<float>();
   uint16_t* op = reinterpret_cast<uint16_t*>(out.data_ptr());
   const float sc = static_cast<float>(scale);
   at::parallel_for(0, N * nkv, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> buf;
+    std::vector<uint16_t> wb;
     for (int64_t t = begin; t < end; ++t) {
       const int64_t i = t / nkv, g = t % nkv;
-      task(seqs[i], g, qm, d, sp, sc, op + (i * nh + g * qm) * d, buf);
+      task(seqs[i], g, qm, d, sp, sc, op + (i * nh + g * qm) * d, buf, wb);
     }
   });
   return out;
