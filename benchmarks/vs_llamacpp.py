@@ -108,27 +108,28 @@ def run_llama(exe: Path, model: Path, tests: list[str], threads: int) -> dict[st
     return out
 
 
-def run_ours(model: Path, tests: list[str], threads: int, weights: str) -> dict[str, float]:
+def run_ours(model: Path, tests: list[str], threads: int, weights: str, attention: str = "plain") -> dict[str, float]:
     """tok/s of each test in a fresh process (``--worker``); also its peak RSS under "peak RSS GB"."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--model", str(model), "--threads",
-           str(threads), "--weights", weights, "--tests", ",".join(tests)]
+           str(threads), "--weights", weights, "--tests", ",".join(tests), "--attention", attention]
     res = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if res.returncode != 0:
         raise RuntimeError(f"our worker failed:\n{res.stderr[-3000:]}")
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def worker(model: Path, tests: list[str], threads: int, weights: str) -> None:
+def worker(model: Path, tests: list[str], threads: int, weights: str, attention: str = "plain") -> None:
     """Measure our engine; print one JSON line {test: tok/s, "peak RSS GB": ...}."""
     import torch
     from speed import peak_rss_gb, tokens
 
-    from ossagent.model.engine import Engine
+    from ossagent.model.engine import Engine, set_attention
     from ossagent.model.kernels.accelerate import accelerate
     from ossagent.model.loader import load_model
 
     m = load_model(model, device="cpu", weights=weights)
     accelerate(m, threads=threads or None)  # 0: our default, the thread count follows the load
+    set_attention(m, attention)
     engine = Engine(m, max_len=8192 + 2 * TG, chunk_size=512)
     vocab = engine.model.config.vocab_size
     out: dict[str, float] = {}
@@ -165,7 +166,7 @@ def measure(args: argparse.Namespace, exe: Path, tests: list[str]) -> list[dict[
                 load0 = os.getloadavg()[0]
                 t0 = time.time()
                 if side == "ours":
-                    got = run_ours(args.model, tests, args.ours_threads, weights)
+                    got = run_ours(args.model, tests, args.ours_threads, weights, args.attention)
                 else:
                     got = run_llama(exe, gguf(args.model, args.cache, weights), tests, args.threads)
                 rec = {"rep": rep, "weights": weights, "side": side, "load_before": load0,
@@ -204,6 +205,8 @@ def main() -> None:
                     help="ours: 0 (default) picks the count from the load, as the engine does; N fixes it")
     ap.add_argument("--tests", default=",".join(t for t in TESTS if t != "decode@0"), help=f"comma-separated subset of: {', '.join(TESTS)}")
     ap.add_argument("--weights", default="bf16,int8", help="bf16, int8 or both (llama.cpp: bf16 / Q8_0)")
+    ap.add_argument("--attention", choices=("plain", "fused"), default="plain",
+                    help="our prefill attention path (ossagent.model.engine.set_attention)")
     ap.add_argument("--cache", type=Path, default=CACHE)
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -212,7 +215,7 @@ def main() -> None:
     if unknown:
         ap.error(f"unknown tests {unknown}; choose from {list(TESTS)}")
     if args.worker:
-        worker(args.model, tests, args.threads, args.weights)
+        worker(args.model, tests, args.threads, args.weights, args.attention)
         return
     args.weights = [w.strip() for w in args.weights.split(",")]
     if any(w not in GGUF_TYPE for w in args.weights):

@@ -83,6 +83,23 @@ def check_prompt(tokens: Sequence[int], vocab: int) -> list[int]:
     return tokens
 
 
+#: the attention paths a model can take for prefill chunks (see :func:`set_attention`)
+ATTENTION_PATHS = ("plain", "fused")
+
+
+def set_attention(model: GptOss, path: str) -> None:
+    """Choose how ``model`` attends for prompt chunks of 16 or more tokens on the CPU (decode always takes the
+    plain path). "plain": fp32 logits and softmax with the sink column, chunk by chunk (the default). "fused":
+    torch's fused CPU flash kernel with the sinks applied from its logsumexp, 3-7x faster attention for long
+    prompts and at depth (``benchmarks/attention.py``). In bf16 the fused path rounds differently (it is closer to
+    fp32), so a prompt row's result, and rarely a greedy token, depends on whether its chunk had 16 tokens or
+    more: the batch engine and ``Engine.generate`` then agree only up to that rounding."""
+    if path not in ATTENTION_PATHS:
+        raise ValueError(f"attention must be one of {', '.join(ATTENTION_PATHS)}, not {path!r}")
+    for block in model.blocks:
+        block.attn.fused = path == "fused"  # type: ignore[union-attr]
+
+
 def _fit_mask(mask: torch.Tensor, vocab: int) -> torch.Tensor:
     mask = mask.to(torch.bool).reshape(-1)
     if mask.shape[0] >= vocab:
@@ -116,6 +133,7 @@ class Engine:
         int8: bool = False,
         weights: str = "bf16",
         adapter: str | Path | None = None,
+        attention: str = "plain",
         **kwargs: int,
     ) -> Engine:
         """Load a model folder (HF or original layout). device None: CUDA when present, else CPU.
@@ -123,7 +141,10 @@ class Engine:
         On CPU, ``native_kernels`` builds (first use) and uses the MXFP4 expert kernels. ``weights="int8"`` (or
         ``int8=True``) stores the attention and unembedding weights in 8 bits, quantised while loading
         (see ossagent.model.loader.load_model); "bf16" keeps the checkpoint's. ``adapter``: a LoRA adapter folder
-        (``ossagent finetune``) merged into the weights as they load."""
+        (``ossagent finetune``) merged into the weights as they load. ``attention``: "plain" (default) or "fused"
+        (see :func:`set_attention`)."""
+        if attention not in ATTENTION_PATHS:
+            raise ValueError(f"attention must be one of {', '.join(ATTENTION_PATHS)}, not {attention!r}")
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if adapter is not None and (int8 or weights != "bf16"):
@@ -137,6 +158,7 @@ class Engine:
             from ossagent.model.kernels.accelerate import accelerate
 
             accelerate(model, int8=int8)
+        set_attention(model, attention)
         return cls(model, **kwargs)  # type: ignore[arg-type]
 
     def new_cache(self) -> KVCache:

@@ -51,7 +51,7 @@ def build_backend(
     api_key: str | None = None, scripted: str | None = None, progress: Callable[[str], None] | None = None,
     weights: str = "bf16",
     slots: int | None = 1, kv_memory_gb: float | None = None, context: int | None = None,
-    adapter: str | Sequence[str] | None = None,
+    adapter: str | Sequence[str] | None = None, attention: str = "plain",
 ) -> Backend:
     """Pick the backend: a script, a remote server, or a local checkpoint (the default; the built-in demo
     model when none is configured, see :func:`demo_fallback`). ``slots`` and ``kv_memory_gb`` size a local
@@ -76,7 +76,7 @@ def build_backend(
                                         tiktoken_cache_dir=settings.tiktoken_cache_dir, progress=progress,
                                         weights=weights, slots=slots,
                                         kv_memory_gb=DEFAULT_KV_MEMORY_GB if kv_memory_gb is None else kv_memory_gb,
-                                        context=context, adapter=adapter)
+                                        context=context, adapter=adapter, attention=attention)
 
 
 def example_backend(script: Sequence[str], *, use_model: bool = True, quiet: bool = False) -> tuple[Backend, bool]:

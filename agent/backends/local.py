@@ -91,13 +91,16 @@ class LocalBackend:
         tiktoken_cache_dir: str | None = None, progress: Callable[[str], None] | None = None,
         weights: str = "bf16",
         slots: int | None = 1, kv_memory_gb: float = DEFAULT_KV_MEMORY_GB, context: int | None = None,
-        adapter: str | Path | Sequence[str] | None = None,
+        adapter: str | Path | Sequence[str] | None = None, attention: str = "plain",
     ) -> LocalBackend:
         """Load a model folder (Hugging Face or ``original/`` layout); ``progress`` gets status lines.
         ``weights``: "bf16" keeps the checkpoint's attention/unembedding weights, "int8" quantises them while
-        loading (less memory, faster CPU decode; experts stay MXFP4 either way). ``context``: the KV cache's length in tokens (default: the model's, 131,072 for gpt-oss)."""
+        loading (less memory, faster CPU decode; experts stay MXFP4 either way). ``attention``: "fused" takes
+        torch's fused CPU kernel for prompt chunks (:func:`ossagent.model.engine.set_attention`). ``context``: the KV cache's length in tokens (default: the model's, 131,072 for gpt-oss)."""
         if weights not in ("bf16", "int8"):
             raise UserError(f"weights must be bf16 or int8, not {weights!r}")
+        if attention not in ("plain", "fused"):
+            raise UserError(f"attention must be plain or fused, not {attention!r}")
         merged, named = parse_adapters([str(adapter)] if isinstance(adapter, (str, Path)) else adapter or ())
         if merged is not None and weights != "bf16":
             raise UserError("--adapter merges a LoRA adapter into bf16 weights; use it with --weights bf16")
@@ -114,7 +117,7 @@ class LocalBackend:
         say(f"loading tokenizer for {folder}")
         enc = load_tokenizer(tokenizer, folder, tiktoken_cache_dir).encoding
         say(f"loading weights from {folder} (device: {device or 'auto'})")
-        engine = Engine.from_pretrained(folder, device=device, weights=weights, adapter=merged,
+        engine = Engine.from_pretrained(folder, device=device, weights=weights, adapter=merged, attention=attention,
                                         **({"max_len": context} if context else {}))
         adapters = None
         if named:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -229,3 +230,26 @@ def test_bf16_model_is_no_less_accurate_with_the_fused_path() -> None:
     err_plain, err_fused = ((x - exact).norm() / exact.norm() for x in (plain, fused))
     assert err_fused < 1.1 * err_plain < 0.1
     assert (fused.argmax(-1) == plain.argmax(-1)).float().mean() >= 0.95
+
+
+def test_engine_and_backend_switch_every_layer(ckpt_mxfp4: Path, flash_calls: list[int]) -> None:
+    """``attention="fused"`` (the CLI's ``--attention fused``) reaches every layer through the loader; the default
+    stays plain; a bad value is refused before any weight is read."""
+    from ossagent.agent.backends.local import LocalBackend
+    from ossagent.model.engine import Engine, SamplingParams, set_attention
+    from ossagent.tools.base import UserError
+
+    plain = Engine.from_pretrained(ckpt_mxfp4, device="cpu", dtype=torch.float32)
+    fused = Engine.from_pretrained(ckpt_mxfp4, device="cpu", dtype=torch.float32, attention="fused")
+    assert not any(b.attn.fused for b in plain.model.blocks)  # type: ignore[union-attr]
+    assert all(b.attn.fused for b in fused.model.blocks)  # type: ignore[union-attr]
+    prompt = [int(t) for t in torch.randint(0, CONFIG.vocab_size, (40,), generator=torch.Generator().manual_seed(3))]
+    params = SamplingParams(max_tokens=6, temperature=0.0)
+    assert list(fused.generate(prompt, params)) == list(plain.generate(prompt, params))  # fp32: same tokens
+    assert flash_calls  # the 40-token prompt went through the fused kernel
+    with pytest.raises(ValueError, match="attention must be one of plain, fused"):
+        Engine.from_pretrained(ckpt_mxfp4, attention="flash")
+    with pytest.raises(ValueError, match="attention must be"):
+        set_attention(plain.model, "")
+    with pytest.raises(UserError, match="attention must be plain or fused"):
+        LocalBackend.from_pretrained(ckpt_mxfp4, attention="flash")

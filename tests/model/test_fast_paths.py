@@ -12,7 +12,7 @@ from ossagent.model.config import GptOssConfig
 from ossagent.model.engine import Engine, SamplingParams
 from ossagent.model.gpt_oss import GptOss, expert_mlp
 from ossagent.model.kernels.accelerate import accelerate
-from ossagent.model.kernels.moe import native_expert_mlp
+from ossagent.model.kernels.moe import GROUPED_BF16_MAX_TOKENS, native_expert_mlp
 from ossagent.model.quant8 import Int8Linear, quantize_model, quantize_rows
 
 needs_kernels = pytest.mark.skipif(not kernels.load(), reason="native kernels unavailable on this machine")
@@ -42,14 +42,15 @@ def test_native_experts_prefill_is_bit_identical_and_decode_close() -> None:
     model = _tiny()
     experts = model.blocks[0].mlp.experts
     g = torch.Generator().manual_seed(5)
-    for n in (1, 3, 40):  # decode (GEMV), mixed, prefill (dequant + matmul)
+    big = GROUPED_BF16_MAX_TOKENS + 12
+    for n in (1, 3, 40, big):  # decode (GEMV), mixed, grouped bf16 kernel, prefill (dequant + matmul)
         x = torch.randn(n, TINY.hidden_size, generator=g).to(torch.bfloat16)
         ids = torch.stack([torch.randperm(TINY.num_experts, generator=g)[:2] for _ in range(n)])
         w = torch.softmax(torch.randn(n, 2, generator=g), -1).to(torch.bfloat16)
         with torch.no_grad():
             ref = expert_mlp(x, ids, w, experts, 7.0)
             got = native_expert_mlp(x, ids, w, experts, 7.0)
-        if n == 40:
+        if n == big:
             assert torch.equal(got, ref)  # every expert has > 2 tokens: dequant path, bit-identical
         # GEMV sums in another order: at most a bf16 rounding step apart
         torch.testing.assert_close(got.float(), ref.float(), rtol=2**-7, atol=1e-3)
