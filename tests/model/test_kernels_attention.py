@@ -158,3 +158,25 @@ def test_bf16_batched_decode_equals_each_alone(
     batch = BatchEngine(engine, kv_memory=1 << 30, max_batch=max_batch, prefill_tokens=prefill_tokens)
     assert batch.run([batch.generate(p, params) for p in prompts]) == want
     assert max(calls) == min(max_batch, len(prompts))  # several sequences' decode steps in one call
+
+
+@needs_kernels
+def test_decode_attention_same_bits_on_any_thread_count() -> None:
+    """Each (sequence, KV head) is one task computed alone: the thread count cannot change a bit."""
+    config = _config(16, 4, 64)
+    attn = _attention(config, False, seed=6)
+    g = torch.Generator().manual_seed(6)
+    lengths = [3, 50, 200]
+    layers = [_filled(config, False, n, g) for n in lengths]
+    q = torch.randn(3, 16, 64, generator=g).to(torch.bfloat16)
+    k, v = torch.randn(2, 3, 4, 64, generator=g).to(torch.bfloat16)
+    views = [la.update_one(k[i], v[i], la.length) for i, la in enumerate(layers)]
+    before = torch.get_num_threads()
+    try:
+        outs = []
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            outs.append(decode_attention(q, views, lengths, attn.sinks, attn.sm_scale, attn.window))
+    finally:
+        torch.set_num_threads(before)
+    assert all(torch.equal(o, outs[0]) for o in outs)
