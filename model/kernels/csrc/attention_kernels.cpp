@@ -8,8 +8,9 @@
 // (0 <= pos <= the query's position qpos[i], and pos > qpos - window for a sliding layer); a full layer passes
 // an empty pos tensor: key j is position first + j, all of them visible.
 //
-// One task per (sequence, KV head), spread over at::parallel_for: the qm = nh / nkv query heads of the group
-// share every key and value row read. Rounding follows Attention._attend (bf16 matmuls with fp32 sums, fp32
+// One task per (sequence, KV head), spread over at::parallel_for in KV-head-major order (a thread's contiguous
+// range then holds sequences of every length alike): the qm = nh / nkv query heads of the group share every key
+// and value row read. Rounding follows Attention._attend (bf16 matmuls with fp32 sums, fp32
 // softmax): each logit is rounded to bf16 and then scaled in fp32, the softmax over [logits, sink] is fp32 with
 // the sink in the denominator only, the weights are rounded to bf16, and the weighted sum of the values is an
 // fp32 sum rounded once to bf16. Only the order of fp32 additions and exp's last bit (a Cephes polynomial, within
@@ -294,7 +295,7 @@ at::Tensor decode_attention(const at::Tensor& q_in, at::TensorList k, at::Tensor
     std::vector<float> buf;
     std::vector<uint16_t> wb;
     for (int64_t t = begin; t < end; ++t) {
-      const int64_t i = t / nkv, g = t % nkv;
+      const int64_t i = t % N, g = t / N;  // KV head major: each thread's range holds every sequence alike
       task(seqs[i], g, qm, d, sp, sc, op + (i * nh + g * qm) * d, buf, wb);
     }
   });
