@@ -10,6 +10,8 @@ pool between runs, so only the first run of a stream computes its prompt. ``sing
 ``Engine`` on the same model (no pool, no batching) for comparison. The shared-prefix row: 8 requests arriving
 together whose prompts share ``--prefix`` tokens, time until each has its first token, and tokens computed.
 Every row records the 1-minute load average when it was measured; peak RSS is the process's VmHWM.
+``--torch-decode-attention`` times the path before the native decode attention kernel (each sequence's decode
+attention in torch, one after another) on the same model.
 """
 
 from __future__ import annotations
@@ -122,6 +124,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--chunk", type=int, default=512, help="prefill chunk")
     ap.add_argument("--kv-memory", type=float, default=4.0, help="GB of KV cache the pool keeps")
+    ap.add_argument("--torch-decode-attention", action="store_true",
+                    help="decode steps attend per sequence in torch, not on the native kernel (the path before it)")
     ap.add_argument("--full-layers", type=int, default=0,
                     help="the checkpoint has fewer layers than this model: scale per-layer time up to it")
     args = ap.parse_args()
@@ -130,6 +134,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     engine, name = load(args)
+    if args.torch_decode_attention:
+        for block in engine.model.blocks:
+            block.attn.native_decode = False  # type: ignore[union-attr]
+        name += ", decode attention in torch"
     print(f"loaded {name} in {time.perf_counter() - t0:.0f} s, {args.threads} threads", flush=True)
     batch = BatchEngine(engine, kv_memory=int(args.kv_memory * 1e9), max_batch=8, max_ahead=1 << 20)
     layers = engine.model.config.num_hidden_layers

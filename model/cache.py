@@ -22,6 +22,7 @@ re-feeds the tokens after it. ``truncate`` returns the length actually kept.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import torch
 
@@ -46,6 +47,21 @@ class CacheStats:
         self.total_computed += computed
         self.history.append((reused, computed))
         del self.history[: -self.HISTORY]
+
+
+class KeyView(NamedTuple):
+    """Where one decode query's keys live, read in place (:func:`ossagent.model.kernels.attention.decode_attention`):
+    positions ``first .. first + length - 1`` in slots ``position % k.shape[1]`` of ``k``/``v`` [nkv, slots, d];
+    ``pos`` [slots] gives a ring's slot positions (-1 = empty), an empty tensor for a full layer (slot = position)."""
+
+    k: torch.Tensor
+    v: torch.Tensor
+    pos: torch.Tensor
+    first: int
+    length: int
+
+
+_NO_POS = torch.empty(0, dtype=torch.long)
 
 
 class FullLayer:
@@ -80,6 +96,16 @@ class FullLayer:
         self.length = end
         pos = torch.arange(end, device=k.device)
         return self.k[:, :end].transpose(0, 1), self.v[:, :end].transpose(0, 1), pos
+
+    def update_one(self, k: torch.Tensor, v: torch.Tensor, start: int) -> KeyView:
+        """Store one token's k/v [nkv, d] at ``start`` (slice writes); its keys: positions [0, start]."""
+        if start != self.length:
+            raise ValueError(f"cache holds {self.length} positions, got new keys at {start}")
+        self._reserve(start + 1)
+        self.k[:, start] = k
+        self.v[:, start] = v
+        self.length = start + 1
+        return KeyView(self.k, self.v, _NO_POS, 0, start + 1)
 
     def truncate(self, n: int) -> None:
         self.length = min(self.length, n)
@@ -124,13 +150,31 @@ class RingLayer:
         self.v[:, slot] = v.transpose(0, 1)
         self.pos[slot] = new_pos
         self.length = start + t
+        self._snapshot(start)
+        # the slots this chunk's queries can see: positions [start - window + 1, start + t)
+        idx = torch.arange(max(0, start - self.window + 1), start + t, device=k.device) % self.slots
+        return self.k[:, idx].transpose(0, 1), self.v[:, idx].transpose(0, 1), self.pos[idx]
+
+    def update_one(self, k: torch.Tensor, v: torch.Tensor, start: int) -> KeyView:
+        """Store one token's k/v [nkv, d] at ``start`` (slice writes, no index tensors); its keys: the slots of
+        positions [start - window + 1, start], as :meth:`update` gives them."""
+        if start != self.length:
+            raise ValueError(f"cache holds {self.length} positions, got new keys at {start}")
+        slot = start % self.slots
+        self.k[:, slot] = k
+        self.v[:, slot] = v
+        self.pos[slot] = start
+        self.length = start + 1
+        self._snapshot(start)
+        first = max(0, start - self.window + 1)
+        return KeyView(self.k, self.v, self.pos, first, start + 1 - first)
+
+    def _snapshot(self, start: int) -> None:
+        """Snapshots at the multiples of ``snapshot_every`` in (start, length]."""
         first = (start // self.snapshot_every + 1) * self.snapshot_every
         for m in range(first, self.length + 1, self.snapshot_every):
             keep = (self.pos >= m - self.window) & (self.pos < m) & (self.pos >= 0)
             self.snapshots[m] = (self.k[:, keep], self.v[:, keep], self.pos[keep].clone())  # indexing copies
-        # the slots this chunk's queries can see: positions [start - window + 1, start + t)
-        idx = torch.arange(max(0, start - self.window + 1), start + t, device=k.device) % self.slots
-        return self.k[:, idx].transpose(0, 1), self.v[:, idx].transpose(0, 1), self.pos[idx]
 
     def can_truncate_exactly(self, n: int) -> bool:
         need = max(0, n - self.window)

@@ -88,8 +88,8 @@ ATTENTION_PATHS = ("plain", "fused")
 
 
 def set_attention(model: GptOss, path: str) -> None:
-    """Choose how ``model`` attends for prompt chunks of 16 or more tokens on the CPU (decode always takes the
-    plain path). "plain": fp32 logits and softmax with the sink column, chunk by chunk (the default). "fused":
+    """Choose how ``model`` attends for prompt chunks of 16 or more tokens on the CPU (one-token decode steps take
+    the native decode kernel where ``accelerate`` switched it on, else the plain path). "plain": fp32 logits and softmax with the sink column, chunk by chunk (the default). "fused":
     torch's fused CPU flash kernel with the sinks applied from its logsumexp, 3-7x faster attention for long
     prompts and at depth (``benchmarks/attention.py``). In bf16 the fused path rounds differently (it is closer to
     fp32), so a prompt row's result, and rarely a greedy token, depends on whether its chunk had 16 tokens or

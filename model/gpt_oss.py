@@ -21,7 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ossagent.model import mxfp4
+from ossagent.model.cache import KeyView
 from ossagent.model.config import GptOssConfig
+from ossagent.model.kernels import attention as native_attention
 
 if TYPE_CHECKING:
     from ossagent.model.cache import KVCache
@@ -93,6 +95,9 @@ class Attention(nn.Module):
         # takes would depend on how its prompt was chunked, and the batch engine's output would no longer equal
         # Engine.generate's token for token on a bf16 model
         self.fused = False
+        # True (set by accelerate()): one-token steps against a cache take the native kernel, a whole batch of
+        # sequences in one call (ossagent.model.kernels.attention); False: _attend per sequence
+        self.native_decode = False
 
     def forward(
         self,
@@ -106,6 +111,8 @@ class Attention(nn.Module):
         if layer_cache is not None:
             if b != 1:
                 raise ValueError("a KV cache holds one sequence; batch size must be 1")
+            if x.shape[1] == 1 and self._native(q):
+                return self.out(self._decode(q[0], k[0], v[0], positions.tolist(), [layer_cache])[None])
             k_all, v_all, key_pos = layer_cache.update(k[0], v[0], int(positions[0]))  # [S, nkv, d], [S]
             k_all, v_all = k_all[None], v_all[None]
         else:
@@ -132,13 +139,35 @@ class Attention(nn.Module):
         segments: Sequence[tuple[int, int]],  # [a, b) of x per sequence
         layer_caches: Sequence[LayerCacheLike],  # one per segment
     ) -> torch.Tensor:
-        """Projections once for all N tokens; attention per sequence against its own cache."""
+        """Projections once for all N tokens; attention against each sequence's own cache: the one-token
+        segments (decode steps) in one native call when :meth:`_native`, the others one by one."""
         q, k, v = self._project(x, cos_sin)
-        outs = []
-        for (a, b), layer_cache in zip(segments, layer_caches, strict=True):
-            k_all, v_all, key_pos = layer_cache.update(k[0, a:b], v[0, a:b], int(positions[a]))
-            outs.append(self.attend(q[:, a:b], k_all[None], v_all[None], positions[a:b], key_pos))
-        return self.out(torch.cat(outs, dim=1))
+        ones = [i for i, (a, b) in enumerate(segments) if b - a == 1] if self._native(q) else []
+        if ones and len(ones) == len(segments):  # a pure decode step: row i is sequence i
+            return self.out(self._decode(q[0], k[0], v[0], positions.tolist(), layer_caches)[None])
+        outs: list[torch.Tensor | None] = [None] * len(segments)
+        if ones:
+            rows = [segments[i][0] for i in ones]
+            at = positions.tolist()
+            o = self._decode(q[0, rows], k[0, rows], v[0, rows], [at[r] for r in rows], [layer_caches[i] for i in ones])
+            for j, i in enumerate(ones):
+                outs[i] = o[None, j : j + 1]
+        for i, ((a, b), layer_cache) in enumerate(zip(segments, layer_caches, strict=True)):
+            if outs[i] is None:
+                k_all, v_all, key_pos = layer_cache.update(k[0, a:b], v[0, a:b], int(positions[a]))
+                outs[i] = self.attend(q[:, a:b], k_all[None], v_all[None], positions[a:b], key_pos)
+        return self.out(torch.cat([o for o in outs if o is not None], dim=1))
+
+    def _native(self, q: torch.Tensor) -> bool:
+        return self.native_decode and native_attention.usable(q)
+
+    def _decode(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, positions: list[int],
+        layer_caches: Sequence[LayerCacheLike],
+    ) -> torch.Tensor:
+        """One new token per sequence: q [n, nh, d], k/v [n, nkv, d] -> [n, nh*d], on the native kernel."""
+        views = [c.update_one(k[i], v[i], p) for i, (c, p) in enumerate(zip(layer_caches, positions, strict=True))]
+        return native_attention.decode_attention(q, views, positions, self.sinks, self.sm_scale, self.window)
 
     def attend(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, q_pos: torch.Tensor, k_pos: torch.Tensor
@@ -464,4 +493,8 @@ class LayerCacheLike(Protocol):
         self, k: torch.Tensor, v: torch.Tensor, start: int
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Store k/v [T, nkv, d] for positions start.. and return (keys, values, key positions) to attend to."""
+        ...
+
+    def update_one(self, k: torch.Tensor, v: torch.Tensor, start: int) -> KeyView:
+        """Store one token's k/v [nkv, d] at ``start``; where its query's keys live (read in place)."""
         ...

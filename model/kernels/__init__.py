@@ -33,6 +33,7 @@ SOURCE = Path(__file__).resolve().parent / "csrc" / "ossagent_kernels.cpp"
 Q8_SOURCE = SOURCE.with_name("q8_kernels.cpp")  # int8-activation kernels, compiled into the same library
 BF16_SOURCE = SOURCE.with_name("bf16_kernels.cpp")  # bf16 GEMV for decode-sized projections, same library
 MOE_BF16_SOURCE = SOURCE.with_name("moe_bf16_kernels.cpp")  # a layer's MoE for a few bf16 tokens, same library
+ATTENTION_SOURCE = SOURCE.with_name("attention_kernels.cpp")  # decode attention of several sequences, same library
 HEADER = SOURCE.with_name("kernels_common.h")  # included by the sources: part of the cache key
 DEFAULT_CACHE = Path.home() / ".cache" / "ossagent" / "kernels"
 
@@ -106,7 +107,7 @@ def required_standard(include_dirs: list[str]) -> str:
 
 def _sources() -> tuple[Path, ...]:
     """The C++ files compiled into the one library (read at call time: tests replace ``SOURCE``)."""
-    return SOURCE, Q8_SOURCE, BF16_SOURCE, MOE_BF16_SOURCE
+    return SOURCE, Q8_SOURCE, BF16_SOURCE, MOE_BF16_SOURCE, ATTENTION_SOURCE
 
 
 def _key(cxx: str) -> tuple[str, str]:

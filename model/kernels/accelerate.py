@@ -17,7 +17,8 @@ def accelerate(
     int8_activations: bool | None = None,
 ) -> bool:
     """Use the native MXFP4 expert kernels (built on first use), the native bf16 GEMV for the attention
-    projections' and unembedding's decode rows (:class:`~ossagent.model.kernels.bf16.GemvLinear`) and, with
+    projections' and unembedding's decode rows (:class:`~ossagent.model.kernels.bf16.GemvLinear`), the native
+    decode attention (every sequence's one-token step in one call per layer, ossagent.model.kernels.attention) and, with
     ``int8``, 8-bit attention and unembedding weights. ``threads`` None makes the model's calls pick torch's thread count from the machine's
     load (ossagent.model.kernels.threads); a number sets it once. ``int8_activations``: decode-sized calls
     quantise their activations to int8 per 32-value block and use VNNI integer dot products (as llama.cpp's
@@ -46,5 +47,7 @@ def accelerate(
         quantize_model(model, int8_activations=False)
     if ok:  # the bf16 projections left (all of them without int8) take the bf16 GEMV at decode sizes
         switch_linears(model)
+    for block in model.blocks:  # one-token steps: every sequence's attention in one native call per layer
+        block.attn.native_decode = ok  # type: ignore[union-attr]
     set_int8_activations(model, ok and (int8 if int8_activations is None else int8_activations))
     return ok
