@@ -65,25 +65,35 @@ inline void token_slots(const MoeCall& c, int64_t t, std::vector<int64_t>& slots
   std::stable_sort(slots.begin(), slots.end(), [&](int64_t a, int64_t b) { return c.idp[a] < c.idp[b]; });
 }
 
-// One projection of every (token, expert) pair of a layer, in one parallel region over (expert segment, group of 4
-// rows): for segment s and rows n0..n0+3 of its expert, rows(row, xs, n, d) fills d[i][0..3] with the dot
-// products of those rows (row = the first one's index in [E * N]) and the inputs xs[i] = input(pair) of the
-// segment's n pairs, then emit(pair, n0, d[i]) consumes them. Each touched expert's rows are read once.
+// One projection of every (token, expert) pair of a layer, in one parallel region: for segment s and rows
+// n0..n0+3 of its expert, rows(row, xs, n, d) fills d[i][0..3] with the dot products of those rows (row = the
+// first one's index in [E * N]) and the inputs xs[i] = input(pair) of the segment's n pairs, then emit(pair, n0,
+// d[i]) consumes them. Each touched expert's rows are read once.
+//
+// The work is split by rows, not by experts: part j of P (one per thread) takes the same share of every touched
+// expert's row groups, so each part computes as many (row, token) products as any other whatever the number of
+// tokens each expert got (split by experts, the part whose experts had more tokens would be the last to finish),
+// and each part still streams contiguous rows. A row's result does not depend on the split.
 template <typename X, typename Input, typename Rows, typename Emit>
 void grouped_projection(const Routing& rt, int64_t N, Input input, Rows rows, Emit emit) {
   const int64_t groups = N / 4, S = static_cast<int64_t>(rt.expert.size());
-  at::parallel_for(0, S * groups, 8, [&](int64_t begin, int64_t end) {
+  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(groups, at::get_num_threads()));
+  at::parallel_for(0, parts, 1, [&](int64_t begin, int64_t end) {
     std::vector<const X*> xs;
     std::vector<float> d;
-    for (int64_t it = begin; it < end; ++it) {
-      const int64_t s = it / groups, n0 = (it % groups) * 4;
-      const int64_t a = rt.start[s], n = rt.start[s + 1] - a;
-      xs.resize(n);
-      d.resize(n * 4);
-      for (int64_t i = 0; i < n; ++i) xs[i] = input(rt.pairs[a + i]);
-      auto* dd = reinterpret_cast<float(*)[4]>(d.data());
-      rows(rt.expert[s] * N + n0, xs.data(), n, dd);
-      for (int64_t i = 0; i < n; ++i) emit(rt.pairs[a + i], n0, dd[i]);
+    for (int64_t part = begin; part < end; ++part) {
+      const int64_t g0 = groups * part / parts, g1 = groups * (part + 1) / parts;
+      for (int64_t s = 0; s < S; ++s) {
+        const int64_t a = rt.start[s], n = rt.start[s + 1] - a;
+        xs.resize(n);
+        d.resize(n * 4);
+        for (int64_t i = 0; i < n; ++i) xs[i] = input(rt.pairs[a + i]);
+        auto* dd = reinterpret_cast<float(*)[4]>(d.data());
+        for (int64_t g = g0; g < g1; ++g) {
+          rows(rt.expert[s] * N + g * 4, xs.data(), n, dd);
+          for (int64_t i = 0; i < n; ++i) emit(rt.pairs[a + i], g * 4, dd[i]);
+        }
+      }
     }
   });
 }
