@@ -1,7 +1,8 @@
 """Worked example of ``ossagent finetune``: teach the demo model a task family it does not know.
 
     nice .venv/bin/python -m scripts.demo.finetune_example --out /tmp/ft-example [--base-results /tmp/ft-base]
-        [--runs /tmp/ft-runs] [--log mixes.jsonl] [--train 150 --replay 300 --epochs 2 --rank 16 --targets q,k,v,out,unembedding]
+        [--runs /tmp/ft-runs] [--log mixes.jsonl] [--train 150 --replay 900 --epochs 2 --rank 16 --targets q,k,v,out,unembedding]
+        [--eval 100] [--seed 0]
 
 The new family, ``convert``: "Convert 37 degrees Celsius to Fahrenheit." and "How many seconds are in 7 hours?",
 answered by a python program with the conversion's constants (``37 * 9 / 5 + 32``, ``7 * 3600``), which no
@@ -112,10 +113,14 @@ def build_data(tasks: list[tuple[str, Task]], folder: Path) -> list[Any]:
 
 def training_tasks(n_new: int, n_replay: int, held_out: int) -> list[tuple[str, Task]]:
     """``n_new`` convert tasks (seed 0, none asking a question of the ``held_out`` evaluated ones: the questions
-    are few, about 400) and ``n_replay`` tasks of the original families (training split, seed 7), interleaved so
-    every batch mixes the two."""
+    are few, about 400) and ``n_replay`` tasks of the original families (training split, seed 7), interleaved (the
+    trainer shuffles each epoch's order too).
+
+    Which convert tasks come out depends on ``held_out``, so their file stems name it (``convert-h100-0000``): a
+    folder of runs shared by experiments never hands a run built for fewer held-out tasks (whose question may be
+    one of the held-out ones now) to a run that evaluates more."""
     exclude = frozenset(t.user for t in convert_tasks(held_out, 1))
-    new = [(f"convert-{i:04d}", t) for i, t in enumerate(convert_tasks(n_new, 0, exclude))]
+    new = [(f"convert-h{held_out}-{i:04d}", t) for i, t in enumerate(convert_tasks(n_new, 0, exclude))]
     old = [(f"replay-{i:04d}-{t.family}", t) for i, t in enumerate(generate(n_replay, 7, "train"))]
     out: list[tuple[str, Task]] = []
     for i in range(max(len(new), len(old))):
@@ -167,14 +172,16 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--runs", type=Path, help="folder of gold transcripts, shared by experiments (default OUT/runs)")
     ap.add_argument("--log", type=Path, help="append one JSON line per experiment: the mix and both figures")
     ap.add_argument("--train", type=int, default=150)
-    ap.add_argument("--replay", type=int, default=300, help="gold runs of the original families mixed in")
-    ap.add_argument("--eval", type=int, default=30, help="held-out convert tasks; as many of the original families")
+    ap.add_argument("--replay", type=int, default=900, help="gold runs of the original families mixed in")
+    ap.add_argument("--eval", type=int, default=100, help="held-out convert tasks; as many of the original families")
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--rank", type=int, default=16)
     ap.add_argument("--alpha", type=float, help="LoRA alpha (default 2 x rank)")
     ap.add_argument("--targets", default="q,k,v,out,unembedding")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0, help="training seed (LoRA init, example order)")
+    ap.add_argument("--weight-decay", type=float, default=0.0, help="AdamW decay of the LoRA weights toward 0")
     return ap.parse_args(argv)
 
 
@@ -196,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{sum(e.trained for e in data)} trained ({time.time() - t0:.0f} s)", flush=True)
     before = evaluate(base, None, args.eval, args.base_results or args.out / "before")
     model = load_model(base, dtype=torch.float32)
-    cfg = TrainConfig(epochs=args.epochs, lr=args.lr, batch=4, checkpointing=False)  # tiny: memory is no issue
+    cfg = TrainConfig(epochs=args.epochs, lr=args.lr, batch=4, checkpointing=False,  # tiny: memory is no issue
+                      seed=args.seed, weight_decay=args.weight_decay)
     lora = LoraConfig(rank=args.rank, alpha=args.alpha or 2.0 * args.rank, targets=tuple(args.targets.split(",")))
     result = finetune(model, data, args.out / "adapter", cfg=cfg, lora=lora,
                       progress=lambda p: print(f"step {p.step}/{p.total} loss {p.loss:.4f} ({p.seconds:.0f} s)",
@@ -205,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{result.losses[-1]:.3f}, peak RSS {result.peak_memory / 2**20:.0f} MiB", flush=True)
     after = evaluate(base, args.out / "adapter", args.eval, args.out / "after")
     mix = {"train": args.train, "replay": args.replay, "epochs": args.epochs, "lr": args.lr, "rank": args.rank,
-           "alpha": lora.alpha, "targets": args.targets}
+           "alpha": lora.alpha, "targets": args.targets, "seed": args.seed, "weight_decay": args.weight_decay}
     figures = {g: [before[g]["ok"] / before[g]["n"], after[g]["ok"] / after[g]["n"]] for g in (NEW, OLD)}
     report = {"mix": mix, "figures": figures, "before": before, "after": after, "train_seconds": result.seconds,
               "losses": result.losses}

@@ -14,8 +14,10 @@ from scripts.demo.finetune_example import NEW, OLD, build_data, eval_suite, trai
 
 def test_training_mix_interleaves_new_and_replayed_tasks() -> None:
     stems = [stem for stem, _ in training_tasks(2, 4, 30)]
-    assert stems == ["convert-0000", "replay-0000-python", "convert-0001", "replay-0001-python",
+    assert stems == ["convert-h30-0000", "replay-0000-python", "convert-h30-0001", "replay-0001-python",
                      "replay-0002-python", "replay-0003-files"]
+    # the new tasks depend on how many are held out, and so do their stems (a shared folder of runs stays right)
+    assert [stem for stem, _ in training_tasks(1, 0, 100)] == ["convert-h100-0000"]
     assert {t.family for _, t in training_tasks(3, 0, 30)} == {"convert"}
 
 
@@ -35,7 +37,7 @@ def test_gold_runs_are_saved_once_and_reused(tmp_path: Path) -> None:
     tasks = training_tasks(1, 1, 30)
     first = build_data(tasks, tmp_path)
     saved = sorted(tmp_path.iterdir())
-    assert [p.name for p in saved] == ["convert-0000.jsonl", "replay-0000-python.jsonl"]
+    assert [p.name for p in saved] == ["convert-h30-0000.jsonl", "replay-0000-python.jsonl"]
     stamps = [p.stat().st_mtime_ns for p in saved]
     again = build_data(tasks, tmp_path)  # from the saved transcripts, without running the loop again
     assert [p.stat().st_mtime_ns for p in saved] == stamps
