@@ -207,7 +207,7 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
     assert "ossagent.model.hooks" not in graph["ossagent.agent.loop"]  # annotation-only imports do not
 
 
-# a path that starts in this machine's folders: work, root, home/NAME, Users/NAME (not proc/self/root)
+# a path that starts in this machine's folders: work, root, home/NAME, Users/NAME (not under proc/self)
 MACHINE_PATH = re.compile(r"(?<![\w.~/-])/(?:work|root|home/[A-Za-z_][\w-]*|Users/[A-Za-z][\w-]*)/")
 
 
@@ -240,5 +240,5 @@ def test_the_machine_path_pattern() -> None:
     for hit in (f"see {work}/shared/docs", f'"{root}/.ssh"', f"({home}/alice/x)", f"`{users}/bob/code`"):
         assert MACHINE_PATH.search(hit), hit
     etc, tmp = "/" + "etc", "/" + "tmp"
-    for miss in (f"/proc/self/root{etc}/passwd", "workspace/work/x", "~/work/", f"{etc}/passwd", f"{tmp}/x"):
+    for miss in (f"/proc/self{root}{etc}/passwd", f"workspace{work}/x", f"~{work}/", f"{etc}/passwd", f"{tmp}/x"):
         assert not MACHINE_PATH.search(miss), miss

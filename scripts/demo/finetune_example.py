@@ -181,7 +181,6 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--targets", default="q,k,v,out,unembedding")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0, help="training seed (LoRA init, example order)")
-    ap.add_argument("--weight-decay", type=float, default=0.0, help="AdamW decay of the LoRA weights toward 0")
     return ap.parse_args(argv)
 
 
@@ -204,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     before = evaluate(base, None, args.eval, args.base_results or args.out / "before")
     model = load_model(base, dtype=torch.float32)
     cfg = TrainConfig(epochs=args.epochs, lr=args.lr, batch=4, checkpointing=False,  # tiny: memory is no issue
-                      seed=args.seed, weight_decay=args.weight_decay)
+                      seed=args.seed)
     lora = LoraConfig(rank=args.rank, alpha=args.alpha or 2.0 * args.rank, targets=tuple(args.targets.split(",")))
     result = finetune(model, data, args.out / "adapter", cfg=cfg, lora=lora,
                       progress=lambda p: print(f"step {p.step}/{p.total} loss {p.loss:.4f} ({p.seconds:.0f} s)",
@@ -213,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{result.losses[-1]:.3f}, peak RSS {result.peak_memory / 2**20:.0f} MiB", flush=True)
     after = evaluate(base, args.out / "adapter", args.eval, args.out / "after")
     mix = {"train": args.train, "replay": args.replay, "epochs": args.epochs, "lr": args.lr, "rank": args.rank,
-           "alpha": lora.alpha, "targets": args.targets, "seed": args.seed, "weight_decay": args.weight_decay}
+           "alpha": lora.alpha, "targets": args.targets, "seed": args.seed}
     figures = {g: [before[g]["ok"] / before[g]["n"], after[g]["ok"] / after[g]["n"]] for g in (NEW, OLD)}
     report = {"mix": mix, "figures": figures, "before": before, "after": after, "train_seconds": result.seconds,
               "losses": result.losses}
