@@ -476,6 +476,15 @@ def generate(n: int, seed: int, split: str = "train", wording: str = "fixed", mi
         yield make_task(f, e, rng, split, wording, mix)
 
 
+def generate_family(family: str, n: int, seed: int, split: str = "train", wording: str = "fixed", mix: float = 0.5
+                    ) -> Iterator[Task]:
+    """``n`` more tasks of one family (cycling the efforts), from their own random stream: extra data for one
+    family that leaves :func:`generate`'s tasks as they are."""
+    rng = random.Random(f"{split}:{family}:{seed}")
+    for i in range(n):
+        yield make_task(family, EFFORTS[i % len(EFFORTS)], rng, split, wording, mix)
+
+
 def vocabulary_pieces() -> list[str]:
     """Every pool word (both splits) in the contexts a task can put it in, and every number 0..999.
 

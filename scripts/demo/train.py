@@ -25,6 +25,11 @@ falls from chance (8.3) to below 1 in about 230 steps (228, 226 and 233 in the l
 plateau. With only the previous-token and copy ends, when (and whether) it left chance was luck: about 300
 steps in one run, still at chance after 1,000 in the next; from a plain random start no run made progress.
 
+For reworded questions (``--wording varied``) two opt-in aids: ``--python-extra N`` adds N arithmetic tasks to the
+data, and ``--extract-rows K`` adds K number-extraction rows to every batch after the warm-up
+(:mod:`scripts.demo.extract`): numbers between random filler, some spelled out, to be written back in digits in
+order. The shipped recipe uses neither.
+
 Expert weights are trained in float32, then rounded to MXFP4 and frozen for the last ``qat_frac`` of the steps
 while everything else adapts to the rounding; the saved experts are exactly those rounded values.
 """
@@ -37,14 +42,16 @@ import math
 import random
 import time
 from dataclasses import asdict, dataclass, replace
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from scripts.demo import mxfp4
+from scripts.demo.extract import extract_row, extract_vocab, vocab_tokens
 from scripts.demo.realgen import gold_sequence
-from scripts.demo.tasks import generate, vocabulary_pieces
+from scripts.demo.tasks import generate, generate_family, vocabulary_pieces
 from scripts.demo.tinymodel import Shape, TinyGptOss, _rope, yarn_cos_sin
 from scripts.demo.wordings import WORDINGS
 
@@ -83,6 +90,8 @@ class DemoConfig:
     eval_every: int = 250  # teacher-forced accuracy on held-out transcripts every this many steps (0: never)
     wording: str = "fixed"  # fixed: the generator's own questions; varied: see scripts/demo/wordings.py ...
     wording_mix: float = 0.5  # ... which asks this share of the tasks in another way
+    python_extra: int = 0  # this many more python (arithmetic) tasks on top of n_tasks (tasks.generate_family)
+    extract_rows: int = 0  # number-extraction rows added to every batch after the copy warm-up (see extract.py)
 
 
 PRESETS = {
@@ -127,15 +136,17 @@ def hf_config(cfg: DemoConfig, vocab: int = VOCAB) -> dict[str, Any]:
     }
 
 
-def _gold_shard(args: tuple[int, int, str, float, int, int, bool]) -> list[tuple[int, list[int], list[bool]]]:
+def _gold_shard(args: tuple[int, int, str, float, int, int, int, bool]) -> list[tuple[int, list[int], list[bool]]]:
     """Gold transcripts of the training tasks whose index is ``k`` modulo ``workers`` (one process's share)."""
-    n_tasks, seed, wording, mix, k, workers, log = args
+    n_tasks, seed, wording, mix, python_extra, k, workers, log = args
     from ossagent.model.tokenizer import o200k_harmony
 
     enc = o200k_harmony()
     out = []
     t0 = time.time()
-    for i, task in enumerate(generate(n_tasks, seed, "train", wording, mix)):
+    tasks = chain(generate(n_tasks, seed, "train", wording, mix),
+                  generate_family("python", python_extra, seed, "train", wording, mix))
+    for i, task in enumerate(tasks):
         if i % workers != k:
             continue
         toks, mask, result = gold_sequence(task, enc)
@@ -157,7 +168,8 @@ def build_data(cfg: DemoConfig, log: bool = False) -> tuple[list[tuple[list[int]
 
     enc = o200k_harmony()
     workers = max(1, cfg.threads)
-    shards = [(cfg.n_tasks, cfg.seed, cfg.wording, cfg.wording_mix, k, workers, log and k == 0) for k in range(workers)]
+    shards = [(cfg.n_tasks, cfg.seed, cfg.wording, cfg.wording_mix, cfg.python_extra, k, workers, log and k == 0)
+              for k in range(workers)]
     if workers == 1:
         parts = [_gold_shard(shards[0])]
     else:
@@ -346,6 +358,8 @@ def data_key(cfg: DemoConfig) -> dict[str, Any]:
     key: dict[str, Any] = {"n_tasks": cfg.n_tasks, "seed": cfg.seed, "version": 7, "wording": cfg.wording}
     if cfg.wording != "fixed":
         key["wording_mix"] = cfg.wording_mix
+    if cfg.python_extra:
+        key["python_extra"] = cfg.python_extra
     return key
 
 
@@ -435,6 +449,13 @@ def train(cfg: DemoConfig, log: bool = True, cache: Path | None = None, init: Pa
     torch.use_deterministic_algorithms(True)
     t0 = time.time()
     data, used = cached_data(cfg, cache, log)
+    extract = None
+    if cfg.extract_rows:
+        from ossagent.model.tokenizer import o200k_harmony
+
+        enc = o200k_harmony()
+        used = sorted(set(used) | vocab_tokens(extract_vocab(enc.encode_ordinary, enc.decode, [])))
+        extract = extract_vocab(enc.encode_ordinary, enc.decode, [t for t in used if t < 199998])
     remap = {t: i for i, t in enumerate(used)}
     if log:
         n_tok = sum(len(t) for t, _ in data)
@@ -480,6 +501,8 @@ def train(cfg: DemoConfig, log: bool = True, cache: Path | None = None, init: Pa
         idx, order = order[: cfg.batch], order[cfg.batch :]
         rows = [data[i] for i in idx] + [copy_row(rng, plain, sep, 160, listed=j < cfg.listed_copy_rows)
                                          for j in range(cfg.copy_rows)]
+        if extract is not None:
+            rows += [extract_row(rng, extract, sep, 160) for _ in range(cfg.extract_rows)]
         loss = _step(model, opt, rows, remap, len(used))
         losses.append(loss)
         if log and (step % 50 == 0 or step == cfg.steps - 1):
@@ -558,15 +581,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--wording-mix", type=float, help="with --wording varied: the share of tasks asked another way")
     ap.add_argument("--lr", type=float, help="override the preset's peak learning rate")
     ap.add_argument("--threads", type=int, help="override the preset's thread (and data worker) count")
+    ap.add_argument("--python-extra", type=int, help="this many more python tasks in the data")
+    ap.add_argument("--extract-rows", type=int, help="number-extraction rows in every batch (scripts/demo/extract.py)")
+    ap.add_argument("--two-back", action="store_true", help="also start a two-back induction matcher")
     args = ap.parse_args(argv)
     cfg = PRESETS[args.preset]
     overrides = {"steps": args.steps, "wording": args.wording, "wording_mix": args.wording_mix, "lr": args.lr,
-                 "threads": args.threads}
+                 "threads": args.threads, "python_extra": args.python_extra, "extract_rows": args.extract_rows,
+                 "induction_two_back": args.two_back or None}
     cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
     if not 0.0 <= cfg.wording_mix <= 1.0:
         ap.error(f"--wording-mix {cfg.wording_mix} is not a share between 0 and 1")
     if cfg.threads < 1:
         ap.error("--threads must be at least 1")
+    if cfg.python_extra < 0 or cfg.extract_rows < 0:
+        ap.error("--python-extra and --extract-rows count rows: they cannot be negative")
     if args.data_only:
         data, used = cached_data(cfg, args.data_cache, log=True)
         print(f"{len(data)} transcripts, {sum(len(t) for t, _ in data)} tokens, {len(used)} distinct ids")
