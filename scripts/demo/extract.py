@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from scripts.demo.wordings import spelled
 
@@ -43,10 +43,16 @@ def extract_vocab(enc: Callable[[str], list[int]], decode: Callable[[list[int]],
         numbers.append(toks[0])
     (space,) = enc(" ")
     words = {n: enc(f" {spelled(n)}") for n in range(100)}
-    skip = set(numbers) | {space} | {t for toks in words.values() for t in toks}
-    fillers = [t for t in plain if t not in skip and not any(c.isdigit() for c in decode([t]))]
     joiners = [enc(j) for j in (",", ", ", " * ", " + ", " - ", "*", " ", "; ")]
-    return ExtractVocab(numbers, words, space, fillers, joiners)
+    vocab = ExtractVocab(numbers, words, space, [], joiners)
+    return replace(vocab, fillers=filler_tokens(vocab, decode, plain))
+
+
+def filler_tokens(vocab: ExtractVocab, decode: Callable[[list[int]], str], plain: list[int]) -> list[int]:
+    """The ids of ``plain`` that may stand between a row's numbers: no number, space or number-word token, and
+    nothing whose text holds a digit."""
+    skip = {*vocab.numbers, vocab.space} | {t for toks in vocab.spelled.values() for t in toks}
+    return [t for t in plain if t not in skip and not any(c.isdigit() for c in decode([t]))]
 
 
 def vocab_tokens(vocab: ExtractVocab) -> set[int]:

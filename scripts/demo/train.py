@@ -49,7 +49,7 @@ from typing import Any
 import torch
 
 from scripts.demo import mxfp4
-from scripts.demo.extract import extract_row, extract_vocab, vocab_tokens
+from scripts.demo.extract import extract_row, extract_vocab, filler_tokens, vocab_tokens
 from scripts.demo.realgen import gold_sequence
 from scripts.demo.tasks import generate, generate_family, vocabulary_pieces
 from scripts.demo.tinymodel import Shape, TinyGptOss, _rope, yarn_cos_sin
@@ -454,8 +454,9 @@ def train(cfg: DemoConfig, log: bool = True, cache: Path | None = None, init: Pa
         from ossagent.model.tokenizer import o200k_harmony
 
         enc = o200k_harmony()
-        used = sorted(set(used) | vocab_tokens(extract_vocab(enc.encode_ordinary, enc.decode, [])))
-        extract = extract_vocab(enc.encode_ordinary, enc.decode, [t for t in used if t < 199998])
+        extract = extract_vocab(enc.encode_ordinary, enc.decode, [])
+        used = sorted(set(used) | vocab_tokens(extract))  # the rows' own tokens join the trained vocabulary
+        extract = replace(extract, fillers=filler_tokens(extract, enc.decode, [t for t in used if t < 199998]))
     remap = {t: i for i, t in enumerate(used)}
     if log:
         n_tok = sum(len(t) for t, _ in data)

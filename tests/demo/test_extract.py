@@ -71,6 +71,17 @@ def test_extra_family_tasks_come_from_their_own_stream() -> None:
     assert not {t.user for t in extra} & set(base)
 
 
+def test_extra_python_tasks_follow_the_base_data_and_leave_it_as_it_was() -> None:
+    from dataclasses import replace
+
+    from scripts.demo.train import PRESETS, build_data
+
+    cfg = replace(PRESETS["micro"], n_tasks=5, threads=1)
+    base, _ = build_data(cfg)
+    more, _ = build_data(replace(cfg, python_extra=2))
+    assert len(base) == 5 and len(more) == 7 and more[:5] == base
+
+
 def test_extra_data_and_extraction_flags_reach_the_config_and_the_cache_key() -> None:
     from dataclasses import replace
 
